@@ -1,0 +1,229 @@
+//! The values kept in the store, as typed data. Their JSON is part of pgbaton's
+//! interface (documented in `docs/store-layout.md`), so fields are only ever added.
+
+use crate::Lsn;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Store key of the bootstrap claim: whoever creates it initializes the cluster.
+pub const KEY_INITIALIZE: &str = "initialize";
+/// Store key of the leader lock, attached to the leader's lease. Value: member name.
+pub const KEY_LEADER: &str = "leader";
+/// Store key of the cluster-wide dynamic config.
+pub const KEY_CONFIG: &str = "config";
+/// Store key of the timeline history (a JSON array of [`HistoryEntry`]).
+pub const KEY_HISTORY: &str = "history";
+/// Store key of a pending switchover request.
+pub const KEY_SWITCHOVER: &str = "switchover";
+/// Store key of the synchronous-standby set.
+pub const KEY_SYNC: &str = "sync";
+/// Store key of the last LSN the primary published.
+pub const KEY_STATUS: &str = "status";
+/// Prefix of the member keys, each attached to its member's lease.
+pub const MEMBERS_PREFIX: &str = "members/";
+
+/// The store key of member `name`.
+pub fn member_key(name: &str) -> String {
+    format!("{MEMBERS_PREFIX}{name}")
+}
+
+/// The value of the `initialize` key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Initialize {
+    /// The member that won the bootstrap race.
+    pub owner: String,
+    /// PostgreSQL's system identifier, once the data directory exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
+}
+
+/// What a member is in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The leader, accepting writes.
+    Primary,
+    /// A standby following the primary (or about to).
+    Replica,
+    /// Not known yet (e.g. before its data directory exists).
+    Unknown,
+}
+
+/// The PostgreSQL state a member reports, as shown by `pgbaton list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PgState {
+    /// Running as primary.
+    Running,
+    /// Running as a replica with a live WAL receiver.
+    Streaming,
+    /// Running as a replica without a WAL receiver.
+    #[serde(rename = "in recovery")]
+    InRecovery,
+    /// Starting up.
+    Starting,
+    /// Not running.
+    Stopped,
+    /// Being bootstrapped with initdb.
+    Initializing,
+    /// Being cloned from the primary.
+    #[serde(rename = "creating replica")]
+    CreatingReplica,
+    /// Being rewound with pg_rewind.
+    Rewinding,
+    /// Refusing to run (e.g. a system identifier mismatch); see `error`.
+    Failed,
+}
+
+impl PgState {
+    /// The text used in `list` and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PgState::Running => "running",
+            PgState::Streaming => "streaming",
+            PgState::InRecovery => "in recovery",
+            PgState::Starting => "starting",
+            PgState::Stopped => "stopped",
+            PgState::Initializing => "initializing",
+            PgState::CreatingReplica => "creating replica",
+            PgState::Rewinding => "rewinding",
+            PgState::Failed => "failed",
+        }
+    }
+}
+
+/// Tags from the member config that steer the HA rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tags {
+    /// Never promote this member automatically.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nofailover: bool,
+    /// Higher wins among equally advanced candidates.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failover_priority: i32,
+    /// Never a synchronous standby.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nosync: bool,
+    /// Excluded from `/replica` health checks.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub noloadbalance: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+fn is_zero(i: &i32) -> bool {
+    *i == 0
+}
+
+/// The value of `members/<name>`: what a member publishes about itself every cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Unique member name.
+    pub name: String,
+    /// Host other members use to reach its PostgreSQL.
+    pub host: String,
+    /// Port other members use to reach its PostgreSQL.
+    pub port: u16,
+    /// URL of its HTTP API.
+    #[serde(default)]
+    pub api_url: String,
+    /// Its role as it sees it.
+    pub role: Role,
+    /// Its PostgreSQL state.
+    pub state: PgState,
+    /// Current timeline, when known.
+    #[serde(default)]
+    pub timeline: Option<u32>,
+    /// Primary: current write LSN. Replica: last replayed LSN.
+    #[serde(default)]
+    pub lsn: Option<Lsn>,
+    /// Replica: last received (flushed) LSN.
+    #[serde(default)]
+    pub received_lsn: Option<Lsn>,
+    /// Replica: last replayed LSN.
+    #[serde(default)]
+    pub replayed_lsn: Option<Lsn>,
+    /// Replica: bytes behind the primary's published LSN.
+    #[serde(default)]
+    pub lag_bytes: Option<u64>,
+    /// PostgreSQL server version number, e.g. 150010.
+    #[serde(default)]
+    pub pg_version: Option<u32>,
+    /// PostgreSQL's system identifier of its data directory.
+    #[serde(default)]
+    pub system_identifier: Option<String>,
+    /// Tags from its config.
+    #[serde(default)]
+    pub tags: Tags,
+    /// Why the member is in its state, when it is not plain (e.g. an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Wall-clock time of this report, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub updated_ms: u64,
+}
+
+/// The value of the `status` key, written by the primary every cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrimaryStatus {
+    /// The primary that wrote it.
+    pub primary: String,
+    /// Its current WAL write position.
+    pub lsn: Lsn,
+    /// Its timeline.
+    pub timeline: u32,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub updated_ms: u64,
+}
+
+/// One promotion, as appended to the `history` key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The new timeline the promotion started.
+    pub timeline: u32,
+    /// Where the previous timeline ended.
+    pub switch_lsn: Option<Lsn>,
+    /// Why it happened (switchover, failover, bootstrap, ...).
+    pub reason: String,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// The previous primary, if any.
+    pub old_primary: Option<String>,
+    /// The member promoted.
+    pub new_primary: String,
+}
+
+/// The cluster-wide settings kept in the `config` key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Lease time in seconds: how long a silent leader keeps the lock.
+    pub ttl: u64,
+    /// Seconds between HA cycles (changes in the store wake the loop earlier).
+    pub loop_wait: u64,
+    /// Deadline of one store call, in seconds.
+    pub retry_timeout: u64,
+    /// Never promote automatically a member further behind than this (bytes).
+    pub maximum_lag_on_failover: u64,
+    /// Seconds a crashed primary may take to restart in place before it lets go.
+    pub primary_start_timeout: u64,
+    /// Maintenance mode: no automatic action.
+    pub paused: bool,
+    /// Extra PostgreSQL settings for every member.
+    pub parameters: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            ttl: 10,
+            loop_wait: 1,
+            retry_timeout: 3,
+            maximum_lag_on_failover: 1024 * 1024,
+            primary_start_timeout: 5,
+            paused: false,
+            parameters: BTreeMap::new(),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The embedded local backend (to be built).
