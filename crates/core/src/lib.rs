@@ -1,12 +1,19 @@
 //! The pure decision core of pgbaton.
 //!
-//! The agent feeds an observation in (this member's PostgreSQL, the store's view of the
-//! cluster, the clock) and gets a plan back: the actions to take and the reason.
+//! The agent feeds an [`Observation`] in (this member's PostgreSQL, the store's view of
+//! the cluster, the clock) and gets a [`Plan`] back: the actions to take and the reason.
 //! Nothing here touches a disk, a socket or a clock, so every rule can be tested with
 //! tables of cases and in simulation.
 
+pub mod decide;
 pub mod lsn;
 pub mod model;
+pub mod observation;
+pub mod plan;
+pub mod registry;
 pub mod slots;
 
+pub use decide::decide;
 pub use lsn::Lsn;
+pub use observation::{ClusterView, DataDir, Local, Observation, SlotObs};
+pub use plan::{Action, Plan};

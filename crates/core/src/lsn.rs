@@ -26,7 +26,11 @@ pub struct BadLsn(pub String);
 
 impl fmt::Display for BadLsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "not a WAL position (expected e.g. 0/3000148): {:?}", self.0)
+        write!(
+            f,
+            "not a WAL position (expected e.g. 0/3000148): {:?}",
+            self.0
+        )
     }
 }
 
@@ -65,7 +69,13 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for s in ["0/0", "0/3000148", "1/0", "FFFFFFFF/FFFFFFFF", "16/B374D848"] {
+        for s in [
+            "0/0",
+            "0/3000148",
+            "1/0",
+            "FFFFFFFF/FFFFFFFF",
+            "16/B374D848",
+        ] {
             let l: Lsn = s.parse().unwrap();
             assert_eq!(l.to_string(), s);
         }

@@ -156,6 +156,10 @@ pub struct MemberStatus {
     /// Tags from its config.
     #[serde(default)]
     pub tags: Tags,
+    /// Physical replication slots this member's PostgreSQL holds (published by the
+    /// primary so that a new member knows when its slot is ready).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slots: Vec<String>,
     /// Why the member is in its state, when it is not plain (e.g. an error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -175,6 +179,12 @@ pub struct PrimaryStatus {
     pub timeline: u32,
     /// Wall-clock time, milliseconds since the Unix epoch.
     pub updated_ms: u64,
+    /// Every member the cluster knows, with when it was last seen (ms since the Unix
+    /// epoch). Its slot is kept while it is registered, even when it is briefly down.
+    /// `pgbaton remove NAME` sets the time to 0, after which the primary drops the slot
+    /// and forgets the member.
+    #[serde(default)]
+    pub registry: BTreeMap<String, u64>,
 }
 
 /// One promotion, as appended to the `history` key.
@@ -210,6 +220,9 @@ pub struct ClusterConfig {
     pub primary_start_timeout: u64,
     /// Maintenance mode: no automatic action.
     pub paused: bool,
+    /// Seconds a member may stay away before the primary drops its replication slot
+    /// and forgets it (default one day). Until then WAL is kept for it.
+    pub member_slot_retention: u64,
     /// Extra PostgreSQL settings for every member.
     pub parameters: BTreeMap<String, serde_json::Value>,
 }
@@ -223,6 +236,7 @@ impl Default for ClusterConfig {
             maximum_lag_on_failover: 1024 * 1024,
             primary_start_timeout: 5,
             paused: false,
+            member_slot_retention: 86_400,
             parameters: BTreeMap::new(),
         }
     }

@@ -1,0 +1,85 @@
+//! What one member observed at the start of an HA cycle: the input of [`crate::decide`].
+
+use crate::model::{ClusterConfig, Initialize, MemberStatus, PrimaryStatus, Tags};
+use crate::Lsn;
+use std::collections::BTreeMap;
+
+/// Everything the decision needs, gathered by the agent before each cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub now_ms: u64,
+    /// This member's name.
+    pub me: String,
+    /// This member's tags.
+    pub tags: Tags,
+    /// The lease this member's agent holds now, if any.
+    pub my_lease: Option<i64>,
+    /// This member's own PostgreSQL.
+    pub local: Local,
+    /// The store's view of the cluster.
+    pub cluster: ClusterView,
+}
+
+/// What the data directory holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DataDir {
+    /// Missing or empty: nothing to lose.
+    #[default]
+    Empty,
+    /// A PostgreSQL data directory without `standby.signal`: it was (or is) a primary.
+    Primary,
+    /// A PostgreSQL data directory with `standby.signal`: a replica.
+    Standby,
+    /// Files that are not a PostgreSQL data directory: never touched.
+    Foreign,
+}
+
+/// The local PostgreSQL as the agent saw it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Local {
+    /// What the data directory holds.
+    pub data: DataDir,
+    /// Its system identifier (from `pg_controldata`), when it has data.
+    pub system_identifier: Option<String>,
+    /// Whether PostgreSQL is running and answering.
+    pub running: bool,
+    /// Whether it is in recovery (a replica), when running.
+    pub in_recovery: Option<bool>,
+    /// The `host:port` its standby config currently follows, if any.
+    pub following: Option<String>,
+    /// Whether its WAL receiver is streaming.
+    pub streaming: bool,
+    /// Its physical replication slots, when running.
+    pub slots: Vec<SlotObs>,
+    /// Current (primary) or replayed (replica) WAL position.
+    pub lsn: Option<Lsn>,
+    /// Current timeline.
+    pub timeline: Option<u32>,
+}
+
+/// One physical replication slot on the local PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotObs {
+    /// Slot name.
+    pub name: String,
+    /// Whether a WAL sender is using it now.
+    pub active: bool,
+}
+
+/// The cluster as read from the store in one snapshot.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClusterView {
+    /// The bootstrap claim and its store revision.
+    pub initialize: Option<(Initialize, i64)>,
+    /// The member holding the leader key.
+    pub leader: Option<String>,
+    /// The lease the leader key is attached to.
+    pub leader_lease: Option<i64>,
+    /// Every member key, by name.
+    pub members: BTreeMap<String, MemberStatus>,
+    /// The primary's last status report.
+    pub status: Option<PrimaryStatus>,
+    /// Cluster-wide settings.
+    pub config: ClusterConfig,
+}

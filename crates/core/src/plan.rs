@@ -1,0 +1,82 @@
+//! The output of [`crate::decide`]: actions for the agent to carry out, and why.
+
+use crate::model::PrimaryStatus;
+
+/// What to do this cycle. The agent executes `actions` in order and stops at the first
+/// failure; the outcome shows up in the next observation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Actions, in order.
+    pub actions: Vec<Action>,
+    /// Why, in words a DBA understands. Logged, and shown in the member's status.
+    pub reason: String,
+}
+
+impl Plan {
+    /// A plan with one action.
+    pub fn one(action: Action, reason: impl Into<String>) -> Plan {
+        Plan {
+            actions: vec![action],
+            reason: reason.into(),
+        }
+    }
+
+    /// A plan with no action; the reason says why nothing is done.
+    pub fn idle(reason: impl Into<String>) -> Plan {
+        Plan {
+            actions: Vec::new(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One step the agent carries out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create the `initialize` key naming this member (fails harmlessly if taken).
+    ClaimInitialize,
+    /// Delete a bootstrap claim whose owner vanished before it finished.
+    ReleaseStaleInitialize {
+        /// The claim's store revision, so that only that claim is deleted.
+        revision: i64,
+    },
+    /// Run `initdb` (with data checksums) in the empty data directory.
+    Initdb,
+    /// Write the primary's config and `pg_hba.conf`, start PostgreSQL if stopped (or
+    /// restart it if a setting needs it), and make sure the replication role exists.
+    StartPrimary,
+    /// Store the system identifier in the `initialize` key.
+    RecordSystemIdentifier {
+        /// The identifier from `pg_controldata`.
+        system_identifier: String,
+    },
+    /// Take the leader key, or re-attach it to this member's current lease.
+    AcquireLeader,
+    /// Delete the leader key if it still names this member.
+    ReleaseLeader,
+    /// Clone the data directory from the leader through this member's slot.
+    CloneFrom {
+        /// The leader's member name.
+        leader: String,
+    },
+    /// Point the standby config at the leader and start (or reload) PostgreSQL.
+    Follow {
+        /// The leader's member name.
+        leader: String,
+    },
+    /// Stop PostgreSQL (fast mode).
+    StopPostgres,
+    /// Rewrite `pg_hba.conf` so these hosts may stream, and reload if it changed.
+    AllowReplicationFrom {
+        /// Hosts of the registered members.
+        hosts: Vec<String>,
+    },
+    /// Create a physical replication slot.
+    CreateSlot(String),
+    /// Drop a physical replication slot.
+    DropSlot(String),
+    /// Write the `status` key.
+    PublishStatus(PrimaryStatus),
+    /// Refuse to go on: log the message, publish it, and touch nothing.
+    Refuse(String),
+}
