@@ -1,0 +1,348 @@
+//! Validation of a parsed config: every rule, every problem reported at once.
+
+use crate::access::LOG_LEVELS;
+use crate::addr::{host_port, is_wildcard};
+use crate::error::{ConfigError, Problem};
+use crate::params::check_parameters;
+use crate::types::{Credentials, EtcdConfig, NodeConfig};
+use pgbaton_core::model::ClusterConfig;
+use std::path::Path;
+
+/// Longest cluster or member name (a DNS label, and short enough for slot names).
+pub const MAX_NAME_LEN: usize = 63;
+
+impl NodeConfig {
+    /// Checks every rule; `Ok` or every problem found, each line starting with `origin`.
+    /// [`crate::parse`] and [`crate::load`] already call it.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                problems,
+            })
+        }
+    }
+
+    /// Every rule this config breaks (empty when valid). Pure: touches no files.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        out.extend(check_name("cluster", &self.cluster));
+        out.extend(check_name("name", &self.name));
+        out.extend(check_abs("data_dir", &self.data_dir));
+        self.check_store(&mut out);
+        self.check_postgres(&mut out);
+        self.check_api(&mut out);
+        out.extend(check_cluster_config(&self.bootstrap, "bootstrap"));
+        if let Some(level) = &self.log.level {
+            if !LOG_LEVELS.contains(&level.as_str()) {
+                out.push(Problem::at(
+                    "log.level",
+                    format!(
+                        "{level:?} is not a log level; use one of: {}",
+                        LOG_LEVELS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(file) = &self.log.file {
+            out.extend(check_abs("log.file", file));
+        }
+        out
+    }
+
+    fn check_store(&self, out: &mut Vec<Problem>) {
+        match (&self.store.local, &self.store.etcd) {
+            (None, None) => out.push(Problem::at(
+                "store",
+                "no store is set; set store.local (a directory, one host) or store.etcd.endpoints",
+            )),
+            (Some(_), Some(_)) => out.push(Problem::at(
+                "store",
+                "both store.local and store.etcd are set; keep exactly one of them",
+            )),
+            (Some(dir), None) => out.extend(check_abs("store.local", dir)),
+            (None, Some(etcd)) => check_etcd(etcd, out),
+        }
+    }
+
+    fn check_postgres(&self, out: &mut Vec<Problem>) {
+        let pg = &self.postgres;
+        let listen = check_addr("postgres.listen", &pg.listen, out);
+        let connect = pg
+            .connect_address
+            .as_ref()
+            .and_then(|a| check_addr("postgres.connect_address", a, out));
+        if let Some((host, _)) = &connect {
+            if is_wildcard(host) {
+                out.push(Problem::at(
+                    "postgres.connect_address",
+                    format!("{host:?} is not an address others can connect to; give this host's real address (e.g. 10.0.0.5:5432)"),
+                ));
+            }
+        }
+        if let (Some((host, port)), None) = (&listen, &pg.connect_address) {
+            if is_wildcard(host) {
+                out.push(Problem::at(
+                    "postgres.listen",
+                    format!("listens on every address ({host}), so other members cannot know where to connect; set postgres.connect_address (e.g. 10.0.0.5:{port})"),
+                ));
+            }
+        }
+        if let Some(dir) = &pg.bin_dir {
+            out.extend(check_abs("postgres.bin_dir", dir));
+        }
+        if let Some(dir) = &pg.socket_dir {
+            out.extend(check_abs("postgres.socket_dir", dir));
+        }
+        if let Some(user) = &pg.os_user {
+            if user.trim().is_empty() || user.contains(|c: char| c.is_whitespace() || c == ':') {
+                out.push(Problem::at(
+                    "postgres.os_user",
+                    format!("{user:?} is not an OS user name; remove the key to use \"postgres\""),
+                ));
+            }
+        }
+        check_credentials("postgres.superuser", &pg.superuser, out);
+        check_credentials("postgres.replication", &pg.replication, out);
+        out.extend(check_parameters("postgres.parameters", &pg.parameters));
+        for (i, line) in pg.pg_hba.iter().enumerate() {
+            let kind = line.split_whitespace().next().unwrap_or("");
+            let known = [
+                "local",
+                "host",
+                "hostssl",
+                "hostnossl",
+                "hostgssenc",
+                "hostnogssenc",
+                "include",
+                "include_if_exists",
+                "include_dir",
+            ];
+            if line.contains('\n') || !known.contains(&kind) {
+                out.push(Problem::at(
+                    format!("postgres.pg_hba[{i}]"),
+                    format!(
+                        "{line:?} is not a pg_hba.conf line; it must start with one of: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+
+    fn check_api(&self, out: &mut Vec<Problem>) {
+        let api = check_addr("api.listen", &self.api.listen, out);
+        if let Some(addr) = &self.api.connect_address {
+            if let Some((host, _)) = check_addr("api.connect_address", addr, out) {
+                if is_wildcard(&host) {
+                    out.push(Problem::at(
+                        "api.connect_address",
+                        format!("{host:?} is not an address others can connect to; give this host's real address"),
+                    ));
+                }
+            }
+        }
+        let pg = host_port(&self.postgres.listen).ok();
+        if let (Some((ah, ap)), Some((ph, pp))) = (api, pg) {
+            let same_host = ah == ph || is_wildcard(&ah) || is_wildcard(&ph);
+            if ap == pp && same_host {
+                out.push(Problem::at(
+                    "api.listen",
+                    format!("uses port {ap}, like postgres.listen; give the API its own port"),
+                ));
+            }
+        }
+    }
+}
+
+/// Checks the cluster-wide settings (the `bootstrap` section, or the store's `config`
+/// key when edited), naming keys under `prefix` (e.g. `bootstrap`).
+///
+/// Timing rule: a primary that cannot renew its lease must stop accepting writes before
+/// the lease can expire. It notices at the latest one `loop_wait` plus one store call
+/// (`retry_timeout`) after its last renewal, so `loop_wait + retry_timeout < ttl`.
+pub fn check_cluster_config(c: &ClusterConfig, prefix: &str) -> Vec<Problem> {
+    let key = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    let mut out = Vec::new();
+    let mut timing_ok = true;
+    for (name, value, min) in [
+        ("ttl", c.ttl, 2),
+        ("loop_wait", c.loop_wait, 1),
+        ("retry_timeout", c.retry_timeout, 1),
+    ] {
+        if value < min {
+            timing_ok = false;
+            out.push(Problem::at(
+                key(name),
+                format!("{value} is too small; use at least {min} (seconds)"),
+            ));
+        }
+    }
+    if timing_ok && c.retry_timeout >= c.ttl {
+        out.push(Problem::at(
+            key("retry_timeout"),
+            format!(
+                "{} must be less than ttl ({}): a primary must learn that its lease renewal failed before the lease expires; lower retry_timeout or raise ttl",
+                c.retry_timeout, c.ttl
+            ),
+        ));
+    } else if timing_ok && c.loop_wait + c.retry_timeout >= c.ttl {
+        out.push(Problem::at(
+            key("ttl"),
+            format!(
+                "loop_wait ({}) + retry_timeout ({}) must be less than ttl ({}), so a primary that cannot renew its lease stops accepting writes before the lease expires; raise ttl to at least {} or lower loop_wait/retry_timeout",
+                c.loop_wait,
+                c.retry_timeout,
+                c.ttl,
+                c.loop_wait + c.retry_timeout + 1
+            ),
+        ));
+    }
+    out.extend(check_parameters(&key("parameters"), &c.parameters));
+    out
+}
+
+fn check_name(key: &str, name: &str) -> Option<Problem> {
+    let fix = "use 1 to 63 letters, digits, '.', '_' or '-', not starting with '-'";
+    let bad = if name.is_empty() {
+        Some("is empty".to_string())
+    } else if name.len() > MAX_NAME_LEN {
+        Some(format!("{name:?} is {} characters long", name.len()))
+    } else if name.starts_with('-') {
+        Some(format!("{name:?} starts with '-'"))
+    } else {
+        name.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            .map(|c| format!("{name:?} contains {c:?}"))
+    };
+    bad.map(|what| Problem::at(key, format!("{what}; {fix}")))
+}
+
+fn check_abs(key: &str, path: &Path) -> Option<Problem> {
+    if path.as_os_str().is_empty() {
+        Some(Problem::at(
+            key,
+            "is empty; give an absolute path (e.g. /srv/pg/node1)",
+        ))
+    } else if !path.is_absolute() {
+        Some(Problem::at(
+            key,
+            format!(
+                "{:?} is a relative path; give an absolute path (starting with /)",
+                path.display().to_string()
+            ),
+        ))
+    } else {
+        None
+    }
+}
+
+fn check_addr(key: &str, addr: &str, out: &mut Vec<Problem>) -> Option<(String, u16)> {
+    match host_port(addr) {
+        Ok(hp) => Some(hp),
+        Err(e) => {
+            out.push(Problem::at(key, e));
+            None
+        }
+    }
+}
+
+fn check_credentials(key: &str, c: &Credentials, out: &mut Vec<Problem>) {
+    if c.username.trim().is_empty() {
+        out.push(Problem::at(
+            format!("{key}.username"),
+            "is empty; give a role name",
+        ));
+    }
+    if c.password.is_empty() {
+        out.push(Problem::at(
+            format!("{key}.password"),
+            "is empty; give a password",
+        ));
+    }
+}
+
+fn check_etcd(etcd: &EtcdConfig, out: &mut Vec<Problem>) {
+    if etcd.endpoints.is_empty() {
+        out.push(Problem::at(
+            "store.etcd.endpoints",
+            "is empty; list etcd's client URLs (e.g. [\"http://127.0.0.1:2379\"])",
+        ));
+    }
+    for (i, url) in etcd.endpoints.iter().enumerate() {
+        let key = format!("store.etcd.endpoints[{i}]");
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        let Some(rest) = rest else {
+            out.push(Problem::at(key, format!("{url:?} is not an etcd URL; write http://HOST:PORT or https://HOST:PORT (e.g. http://127.0.0.1:2379)")));
+            continue;
+        };
+        if let Err(e) = host_port(rest.strip_suffix('/').unwrap_or(rest)) {
+            out.push(Problem::at(key, format!("{url:?}: {e}")));
+            continue;
+        }
+        if etcd.tls.is_some() && url.starts_with("http://") {
+            out.push(Problem::at(
+                key,
+                format!("{url:?} is plain http but store.etcd.tls is set; use https://"),
+            ));
+        }
+    }
+    match (&etcd.username, &etcd.password) {
+        (Some(_), None) => out.push(Problem::at(
+            "store.etcd.password",
+            "is missing; set it together with store.etcd.username",
+        )),
+        (None, Some(_)) => out.push(Problem::at(
+            "store.etcd.username",
+            "is missing; set it together with store.etcd.password",
+        )),
+        (Some(u), Some(p)) => {
+            if u.is_empty() {
+                out.push(Problem::at(
+                    "store.etcd.username",
+                    "is empty; give a user name or remove username and password",
+                ));
+            }
+            if p.is_empty() {
+                out.push(Problem::at(
+                    "store.etcd.password",
+                    "is empty; give a password or remove username and password",
+                ));
+            }
+        }
+        (None, None) => {}
+    }
+    if let Some(tls) = &etcd.tls {
+        if tls.cert.is_some() != tls.key.is_some() {
+            out.push(Problem::at(
+                "store.etcd.tls",
+                "cert and key go together; set both or neither",
+            ));
+        }
+        for (name, path) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+            if let Some(p) = path {
+                out.extend(check_abs(&format!("store.etcd.tls.{name}"), p));
+            }
+        }
+    }
+    if !etcd.prefix.starts_with('/') || etcd.prefix.len() < 2 || etcd.prefix.ends_with('/') {
+        out.push(Problem::at(
+            "store.etcd.prefix",
+            format!(
+                "{:?} is not a key prefix; write it like /pgbaton (leading '/', no trailing '/')",
+                etcd.prefix
+            ),
+        ));
+    }
+}
