@@ -48,15 +48,14 @@ pub fn parse(text: &str, origin: &str) -> Result<NodeConfig, ConfigError> {
             })
         });
     match typed {
-        Ok(cfg) if problems.is_empty() => {
-            let found = cfg.problems();
-            if found.is_empty() {
+        Ok(cfg) => {
+            problems.extend(cfg.problems());
+            if problems.is_empty() {
                 Ok(cfg)
             } else {
-                Err(invalid(found))
+                Err(invalid(problems))
             }
         }
-        Ok(_) => Err(invalid(problems)),
         Err(e) => {
             let p = yaml_problem(&e, &path);
             // An unknown key the tree pass already reported is not repeated.

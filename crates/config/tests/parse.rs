@@ -439,3 +439,16 @@ fn load_names_the_path() {
     std::fs::write(&path, SPEC_EXAMPLE).expect("write");
     assert_eq!(pgbaton_config::load(&path).expect("valid").name, "node1");
 }
+
+#[test]
+fn unknown_tag_and_bad_value_are_reported_together() {
+    let text = edit("name: node1", "name: node/1") + "tags: {nosycn: true}\n";
+    let msg = err(&text);
+    assert_has(
+        &msg,
+        &[
+            "node1.yaml:16:8: unknown key \"tags.nosycn\"",
+            "node1.yaml: name: \"node/1\" contains '/'",
+        ],
+    );
+}
