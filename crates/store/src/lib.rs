@@ -12,6 +12,8 @@
 
 pub mod etcd;
 pub mod local;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -97,8 +99,13 @@ pub trait Store: Send + Sync {
 
     /// Write `key` if `expect` holds, optionally attached to `lease`.
     /// Returns `Ok(false)` when the precondition failed (the store said no).
-    async fn put(&self, key: &str, value: &str, lease: Option<LeaseId>, expect: Expect)
-        -> Result<bool>;
+    async fn put(
+        &self,
+        key: &str,
+        value: &str,
+        lease: Option<LeaseId>,
+        expect: Expect,
+    ) -> Result<bool>;
 
     /// Delete `key` if `expect` holds. Returns `Ok(false)` when the precondition failed
     /// (for `Expect::Any`, deleting an absent key returns `Ok(true)`).
@@ -116,5 +123,11 @@ pub trait Store: Send + Sync {
     /// Wait until the namespace revision is greater than `after` or `timeout` passes,
     /// and return the current revision. Lease expiries count as changes. Wakes within
     /// 100 ms of a change.
+    ///
+    /// A wake is a hint, not data: re-read with [`Store::snapshot`]. It may be spurious
+    /// (etcd revisions are global to the etcd cluster). On timeout it returns a revision
+    /// not greater than `after` (normally `after` itself) and need not have contacted
+    /// the store, so it proves nothing about reachability; it fails with `Unreachable`
+    /// only when the backend knows it could not watch the store at all.
     async fn wait_for_change(&self, after: Revision, timeout: Duration) -> Result<Revision>;
 }

@@ -1,1 +1,0 @@
-//! The etcd v3 backend (to be built).

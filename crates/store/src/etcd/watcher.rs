@@ -1,0 +1,140 @@
+//! One background watch on the cluster prefix, publishing the latest revision seen so
+//! that `wait_for_change` reacts within milliseconds instead of polling.
+//!
+//! The watch restarts (from the last revision it saw, so nothing is missed) when its
+//! stream breaks, and it counts as stalled when etcd stops answering the progress
+//! requests it sends every second, which catches a hung (e.g. SIGSTOPped) endpoint long
+//! before TCP or HTTP/2 keepalive would.
+
+use crate::Revision;
+use etcd_client::{Client, GetOptions, WatchOptions};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::{timeout, Instant};
+
+/// What the watch task knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct WatchState {
+    /// The highest revision of a change under the prefix seen so far (or the store
+    /// revision when the watch (re)started after a gap).
+    pub revision: Revision,
+    /// A watch stream is established and answering.
+    pub healthy: bool,
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Run the watch loop until every receiver of `tx` is gone.
+pub(crate) async fn run(
+    client: Client,
+    namespace: String,
+    tx: watch::Sender<WatchState>,
+    call_timeout: Duration,
+) {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let result = tokio::select! {
+            r = watch_once(&client, &namespace, &tx, call_timeout) => r,
+            _ = tx.closed() => return,
+        };
+        if tx.borrow().healthy {
+            backoff = Duration::from_millis(20);
+        }
+        tx.send_modify(|s| s.healthy = false);
+        if let Err(e) = result {
+            tracing::debug!(namespace = %namespace, "etcd watch broke, restarting: {e}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = tx.closed() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn publish(tx: &watch::Sender<WatchState>, revision: Revision) {
+    tx.send_if_modified(|s| {
+        if revision > s.revision {
+            s.revision = revision;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// The store's current revision, read with a count-only range on the prefix.
+async fn current_revision(
+    client: &Client,
+    namespace: &str,
+    call_timeout: Duration,
+) -> Result<Revision, String> {
+    let mut kv = client.kv_client();
+    let opts = GetOptions::new().with_prefix().with_count_only();
+    let resp = timeout(call_timeout, kv.get(namespace, Some(opts)))
+        .await
+        .map_err(|_| format!("revision read timed out after {call_timeout:?}"))?
+        .map_err(|e| e.to_string())?;
+    resp.header()
+        .map(|h| h.revision())
+        .ok_or_else(|| "etcd answered without a header".to_string())
+}
+
+/// One watch stream, from creation until it breaks. `Ok` when it ended normally.
+async fn watch_once(
+    client: &Client,
+    namespace: &str,
+    tx: &watch::Sender<WatchState>,
+    call_timeout: Duration,
+) -> Result<(), String> {
+    let known = tx.borrow().revision;
+    let start = if known == 0 {
+        let rev = current_revision(client, namespace, call_timeout).await?;
+        publish(tx, rev);
+        rev + 1
+    } else {
+        known + 1
+    };
+    let opts = WatchOptions::new().with_prefix().with_start_revision(start);
+    let mut wc = client.watch_client();
+    let stream = timeout(call_timeout, wc.watch(namespace, Some(opts)))
+        .await
+        .map_err(|_| format!("watch creation timed out after {call_timeout:?}"))?
+        .map_err(|e| e.to_string())?;
+    let (mut requests, mut responses) = stream.split();
+    let mut last_heard = Instant::now();
+    let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+    loop {
+        tokio::select! {
+            msg = responses.message() => {
+                let Some(msg) = msg.map_err(|e| e.to_string())? else {
+                    return Ok(());
+                };
+                last_heard = Instant::now();
+                if msg.compact_revision() > 0 {
+                    // Events were compacted away: jump to the present (a spurious wake
+                    // at worst) and restart from there.
+                    let rev = current_revision(client, namespace, call_timeout).await?;
+                    publish(tx, rev);
+                    return Ok(());
+                }
+                if msg.canceled() {
+                    return Err(format!("watch canceled: {}", msg.cancel_reason()));
+                }
+                if msg.created() {
+                    tx.send_modify(|s| s.healthy = true);
+                }
+                if let Some(rev) = msg.events().iter().filter_map(|e| e.kv()).map(|kv| kv.mod_revision()).max() {
+                    publish(tx, rev);
+                }
+            }
+            _ = ticker.tick() => {
+                if last_heard.elapsed() > PROGRESS_EVERY + call_timeout {
+                    return Err(format!("watch stalled: no answer for {:?}", last_heard.elapsed()));
+                }
+                requests.request_progress().await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+}

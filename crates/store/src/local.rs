@@ -1,1 +1,0 @@
-//! The embedded local backend (to be built).
