@@ -1,0 +1,40 @@
+//! Roles pgbaton needs on the primary (the replication user), created without SQL injection.
+
+use super::Sql;
+use crate::error::{Error, Result};
+use crate::quote::{quote_ident, quote_literal};
+
+impl Sql {
+    /// Makes sure role `user` exists with LOGIN, REPLICATION and password `password`
+    /// (stored as SCRAM by the server's default `password_encryption`). Creates it or alters it.
+    /// Only on a primary. Returns `true` when the role was created.
+    ///
+    /// The password travels inside the statement text (utility statements take no parameters),
+    /// properly quoted; keep `log_statement` below `ddl` if that matters.
+    pub async fn ensure_replication_role(&self, user: &str, password: &str) -> Result<bool> {
+        if user.is_empty() || user.contains('\0') || password.contains('\0') {
+            return Err(Error::invalid(
+                "role name",
+                user,
+                "must be non-empty and without NUL bytes",
+            ));
+        }
+        let exists = self
+            .client
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+            .await
+            .map_err(|e| self.err("look up role", e))?
+            .is_some();
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        let sql = format!(
+            "{verb} ROLE {} WITH LOGIN REPLICATION PASSWORD {}",
+            quote_ident(user),
+            quote_literal(password)
+        );
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| self.err(&format!("{verb} ROLE {user:?}"), e))?;
+        Ok(!exists)
+    }
+}
