@@ -12,6 +12,7 @@ pub mod observation;
 pub mod plan;
 pub mod registry;
 pub mod slots;
+pub mod view;
 
 pub use decide::decide;
 pub use lsn::Lsn;

@@ -1,0 +1,412 @@
+//! Carries out the actions of a plan against the store and PostgreSQL.
+//!
+//! Each action is one small method. Long ones (initdb, clone) build the new data
+//! directory beside the real one and move it into place only when complete, so a crash
+//! half-way never leaves a half-made data directory behind.
+
+use super::settings::{managed_settings, passfile, sibling};
+use super::Agent;
+use anyhow::{bail, Context};
+use pgbaton_config::NodeConfig;
+use pgbaton_core::model::{
+    Initialize, MemberStatus, KEY_CONFIG, KEY_INITIALIZE, KEY_LEADER, KEY_STATUS,
+};
+use pgbaton_core::slots::slot_name;
+use pgbaton_core::{Action, Observation};
+use pgbaton_postgres::{
+    standard_hba, ConnTarget, InitdbOptions, Instance, PassfileEntry, StandbyTarget, StopMode,
+};
+use pgbaton_store::Expect;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+const STOP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A short name of an action, for logs.
+pub fn describe(action: &Action) -> String {
+    match action {
+        Action::CreateSlot(s) => format!("creating slot {s}"),
+        Action::DropSlot(s) => format!("dropping slot {s}"),
+        Action::PublishStatus(_) => "publishing the primary status".into(),
+        Action::AllowReplicationFrom { .. } => "updating pg_hba.conf".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Remove half-made data directories left by a crash during initdb or a clone.
+pub fn clean_leftovers(cfg: &NodeConfig) {
+    for suffix in ["initdb-tmp", "clone-tmp"] {
+        let dir = sibling(cfg, suffix);
+        if dir.exists() {
+            tracing::info!("removing {} left by an interrupted run", dir.display());
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!("cannot remove {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+impl Agent {
+    /// Execute one action. An error stops the rest of the plan; the next cycle re-plans.
+    pub(super) async fn execute(
+        &mut self,
+        action: &Action,
+        obs: &Observation,
+    ) -> anyhow::Result<()> {
+        match action {
+            Action::ClaimInitialize => self.claim_initialize().await,
+            Action::ReleaseStaleInitialize { revision } => {
+                self.store
+                    .delete(KEY_INITIALIZE, Expect::ModRevision(*revision))
+                    .await?;
+                Ok(())
+            }
+            Action::Initdb => self.initdb().await,
+            Action::StartPrimary => self.start_primary(obs).await,
+            Action::RecordSystemIdentifier { system_identifier } => {
+                self.record_system_identifier(system_identifier).await
+            }
+            Action::AcquireLeader => self.acquire_leader(obs).await,
+            Action::ReleaseLeader => {
+                self.store
+                    .delete(KEY_LEADER, Expect::Value(self.cfg.name.clone()))
+                    .await?;
+                Ok(())
+            }
+            Action::CloneFrom { leader } => self.clone_from(obs, leader).await,
+            Action::Follow { leader } => self.follow(obs, leader).await,
+            Action::StopPostgres => {
+                self.pg.stop(StopMode::Fast, STOP_TIMEOUT).await?;
+                self.sql = None;
+                Ok(())
+            }
+            Action::AllowReplicationFrom { hosts } => {
+                if self.write_hba(hosts)? {
+                    tracing::info!("pg_hba.conf updated for replication from {hosts:?}: reloading");
+                    self.pg.reload().await?;
+                }
+                Ok(())
+            }
+            Action::CreateSlot(name) => {
+                self.sql()?.create_physical_slot(name).await?;
+                tracing::info!("created replication slot {name}");
+                Ok(())
+            }
+            Action::DropSlot(name) => {
+                self.sql()?.drop_slot(name).await?;
+                tracing::info!("dropped replication slot {name}");
+                Ok(())
+            }
+            Action::PublishStatus(status) => {
+                let value = serde_json::to_string(status)?;
+                self.store
+                    .put(KEY_STATUS, &value, None, Expect::Any)
+                    .await?;
+                Ok(())
+            }
+            Action::Refuse(msg) => bail!("{msg}"),
+        }
+    }
+
+    fn sql(&self) -> anyhow::Result<&pgbaton_postgres::Sql> {
+        self.sql
+            .as_ref()
+            .context("no SQL connection to the local PostgreSQL")
+    }
+
+    async fn claim_initialize(&mut self) -> anyhow::Result<()> {
+        let claim = Initialize {
+            owner: self.cfg.name.clone(),
+            system_identifier: None,
+        };
+        let won = self
+            .store
+            .put(
+                KEY_INITIALIZE,
+                &serde_json::to_string(&claim)?,
+                None,
+                Expect::Absent,
+            )
+            .await?;
+        if won {
+            tracing::info!("won the race to initialize cluster {}", self.cfg.cluster);
+            let config = serde_json::to_string(&self.cfg.bootstrap)?;
+            self.store
+                .put(KEY_CONFIG, &config, None, Expect::Absent)
+                .await?;
+        } else {
+            tracing::info!("another member claimed cluster {} first", self.cfg.cluster);
+        }
+        Ok(())
+    }
+
+    async fn record_system_identifier(&mut self, sysid: &str) -> anyhow::Result<()> {
+        let entry = self
+            .store
+            .get(KEY_INITIALIZE)
+            .await?
+            .context("the initialize key vanished")?;
+        let mut claim: Initialize = serde_json::from_str(&entry.value)?;
+        if claim.owner != self.cfg.name {
+            bail!("the initialize key now belongs to {}", claim.owner);
+        }
+        claim.system_identifier = Some(sysid.to_string());
+        let value = serde_json::to_string(&claim)?;
+        if !self
+            .store
+            .put(
+                KEY_INITIALIZE,
+                &value,
+                None,
+                Expect::ModRevision(entry.mod_revision),
+            )
+            .await?
+        {
+            bail!("the initialize key changed meanwhile");
+        }
+        tracing::info!(
+            "cluster {} initialized with system identifier {sysid}",
+            self.cfg.cluster
+        );
+        Ok(())
+    }
+
+    async fn acquire_leader(&mut self, obs: &Observation) -> anyhow::Result<()> {
+        let lease = self.lease.borrow().lease.context("no store lease yet")?;
+        let expect = match obs.cluster.leader.as_deref() {
+            Some(l) if l == self.cfg.name => Expect::Value(self.cfg.name.clone()),
+            Some(other) => bail!("member {other} holds the leader key"),
+            None => Expect::Absent,
+        };
+        if !self
+            .store
+            .put(KEY_LEADER, &self.cfg.name, Some(lease), expect)
+            .await?
+        {
+            bail!("another member took the leader key first");
+        }
+        tracing::info!("holding the leader key (lease {})", lease.0);
+        Ok(())
+    }
+
+    async fn initdb(&mut self) -> anyhow::Result<()> {
+        let tmp = sibling(&self.cfg, "initdb-tmp");
+        let scratch = Instance {
+            data_dir: tmp.clone(),
+            ..self.pg.clone()
+        };
+        let started = Instant::now();
+        scratch.initdb(&InitdbOptions::default()).await?;
+        self.install_dir(&tmp)?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "initdb done (data checksums on)"
+        );
+        self.system_identifier = None;
+        Ok(())
+    }
+
+    async fn start_primary(&mut self, obs: &Observation) -> anyhow::Result<()> {
+        let settings = managed_settings(&self.cfg, &self.cluster_config);
+        let mut changed = self.pg.prepare_config(&settings, None)?;
+        changed |= self.write_hba(&member_hosts(obs, &self.cfg.name))?;
+        if self.pg.status()?.is_none() {
+            let started = Instant::now();
+            self.pg.start(START_TIMEOUT).await?;
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "PostgreSQL started as primary"
+            );
+        } else if changed {
+            self.reload_or_restart().await?;
+        }
+        self.sql = Some(self.pg.connect().await?);
+        let repl = &self.cfg.postgres.replication;
+        self.sql()?
+            .ensure_replication_role(&repl.username, &repl.password)
+            .await?;
+        Ok(())
+    }
+
+    /// Reload the config; restart when a changed setting needs it (or SQL is not
+    /// reachable with the new socket or port settings).
+    async fn reload_or_restart(&mut self) -> anyhow::Result<()> {
+        self.pg.reload().await?;
+        let needs_restart = match self.pg.connect().await {
+            Ok(sql) => !sql.pending_restart().await?.is_empty(),
+            Err(_) => true,
+        };
+        if needs_restart {
+            tracing::info!("a changed setting needs a restart: restarting PostgreSQL");
+            self.pg.stop(StopMode::Fast, STOP_TIMEOUT).await?;
+            self.pg.start(START_TIMEOUT).await?;
+        }
+        self.sql = None;
+        Ok(())
+    }
+
+    fn write_hba(&self, hosts: &[String]) -> anyhow::Result<bool> {
+        let pg = &self.cfg.postgres;
+        let lines = standard_hba(
+            &pg.superuser.username,
+            &pg.replication.username,
+            hosts,
+            &pg.pg_hba,
+        )?;
+        Ok(self.pg.write_hba(&lines)?)
+    }
+
+    fn upstream(&self, primary: &MemberStatus) -> anyhow::Result<ConnTarget> {
+        let repl = &self.cfg.postgres.replication;
+        let pass = passfile(&self.cfg);
+        self.pg.write_passfile(
+            &pass,
+            &[PassfileEntry {
+                host: "*".into(),
+                port: None,
+                user: repl.username.clone(),
+                password: repl.password.clone(),
+            }],
+        )?;
+        Ok(ConnTarget {
+            host: primary.host.clone(),
+            port: primary.port,
+            user: repl.username.clone(),
+            passfile: pass,
+            application_name: self.cfg.name.clone(),
+            connect_timeout_secs: 3,
+            extra: Vec::new(),
+        })
+    }
+
+    async fn clone_from(&mut self, obs: &Observation, leader: &str) -> anyhow::Result<()> {
+        let primary = obs
+            .cluster
+            .members
+            .get(leader)
+            .with_context(|| format!("member {leader} vanished"))?;
+        let target = self.upstream(primary)?;
+        let slot = slot_name(&self.cfg.name);
+        let tmp = sibling(&self.cfg, "clone-tmp");
+        let scratch = Instance {
+            data_dir: tmp.clone(),
+            ..self.pg.clone()
+        };
+        let started = Instant::now();
+        tracing::info!(
+            "cloning from {leader} ({}:{}) through slot {slot}",
+            target.host,
+            target.port
+        );
+        scratch.basebackup(&target, Some(&slot), None).await?;
+        self.install_dir(&tmp)?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "clone from {leader} done"
+        );
+        self.system_identifier = None;
+        self.follow(obs, leader).await
+    }
+
+    async fn follow(&mut self, obs: &Observation, leader: &str) -> anyhow::Result<()> {
+        let primary = obs
+            .cluster
+            .members
+            .get(leader)
+            .with_context(|| format!("member {leader} vanished"))?;
+        let target = self.upstream(primary)?;
+        let address = format!("{}:{}", target.host, target.port);
+        let standby = StandbyTarget {
+            upstream: target,
+            slot_name: Some(slot_name(&self.cfg.name)),
+        };
+        let settings = managed_settings(&self.cfg, &self.cluster_config);
+        let changed = self.pg.prepare_config(&settings, Some(&standby))?;
+        self.write_hba(&member_hosts(obs, &self.cfg.name))?;
+        if self.pg.status()?.is_none() {
+            let started = Instant::now();
+            self.pg.start(START_TIMEOUT).await?;
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "PostgreSQL started as a replica of {leader} ({address})"
+            );
+        } else if changed {
+            self.pg.reload().await?;
+            tracing::info!("replication re-pointed to {leader} ({address})");
+        }
+        self.following = Some(address);
+        Ok(())
+    }
+
+    /// Move a finished data directory into place, owned by the PostgreSQL OS user.
+    fn install_dir(&self, tmp: &Path) -> anyhow::Result<()> {
+        install_dir(tmp, &self.pg.data_dir)?;
+        std::fs::set_permissions(&self.pg.data_dir, std::fs::Permissions::from_mode(0o700))?;
+        if let Some(user) = &self.pg.run_as {
+            user.chown(&self.pg.data_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Stop PostgreSQL, give up the leader key and revoke the lease. Called once, on
+    /// the way out.
+    pub(super) async fn stop(&mut self) {
+        match self.pg.status() {
+            Ok(Some(_)) => {
+                tracing::info!("stopping PostgreSQL");
+                if let Err(e) = self.pg.stop(StopMode::Fast, STOP_TIMEOUT).await {
+                    tracing::error!("stopping PostgreSQL failed: {e}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot tell whether PostgreSQL runs: {e}"),
+        }
+        if let Err(e) = self
+            .store
+            .delete(KEY_LEADER, Expect::Value(self.cfg.name.clone()))
+            .await
+        {
+            tracing::warn!("cannot release the leader key: {e}");
+        }
+        let lease = self.lease.borrow().lease;
+        if let Some(lease) = lease {
+            if let Err(e) = self.store.revoke_lease(lease).await {
+                tracing::warn!("cannot revoke the store lease: {e}");
+            }
+        }
+        tracing::info!("agent stopped");
+    }
+}
+
+/// Hosts of every other member, for the replication rules of `pg_hba.conf`.
+fn member_hosts(obs: &Observation, me: &str) -> Vec<String> {
+    let mut hosts: Vec<String> = obs
+        .cluster
+        .members
+        .values()
+        .filter(|m| m.name != me)
+        .map(|m| m.host.clone())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+/// Move a finished data directory from `tmp` into `data_dir` (missing or empty).
+fn install_dir(tmp: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    if !data_dir.exists() {
+        std::fs::rename(tmp, data_dir)
+            .with_context(|| format!("moving {} to {}", tmp.display(), data_dir.display()))?;
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(tmp).with_context(|| format!("reading {}", tmp.display()))? {
+        let entry = entry?;
+        let to = data_dir.join(entry.file_name());
+        std::fs::rename(entry.path(), &to)
+            .with_context(|| format!("moving {} to {}", entry.path().display(), to.display()))?;
+    }
+    std::fs::remove_dir(tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! The lease keeper: a task that does nothing but keep this member's store lease alive.
+//!
+//! It runs apart from the main loop, so a slow PostgreSQL call or a long clone cannot
+//! delay a renewal. The main loop reads the current lease (and when it was last
+//! renewed) from a watch channel; a lost lease is replaced by a fresh one, and the main
+//! loop re-attaches the member key (and the leader key) to it.
+
+use pgbaton_store::{LeaseId, Store, StoreError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// The lease as the keeper last saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseState {
+    /// The live lease, if the keeper holds one.
+    pub lease: Option<LeaseId>,
+    /// When it was last granted or renewed successfully.
+    pub renewed_at: Option<Instant>,
+}
+
+/// Start the keeper. It stops when the returned receiver and every clone are dropped.
+pub fn spawn(store: Arc<dyn Store>, ttl: Duration) -> watch::Receiver<LeaseState> {
+    let (tx, rx) = watch::channel(LeaseState {
+        lease: None,
+        renewed_at: None,
+    });
+    let interval = (ttl / 4).max(Duration::from_millis(200));
+    tokio::spawn(async move {
+        let mut lease: Option<LeaseId> = None;
+        loop {
+            let result = match lease {
+                None => store.grant_lease(ttl).await.map(|id| {
+                    tracing::debug!(lease = id.0, "granted a new store lease");
+                    lease = Some(id);
+                }),
+                Some(id) => store.keep_alive(id).await,
+            };
+            match result {
+                Ok(()) => {
+                    let state = LeaseState {
+                        lease,
+                        renewed_at: Some(Instant::now()),
+                    };
+                    if tx.send(state).is_err() {
+                        return;
+                    }
+                }
+                Err(StoreError::LeaseExpired(id)) => {
+                    tracing::warn!(lease = id.0, "the store lease expired: taking a new one");
+                    lease = None;
+                    let prev = *tx.borrow();
+                    if tx
+                        .send(LeaseState {
+                            lease: None,
+                            renewed_at: prev.renewed_at,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) => tracing::warn!("cannot renew the store lease: {e}"),
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(interval).await;
+        }
+    });
+    rx
+}

@@ -1,0 +1,215 @@
+//! The member's agent: observe, decide, act, once per cycle, until told to stop.
+//!
+//! One HA cycle:
+//! 1. read the whole cluster namespace from the store ([`pgbaton_store::Store::snapshot`]);
+//! 2. observe the local PostgreSQL ([`observe`]);
+//! 3. publish this member's status under its lease ([`publish`]);
+//! 4. ask the pure core what to do ([`pgbaton_core::decide`]) and log the reason;
+//! 5. carry the actions out in order ([`execute`]);
+//! 6. sleep until `loop_wait` passes or the store changes in a way that matters ([`wake`]).
+//!
+//! The lease is renewed by its own task ([`lease`]), never by this loop.
+
+mod execute;
+mod lease;
+mod observe;
+mod publish;
+mod settings;
+mod shutdown;
+mod wake;
+
+use anyhow::Context;
+use pgbaton_config::NodeConfig;
+use pgbaton_core::model::{ClusterConfig, PgState};
+use pgbaton_core::view::{cluster_view, RawEntry};
+use pgbaton_core::{decide, Action, Observation};
+use pgbaton_postgres::Instance;
+use pgbaton_store::{Snapshot, Store};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Run the agent of the member configured in `config_path` until SIGTERM or Ctrl-C.
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let cfg = pgbaton_config::load(config_path)?;
+    crate::logging::init(cfg.log.level.as_deref(), &cfg.name);
+    let mut agent = Agent::new(cfg).await?;
+    let result = agent.run().await;
+    agent.stop().await;
+    result
+}
+
+/// The agent's state between cycles. Everything here is a cache or a handle: the truth
+/// lives in the store and in PostgreSQL.
+pub(crate) struct Agent {
+    cfg: NodeConfig,
+    store: Arc<dyn Store>,
+    pg: Instance,
+    lease: tokio::sync::watch::Receiver<lease::LeaseState>,
+    /// Cluster-wide settings, as last read from the store.
+    cluster_config: ClusterConfig,
+    /// The system identifier of the data directory, once read.
+    system_identifier: Option<String>,
+    /// The SQL connection to the local PostgreSQL, while it answers.
+    sql: Option<pgbaton_postgres::Sql>,
+    /// The `host:port` the standby config was last pointed at.
+    following: Option<String>,
+    /// What the member is busy with, shown in its status while an action runs.
+    activity: Option<PgState>,
+    /// The last plan reason, to log changes only.
+    last_reason: String,
+    /// Set when the agent must stop with an error (a refusal).
+    fatal: Option<String>,
+    shutdown: shutdown::Shutdown,
+}
+
+impl Agent {
+    async fn new(cfg: NodeConfig) -> anyhow::Result<Agent> {
+        let cluster_config = cfg.bootstrap.clone();
+        let call_timeout = Duration::from_secs(cluster_config.retry_timeout.max(1));
+        let store = crate::storeconn::open(&cfg, call_timeout).await?;
+        let pg = settings::instance(&cfg).context("preparing PostgreSQL control")?;
+        tracing::info!(
+            store = %store.describe(),
+            data_dir = %cfg.data_dir.display(),
+            bin_dir = %pg.bin_dir.display(),
+            "agent configured"
+        );
+        let ttl = Duration::from_secs(cluster_config.ttl);
+        let lease = lease::spawn(store.clone(), ttl);
+        Ok(Agent {
+            cfg,
+            store,
+            pg,
+            lease,
+            cluster_config,
+            system_identifier: None,
+            sql: None,
+            following: None,
+            activity: None,
+            last_reason: String::new(),
+            fatal: None,
+            shutdown: shutdown::Shutdown::listen()?,
+        })
+    }
+
+    async fn run(&mut self) -> anyhow::Result<()> {
+        execute::clean_leftovers(&self.cfg);
+        let mut last: Option<Snapshot> = None;
+        while !self.shutdown.requested() {
+            let started = Instant::now();
+            match self.cycle().await {
+                Ok(snap) => last = Some(snap),
+                Err(e) => tracing::warn!("HA cycle failed: {e:#}"),
+            }
+            if let Some(msg) = self.fatal.take() {
+                anyhow::bail!("{msg}");
+            }
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "cycle done"
+            );
+            self.wait(last.as_ref()).await;
+        }
+        tracing::info!("shutdown requested");
+        Ok(())
+    }
+
+    /// One HA cycle. Returns the snapshot it decided on.
+    async fn cycle(&mut self) -> anyhow::Result<Snapshot> {
+        let snap = self.store.snapshot().await?;
+        let (view, problems) = cluster_view(
+            snap.entries.values().map(|e| RawEntry {
+                key: &e.key,
+                value: &e.value,
+                mod_revision: e.mod_revision,
+                lease: e.lease.map(|l| l.0),
+            }),
+            &self.cfg.bootstrap,
+        );
+        for p in problems {
+            tracing::warn!("{p}");
+        }
+        self.cluster_config = view.config.clone();
+        let local = self.observe().await?;
+        let my_lease = self.lease.borrow().lease;
+        let obs = Observation {
+            now_ms: publish::now_ms(),
+            me: self.cfg.name.clone(),
+            tags: self.cfg.tags.clone(),
+            my_lease: my_lease.map(|l| l.0),
+            local: local.core.clone(),
+            cluster: view,
+        };
+        let plan = decide(&obs);
+        if plan.reason != self.last_reason {
+            tracing::info!("{}", plan.reason);
+            self.last_reason = plan.reason.clone();
+        }
+        self.activity = activity(&plan.actions, &local.core);
+        self.publish(&obs, &local, &plan.reason).await;
+        for action in plan.actions {
+            if let Action::Refuse(msg) = &action {
+                tracing::error!("{msg}");
+                self.fatal = Some(msg.clone());
+                self.activity = Some(PgState::Failed);
+                self.publish(&obs, &local, msg).await;
+                break;
+            }
+            let name = execute::describe(&action);
+            if let Err(e) = self.execute(&action, &obs).await {
+                tracing::error!("{name} failed: {e:#}");
+                break;
+            }
+        }
+        if self.fatal.is_none() {
+            self.activity = None;
+        }
+        Ok(snap)
+    }
+
+    /// Sleep until `loop_wait` passes, the store changes in a way that matters, or a
+    /// shutdown is requested.
+    async fn wait(&mut self, last: Option<&Snapshot>) {
+        let deadline = Instant::now() + Duration::from_secs(self.cluster_config.loop_wait.max(1));
+        let Some(last) = last else {
+            self.shutdown.sleep_until(deadline).await;
+            return;
+        };
+        let mut seen = last.revision;
+        loop {
+            let now = Instant::now();
+            if now >= deadline || self.shutdown.requested() {
+                return;
+            }
+            let store = self.store.clone();
+            let waited = tokio::select! {
+                r = store.wait_for_change(seen, deadline - now) => r,
+                _ = self.shutdown.wait() => return,
+            };
+            match waited {
+                Ok(rev) if rev > seen => match self.store.snapshot().await {
+                    Ok(snap) if wake::significant(last, &snap) => return,
+                    Ok(snap) => seen = snap.revision,
+                    Err(_) => return,
+                },
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!("waiting for store changes failed: {e}");
+                    self.shutdown.sleep_until(deadline).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What the member reports while a long action of `actions` runs.
+fn activity(actions: &[Action], local: &pgbaton_core::Local) -> Option<PgState> {
+    actions.iter().find_map(|a| match a {
+        Action::Initdb => Some(PgState::Initializing),
+        Action::CloneFrom { .. } => Some(PgState::CreatingReplica),
+        Action::StartPrimary | Action::Follow { .. } if !local.running => Some(PgState::Starting),
+        _ => None,
+    })
+}

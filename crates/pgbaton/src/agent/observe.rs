@@ -1,0 +1,103 @@
+//! Observes the local PostgreSQL: data directory, process, and SQL probes.
+
+use super::Agent;
+use anyhow::Context;
+use pgbaton_core::{DataDir, Local, Lsn, SlotObs};
+use pgbaton_postgres::DataDirState;
+
+/// What the agent saw of its PostgreSQL: the core's part plus details for publishing.
+#[derive(Debug, Clone, Default)]
+pub struct LocalView {
+    /// The part the decision core reads.
+    pub core: Local,
+    /// Last WAL position received by a replica.
+    pub received_lsn: Option<Lsn>,
+    /// Last WAL position replayed by a replica.
+    pub replayed_lsn: Option<Lsn>,
+    /// `server_version_num`.
+    pub pg_version: Option<u32>,
+}
+
+impl Agent {
+    /// Look at the data directory and, if PostgreSQL runs, ask it about itself.
+    pub(super) async fn observe(&mut self) -> anyhow::Result<LocalView> {
+        let state = self
+            .pg
+            .data_dir_state()
+            .with_context(|| format!("inspecting data_dir {}", self.pg.data_dir.display()))?;
+        let data = match state {
+            DataDirState::Missing | DataDirState::Empty => DataDir::Empty,
+            DataDirState::Initialized {
+                standby_signal: true,
+                ..
+            } => DataDir::Standby,
+            DataDirState::Initialized { .. } => DataDir::Primary,
+            DataDirState::NotAPostgresDir { .. } => DataDir::Foreign,
+        };
+        let mut view = LocalView::default();
+        view.core.data = data;
+        if matches!(data, DataDir::Empty | DataDir::Foreign) {
+            self.system_identifier = None;
+            self.sql = None;
+            return Ok(view);
+        }
+        if self.system_identifier.is_none() {
+            let control = self
+                .pg
+                .controldata()
+                .await
+                .context("reading pg_controldata")?;
+            self.system_identifier = Some(control.system_identifier);
+        }
+        view.core.system_identifier = self.system_identifier.clone();
+        view.core.following = self.following.clone();
+        if self.pg.status()?.is_none() {
+            self.sql = None;
+            return Ok(view);
+        }
+        if self.sql.as_ref().is_none_or(|s| s.is_closed()) {
+            self.sql = self.pg.connect().await.ok();
+        }
+        let Some(sql) = self.sql.as_ref() else {
+            // The postmaster exists but does not answer yet (starting or stopping).
+            return Ok(view);
+        };
+        let probe = match sql.probe().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!("probe failed: {e}");
+                self.sql = None;
+                return Ok(view);
+            }
+        };
+        view.core.running = true;
+        view.core.in_recovery = Some(probe.in_recovery);
+        view.core.timeline = Some(probe.timeline);
+        view.pg_version = u32::try_from(probe.server_version_num).ok();
+        if probe.in_recovery {
+            view.received_lsn = probe.receive_lsn;
+            view.replayed_lsn = probe.replay_lsn;
+            view.core.lsn = probe.replay_lsn.or(probe.receive_lsn);
+            view.core.streaming = probe
+                .wal_receiver
+                .as_ref()
+                .is_some_and(|w| w.status == "streaming");
+        } else {
+            view.core.lsn = probe.current_lsn;
+        }
+        match sql.slots().await {
+            Ok(slots) => {
+                view.core.slots = slots
+                    .into_iter()
+                    .filter(|s| s.slot_type == "physical")
+                    .map(|s| SlotObs {
+                        name: s.name,
+                        active: s.active,
+                    })
+                    .collect();
+            }
+            Err(e) => tracing::debug!("listing slots failed: {e}"),
+        }
+        Ok(view)
+    }
+}

@@ -1,0 +1,86 @@
+//! The PostgreSQL settings pgbaton enforces, and the [`Instance`] built from the config.
+//!
+//! pgbaton owns `pgbaton.conf` in the data directory and rewrites it before every start,
+//! because base backups and pg_rewind copy the other member's config files.
+
+use anyhow::Context;
+use pgbaton_config::NodeConfig;
+use pgbaton_core::model::ClusterConfig;
+use pgbaton_postgres::{Credentials, Instance, OsUser};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Build the PostgreSQL control handle for this member.
+pub fn instance(cfg: &NodeConfig) -> anyhow::Result<Instance> {
+    let bin_dir = match &cfg.postgres.bin_dir {
+        Some(d) => d.clone(),
+        None => pgbaton_postgres::find_bin_dir()?,
+    };
+    let run_as = OsUser::run_as_policy(cfg.os_user_name())
+        .with_context(|| format!("postgres.os_user {:?}", cfg.os_user_name()))?;
+    let (host, port) = cfg.pg_listen();
+    Ok(Instance {
+        bin_dir,
+        data_dir: cfg.data_dir.clone(),
+        run_as,
+        listen_addresses: host,
+        port,
+        socket_dir: cfg.socket_dir(),
+        superuser: Credentials {
+            user: cfg.postgres.superuser.username.clone(),
+            password: cfg.postgres.superuser.password.clone(),
+        },
+        log_file: log_file(cfg),
+    })
+}
+
+/// Where PostgreSQL's server log goes: beside the data directory, never inside it.
+pub fn log_file(cfg: &NodeConfig) -> PathBuf {
+    sibling(cfg, "log")
+}
+
+/// The password file for streaming replication: beside the data directory.
+pub fn passfile(cfg: &NodeConfig) -> PathBuf {
+    sibling(cfg, "pgpass")
+}
+
+/// A path next to the data directory: `<data_dir>.<suffix>`.
+pub fn sibling(cfg: &NodeConfig, suffix: &str) -> PathBuf {
+    let mut s = cfg.data_dir.clone().into_os_string();
+    s.push(format!(".{suffix}"));
+    PathBuf::from(s)
+}
+
+/// The settings written into `pgbaton.conf`: replication essentials, then the cluster's
+/// parameters, then this member's own (which win).
+pub fn managed_settings(cfg: &NodeConfig, cluster: &ClusterConfig) -> BTreeMap<String, String> {
+    let mut s = BTreeMap::new();
+    for (k, v) in [
+        ("wal_level", "replica"),
+        ("hot_standby", "on"),
+        ("wal_log_hints", "on"),
+        ("max_wal_senders", "10"),
+        ("max_replication_slots", "10"),
+        ("wal_keep_size", "128MB"),
+        ("hot_standby_feedback", "on"),
+        ("wal_receiver_status_interval", "1s"),
+    ] {
+        s.insert(k.to_string(), v.to_string());
+    }
+    s.insert("cluster_name".into(), cfg.cluster.clone());
+    for (k, v) in cluster
+        .parameters
+        .iter()
+        .chain(cfg.postgres.parameters.iter())
+    {
+        s.insert(k.clone(), scalar(v));
+    }
+    s
+}
+
+fn scalar(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

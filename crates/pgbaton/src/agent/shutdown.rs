@@ -1,0 +1,60 @@
+//! Graceful shutdown: SIGTERM or Ctrl-C sets one flag that the loop checks between steps.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Notify;
+
+/// A shutdown request, shared between the signal task and the agent loop.
+#[derive(Clone)]
+pub struct Shutdown {
+    flag: Arc<AtomicBool>,
+    notify: Arc<Notify>,
+}
+
+impl Shutdown {
+    /// Start listening for SIGTERM and SIGINT.
+    pub fn listen() -> anyhow::Result<Shutdown> {
+        let s = Shutdown {
+            flag: Arc::new(AtomicBool::new(false)),
+            notify: Arc::new(Notify::new()),
+        };
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let me = s.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+            me.flag.store(true, Ordering::SeqCst);
+            me.notify.notify_waiters();
+        });
+        Ok(s)
+    }
+
+    /// True once a shutdown was requested.
+    pub fn requested(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Resolve when a shutdown is requested.
+    pub async fn wait(&self) {
+        while !self.requested() {
+            let notified = self.notify.notified();
+            if self.requested() {
+                return;
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(500), notified).await;
+        }
+    }
+
+    /// Sleep until `deadline` or a shutdown request, whichever comes first.
+    pub async fn sleep_until(&self, deadline: Instant) {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline.into()) => {},
+            _ = self.wait() => {},
+        }
+    }
+}
