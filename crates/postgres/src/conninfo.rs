@@ -9,7 +9,7 @@ use crate::quote::{build_conninfo, check_slot_name};
 /// A remote PostgreSQL to connect to, for `primary_conninfo`, `pg_basebackup` and `pg_rewind`.
 ///
 /// The password is never part of it: libpq reads it from `passfile` (write it with
-/// [`crate::write_passfile`]; it must be readable by the OS user running PostgreSQL and
+/// [`crate::Instance::write_passfile`]; it must be readable by the OS user running PostgreSQL and
 /// should live outside the data directory, which base backups and rewinds overwrite).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnTarget {

@@ -49,7 +49,7 @@ pub enum Error {
     },
 
     /// A PostgreSQL program ran and failed.
-    #[error("{action} failed: {program} exited with {status}{}{}", fmt_section("output", .output), fmt_section("server log tail", .log_tail))]
+    #[error("{action} failed: {program} ended with {status}{}{}", fmt_section("output", .output), fmt_section("server log tail", .log_tail))]
     Command {
         /// What we were trying to do, e.g. "start PostgreSQL".
         action: String,

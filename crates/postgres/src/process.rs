@@ -110,7 +110,8 @@ impl Instance {
     /// missing. Returns `false` without doing anything when it is already running.
     ///
     /// Call [`Instance::prepare_config`] first: port, listen addresses and socket dir come from
-    /// the managed config file. Errors carry the server log tail.
+    /// the managed config file. Errors carry the server log tail. After a timeout the server
+    /// may still be starting: check [`Instance::status`].
     pub async fn start(&self, timeout: Duration) -> Result<bool> {
         if self.status()?.is_some() {
             return Ok(false);
