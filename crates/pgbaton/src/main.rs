@@ -1,6 +1,7 @@
 //! The `pgbaton` binary: parses the command line and hands over to one subcommand.
 
 mod agent;
+mod api;
 mod cli;
 mod demo;
 mod logging;

@@ -34,6 +34,19 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let cfg = pgbaton_config::load(config_path)?;
     crate::logging::init(cfg.log.level.as_deref(), &cfg.name);
     let mut agent = Agent::new(cfg).await?;
+    crate::api::spawn(crate::api::ApiContext {
+        snapshot: agent.api_state.subscribe(),
+        store: agent.store.clone(),
+        cfg: agent.cfg.clone(),
+        config_path: config_path.to_path_buf(),
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "starting the HTTP API on api.listen {}",
+            agent.cfg.api.listen
+        )
+    })?;
     let result = agent.run().await;
     agent.stop().await;
     result
@@ -61,6 +74,8 @@ pub(crate) struct Agent {
     /// Set when the agent must stop with an error (a refusal).
     fatal: Option<String>,
     shutdown: shutdown::Shutdown,
+    /// The state the HTTP API answers from, replaced after every cycle.
+    api_state: tokio::sync::watch::Sender<crate::api::AgentSnapshot>,
 }
 
 impl Agent {
@@ -77,7 +92,12 @@ impl Agent {
         );
         let ttl = Duration::from_secs(cluster_config.ttl);
         let lease = lease::spawn(store.clone(), ttl);
+        let (api_state, _) = tokio::sync::watch::channel(crate::api::AgentSnapshot::initial(
+            &cfg.name,
+            cluster_config.clone(),
+        ));
         Ok(Agent {
+            api_state,
             cfg,
             store,
             pg,
@@ -117,6 +137,7 @@ impl Agent {
 
     /// One HA cycle. Returns the snapshot it decided on.
     async fn cycle(&mut self) -> anyhow::Result<Snapshot> {
+        let started = Instant::now();
         let snap = self.store.snapshot().await?;
         let (view, problems) = cluster_view(
             snap.entries.values().map(|e| RawEntry {
@@ -147,13 +168,14 @@ impl Agent {
             self.last_reason = plan.reason.clone();
         }
         self.activity = activity(&plan.actions, &local.core);
-        self.publish(&obs, &local, &plan.reason).await;
+        let published = self.publish(&obs, &local, &plan.reason).await;
+        self.share_state(&obs, &local, published, &plan.reason, started);
         for action in plan.actions {
             if let Action::Refuse(msg) = &action {
                 tracing::error!("{msg}");
                 self.fatal = Some(msg.clone());
                 self.activity = Some(PgState::Failed);
-                self.publish(&obs, &local, msg).await;
+                let _ = self.publish(&obs, &local, msg).await;
                 break;
             }
             let name = execute::describe(&action);
@@ -166,6 +188,33 @@ impl Agent {
             self.activity = None;
         }
         Ok(snap)
+    }
+
+    /// Hand the HTTP API a fresh copy of what this cycle saw.
+    fn share_state(
+        &self,
+        obs: &Observation,
+        local: &observe::LocalView,
+        member: pgbaton_core::model::MemberStatus,
+        reason: &str,
+        started: Instant,
+    ) {
+        let lease = *self.lease.borrow();
+        let holds = obs.cluster.leader.as_deref() == Some(self.cfg.name.as_str())
+            && lease.lease.is_some()
+            && obs.cluster.leader_lease == lease.lease.map(|l| l.0);
+        self.api_state.send_modify(|s| {
+            s.member = Some(member);
+            s.pg_running = local.core.running;
+            s.in_recovery = local.core.in_recovery;
+            s.streaming = local.core.streaming;
+            s.holds_leader_key = holds;
+            s.lease_renewed_at = lease.renewed_at;
+            s.cluster_config = obs.cluster.config.clone();
+            s.last_cycle_at = Some(Instant::now());
+            s.last_cycle_ms = started.elapsed().as_millis() as u64;
+            s.reason = reason.to_string();
+        });
     }
 
     /// Sleep until `loop_wait` passes, the store changes in a way that matters, or a

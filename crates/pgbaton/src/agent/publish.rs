@@ -16,17 +16,22 @@ pub fn now_ms() -> u64 {
 
 impl Agent {
     /// Write the member key. Skipped (and retried next cycle) while there is no lease.
-    pub(super) async fn publish(&self, obs: &Observation, local: &LocalView, reason: &str) {
+    pub(super) async fn publish(
+        &self,
+        obs: &Observation,
+        local: &LocalView,
+        reason: &str,
+    ) -> MemberStatus {
+        let status = self.member_status(obs, local, reason);
         let Some(lease) = self.lease.borrow().lease else {
             tracing::debug!("no store lease yet: member status not published");
-            return;
+            return status;
         };
-        let status = self.member_status(obs, local, reason);
         let value = match serde_json::to_string(&status) {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!("cannot encode the member status: {e}");
-                return;
+                return status;
             }
         };
         if let Err(e) = self
@@ -41,6 +46,7 @@ impl Agent {
         {
             tracing::warn!("cannot publish the member status: {e}");
         }
+        status
     }
 
     fn member_status(&self, obs: &Observation, local: &LocalView, reason: &str) -> MemberStatus {
