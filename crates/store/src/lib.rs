@@ -6,7 +6,9 @@
 //!
 //! Two kinds of "no" must never be confused by callers:
 //! - the store answered and refused (a compare failed): `Ok(false)`;
-//! - the store could not be reached in time: `Err(StoreError::Unreachable)`.
+//! - the store could not be reached in time: `Err(StoreError::Unreachable)`. The
+//!   outcome of such a call is unknown: a write may still have been applied (etcd runs a
+//!   queued request once it answers again), so re-read before deciding anything.
 //!
 //! A primary demotes at once on the first and fences at its deadline on the second.
 

@@ -1,11 +1,13 @@
 //! The etcd v3 backend: the cluster namespace lives under `<prefix>/<cluster>/` in etcd,
 //! leases are etcd leases, conditional writes are etcd transactions.
 //!
-//! Every call is bounded by the configured call timeout; a background watch on the
-//! prefix feeds `wait_for_change`.
+//! Every call is bounded by the configured call timeout and goes to one endpoint at a
+//! time, failing over to the next when one dies ([`pool`]); a background watch on the
+//! prefix feeds `wait_for_change` ([`watcher`]).
 
 mod errors;
 mod options;
+mod pool;
 mod watcher;
 
 pub use options::{EtcdOptions, EtcdTls, DEFAULT_CALL_TIMEOUT, DEFAULT_PREFIX};
@@ -13,9 +15,9 @@ pub use options::{EtcdOptions, EtcdTls, DEFAULT_CALL_TIMEOUT, DEFAULT_PREFIX};
 use crate::{Entry, Expect, LeaseId, Result, Revision, Snapshot, Store, StoreError};
 use errors::{map_error, map_lease_error};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
+    Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
 };
-use std::future::Future;
+use pool::{CallError, Pool};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -27,14 +29,12 @@ const FALLBACK_POLL: Duration = Duration::from_millis(50);
 /// 5 s (`--grpc-keepalive-min-time`), so stay above that.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(6);
 
-/// A handle on one cluster namespace in etcd. Cheap to clone; clones share one
-/// connection and one background watch, which stops when the last clone is dropped.
+/// A handle on one cluster namespace in etcd. Cheap to clone; clones share the
+/// connections and one background watch, which stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    pool: Arc<Pool>,
     namespace: String,
-    endpoints: Vec<String>,
-    call_timeout: Duration,
     revisions: watch::Receiver<WatchState>,
     _watch_task: Arc<AbortOnDrop>,
 }
@@ -52,18 +52,16 @@ impl std::fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EtcdStore")
             .field("namespace", &self.namespace)
-            .field("endpoints", &self.endpoints)
-            .field("call_timeout", &self.call_timeout)
+            .field("endpoints", &self.pool.endpoints())
             .finish()
     }
 }
 
 impl EtcdStore {
-    /// Build a client for `opts` and start the background watch. Must be called inside a
-    /// tokio runtime. Connections are made lazily, so this succeeds while etcd is down
-    /// (calls then fail with `Unreachable`) unless credentials are given: logging in
-    /// needs a live endpoint. Fails with `Other` on bad options, including any TLS
-    /// setting or `https://` endpoint (TLS is not built in; see [`EtcdTls`]).
+    /// Prepare clients for `opts` and start the background watch. Must be called inside
+    /// a tokio runtime. Connections are made lazily, so this succeeds while etcd is down
+    /// (calls then fail with `Unreachable`). Fails with `Other` on bad options, including
+    /// any TLS setting or `https://` endpoint (TLS is not built in; see [`EtcdTls`]).
     pub async fn connect(opts: EtcdOptions) -> Result<EtcdStore> {
         validate(&opts)?;
         let mut copts = ConnectOptions::new()
@@ -78,34 +76,18 @@ impl EtcdStore {
                 ))
             }
         }
-        let client = match tokio::time::timeout(
-            opts.call_timeout,
-            Client::connect(&opts.endpoints, Some(copts)),
-        )
-        .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(map_error("connect", e)),
-            Err(_) => {
-                return Err(StoreError::Unreachable(format!(
-                    "etcd connect to {:?} timed out after {:?}",
-                    opts.endpoints, opts.call_timeout
-                )))
-            }
-        };
         let namespace = opts.namespace();
+        let pool = Arc::new(Pool::new(opts.endpoints, copts, opts.call_timeout));
         let (tx, rx) = watch::channel(WatchState::default());
         let task = tokio::spawn(watcher::run(
-            client.clone(),
+            pool.clone(),
             namespace.clone(),
             tx,
             opts.call_timeout,
         ));
         Ok(EtcdStore {
-            client,
+            pool,
             namespace,
-            endpoints: opts.endpoints,
-            call_timeout: opts.call_timeout,
             revisions: rx,
             _watch_task: Arc::new(AbortOnDrop(task)),
         })
@@ -121,22 +103,6 @@ impl EtcdStore {
             return Err(StoreError::Other("empty store key".into()));
         }
         Ok(format!("{}{key}", self.namespace))
-    }
-
-    /// Run one etcd call under the call timeout.
-    async fn call<T>(
-        &self,
-        what: &str,
-        fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
-    ) -> std::result::Result<T, CallError> {
-        match tokio::time::timeout(self.call_timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(CallError::Etcd(e)),
-            Err(_) => Err(CallError::Timeout(StoreError::Unreachable(format!(
-                "etcd {what} got no answer from {:?} within {:?}",
-                self.endpoints, self.call_timeout
-            )))),
-        }
     }
 
     fn entry(&self, kv: &KeyValue) -> Result<Entry> {
@@ -171,12 +137,22 @@ impl EtcdStore {
             Expect::Value(v) => vec![exists(), Compare::value(full, CompareOp::Equal, v.as_str())],
         }
     }
-}
 
-/// A call that failed either by timing out or with an etcd error still to be sorted.
-enum CallError {
-    Timeout(StoreError),
-    Etcd(etcd_client::Error),
+    /// Run a conditional transaction; `what` names it in errors.
+    async fn txn(&self, what: &str, txn: Txn, lease: Option<LeaseId>) -> Result<bool> {
+        let resp = self
+            .pool
+            .call(what, |c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await
+            .map_err(|e| match lease {
+                Some(l) => e.into_lease(what, l),
+                None => e.into_store(what),
+            })?;
+        Ok(resp.succeeded())
+    }
 }
 
 impl CallError {
@@ -219,14 +195,22 @@ fn validate(opts: &EtcdOptions) -> Result<()> {
 #[async_trait::async_trait]
 impl Store for EtcdStore {
     fn describe(&self) -> String {
-        format!("etcd {} at {}", self.namespace, self.endpoints.join(","))
+        format!(
+            "etcd {} at {}",
+            self.namespace,
+            self.pool.endpoints().join(",")
+        )
     }
 
     async fn snapshot(&self) -> Result<Snapshot> {
-        let mut kv = self.client.kv_client();
-        let opts = GetOptions::new().with_prefix();
+        let ns = self.namespace.as_str();
         let resp = self
-            .call("snapshot", kv.get(self.namespace.as_str(), Some(opts)))
+            .pool
+            .call("snapshot", |c| async move {
+                c.kv_client()
+                    .get(ns, Some(GetOptions::new().with_prefix()))
+                    .await
+            })
             .await
             .map_err(|e| e.into_store("snapshot"))?;
         let revision = resp
@@ -246,9 +230,13 @@ impl Store for EtcdStore {
 
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
         let full = self.full_key(key)?;
-        let mut kv = self.client.kv_client();
+        let full = full.as_str();
         let resp = self
-            .call("get", kv.get(full, None))
+            .pool
+            .call(
+                "get",
+                |c| async move { c.kv_client().get(full, None).await },
+            )
             .await
             .map_err(|e| e.into_store("get"))?;
         resp.kvs().first().map(|kv| self.entry(kv)).transpose()
@@ -266,15 +254,7 @@ impl Store for EtcdStore {
         let txn = Txn::new()
             .when(Self::compares(&full, &expect))
             .and_then(vec![TxnOp::put(full.as_str(), value, popts)]);
-        let mut kv = self.client.kv_client();
-        let resp = self
-            .call("put", kv.txn(txn))
-            .await
-            .map_err(|e| match lease {
-                Some(l) => e.into_lease("put", l),
-                None => e.into_store("put"),
-            })?;
-        Ok(resp.succeeded())
+        self.txn("put", txn, lease).await
     }
 
     async fn delete(&self, key: &str, expect: Expect) -> Result<bool> {
@@ -282,12 +262,7 @@ impl Store for EtcdStore {
         let txn = Txn::new()
             .when(Self::compares(&full, &expect))
             .and_then(vec![TxnOp::delete(full.as_str(), None)]);
-        let mut kv = self.client.kv_client();
-        let resp = self
-            .call("delete", kv.txn(txn))
-            .await
-            .map_err(|e| e.into_store("delete"))?;
-        Ok(resp.succeeded())
+        self.txn("delete", txn, None).await
     }
 
     /// etcd leases have whole-second TTLs: `ttl` is rounded up (at least 1 s), and etcd
@@ -296,9 +271,11 @@ impl Store for EtcdStore {
         let secs = i64::try_from(ttl.as_millis().div_ceil(1000))
             .unwrap_or(i64::MAX)
             .max(1);
-        let mut lc = self.client.lease_client();
         let resp = self
-            .call("lease grant", lc.grant(secs, None))
+            .pool
+            .call("lease grant", |c| async move {
+                c.lease_client().grant(secs, None).await
+            })
             .await
             .map_err(|e| e.into_store("lease grant"))?;
         if !resp.error().is_empty() {
@@ -311,24 +288,26 @@ impl Store for EtcdStore {
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
-        let mut lc = self.client.lease_client();
         // One keep-alive exchange on a fresh stream; the client checks TTL > 0 and
         // reports "lease not found" otherwise.
-        let (_keeper, _stream) = self
-            .call("lease keep-alive", lc.keep_alive(lease.0))
+        self.pool
+            .call("lease keep-alive", |c| async move {
+                c.lease_client().keep_alive(lease.0).await.map(drop)
+            })
             .await
-            .map_err(|e| e.into_lease("lease keep-alive", lease))?;
-        Ok(())
+            .map_err(|e| e.into_lease("lease keep-alive", lease))
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
-        let mut lc = self.client.lease_client();
-        match self.call("lease revoke", lc.revoke(lease.0)).await {
-            Ok(_) => Ok(()),
-            Err(e) => match e.into_lease("lease revoke", lease) {
-                StoreError::LeaseExpired(_) => Ok(()),
-                other => Err(other),
-            },
+        let r = self
+            .pool
+            .call("lease revoke", |c| async move {
+                c.lease_client().revoke(lease.0).await
+            })
+            .await;
+        match r.map_err(|e| e.into_lease("lease revoke", lease)) {
+            Ok(_) | Err(StoreError::LeaseExpired(_)) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -372,10 +351,12 @@ impl Store for EtcdStore {
                 }
                 continue;
             }
-            let mut kv = self.client.kv_client();
-            let opts = GetOptions::new().with_prefix().with_count_only();
-            let left = deadline - now;
-            match tokio::time::timeout(left, kv.get(self.namespace.as_str(), Some(opts))).await {
+            let ns = self.namespace.as_str();
+            let poll = self.pool.call("revision poll", |c| async move {
+                let opts = GetOptions::new().with_prefix().with_count_only();
+                c.kv_client().get(ns, Some(opts)).await
+            });
+            match tokio::time::timeout(deadline - now, poll).await {
                 Ok(Ok(resp)) => {
                     polled_ok = true;
                     let rev = resp.header().map_or(0, |h| h.revision());
@@ -385,7 +366,7 @@ impl Store for EtcdStore {
                 }
                 Ok(Err(e)) => {
                     polled_ok = false;
-                    last_err = Some(map_error("revision poll", e));
+                    last_err = Some(e.into_store("revision poll"));
                 }
                 Err(_) => polled_ok = false,
             }

@@ -6,8 +6,10 @@
 //! requests it sends every second, which catches a hung (e.g. SIGSTOPped) endpoint long
 //! before TCP or HTTP/2 keepalive would.
 
+use super::pool::Pool;
 use crate::Revision;
 use etcd_client::{Client, GetOptions, WatchOptions};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
@@ -25,17 +27,26 @@ pub(crate) struct WatchState {
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Run the watch loop until every receiver of `tx` is gone.
+/// Run the watch loop until every receiver of `tx` is gone. Each (re)start uses the
+/// pool's current endpoint; a failure moves the pool on to the next one.
 pub(crate) async fn run(
-    client: Client,
+    pool: Arc<Pool>,
     namespace: String,
     tx: watch::Sender<WatchState>,
     call_timeout: Duration,
 ) {
     let mut backoff = Duration::from_millis(20);
     loop {
+        let idx = pool.current();
+        let attempt = async {
+            let client = timeout(call_timeout, pool.client(idx))
+                .await
+                .map_err(|_| format!("connect timed out after {call_timeout:?}"))?
+                .map_err(|e| e.to_string())?;
+            watch_once(&client, &namespace, &tx, call_timeout).await
+        };
         let result = tokio::select! {
-            r = watch_once(&client, &namespace, &tx, call_timeout) => r,
+            r = attempt => r,
             _ = tx.closed() => return,
         };
         if tx.borrow().healthy {
@@ -43,6 +54,7 @@ pub(crate) async fn run(
         }
         tx.send_modify(|s| s.healthy = false);
         if let Err(e) = result {
+            pool.rotate_from(idx);
             tracing::debug!(namespace = %namespace, "etcd watch broke, restarting: {e}");
         }
         tokio::select! {
