@@ -114,6 +114,7 @@ impl Agent {
     }
 
     async fn run(&mut self) -> anyhow::Result<()> {
+        self.check_name_is_free().await?;
         execute::clean_leftovers(&self.cfg);
         let mut last: Option<Snapshot> = None;
         while !self.shutdown.requested() {
@@ -132,6 +133,41 @@ impl Agent {
             self.wait(last.as_ref()).await;
         }
         tracing::info!("shutdown requested");
+        Ok(())
+    }
+
+    /// Refuse to run when another live agent already uses this member name. A key left
+    /// by this member's own previous run stops changing and expires with its lease.
+    async fn check_name_is_free(&self) -> anyhow::Result<()> {
+        let key = pgbaton_core::model::member_key(&self.cfg.name);
+        let Some(first) = self.store.get(&key).await? else {
+            return Ok(());
+        };
+        tracing::info!(
+            "member key {key} exists: checking that no other agent named {} is running",
+            self.cfg.name
+        );
+        let deadline =
+            Instant::now() + Duration::from_secs(self.cluster_config.ttl) + Duration::from_secs(1);
+        while Instant::now() < deadline && !self.shutdown.requested() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            match self.store.get(&key).await? {
+                None => return Ok(()),
+                Some(e) if e.mod_revision != first.mod_revision => {
+                    let other = serde_json::from_str::<pgbaton_core::model::MemberStatus>(&e.value)
+                        .map(|m| {
+                            format!(" (PostgreSQL at {}:{}, API {})", m.host, m.port, m.api_url)
+                        })
+                        .unwrap_or_default();
+                    anyhow::bail!(
+                        "member name {:?} is already used by a running agent{other}; every member \
+                         needs a unique `name` in its config file",
+                        self.cfg.name
+                    );
+                }
+                Some(_) => {}
+            }
+        }
         Ok(())
     }
 

@@ -1,0 +1,65 @@
+//! Why an API request failed, as a typed error that renders to a JSON answer.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// A failed request. Every variant renders as `{"error": "...", "problems": [...]}`
+/// with the matching status code; the message says what was wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request itself is wrong (bad JSON, bad parameter, invalid config): 400.
+    #[error("{message}")]
+    BadRequest {
+        /// What is wrong.
+        message: String,
+        /// One line per problem, when there are several (e.g. config validation).
+        problems: Vec<String>,
+    },
+    /// A compare-and-set lost against a concurrent change: 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency (the store) did not answer in time: 503.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The endpoint exists but its action is not built yet: 501.
+    #[error("{0}")]
+    NotImplemented(String),
+    /// Something on our side is broken (e.g. damaged data in the store): 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 400 with a single message.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            message: message.into(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut body = serde_json::json!({ "error": self.to_string() });
+        if let ApiError::BadRequest { problems, .. } = &self {
+            if !problems.is_empty() {
+                body["problems"] = serde_json::json!(problems);
+            }
+        }
+        (status, Json(body)).into_response()
+    }
+}

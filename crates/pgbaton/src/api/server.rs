@@ -1,0 +1,148 @@
+//! The routing table and the shared state of the HTTP server, plus the health-check
+//! handler (answered from the in-memory snapshot only, never from the store).
+
+use super::error::ApiError;
+use super::health::{evaluate, Check};
+use super::lag::parse_lag;
+use super::status::{status_body, StatusBody};
+use super::{control, views, ApiContext, AgentSnapshot};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, on, post, MethodFilter};
+use axum::{Json, Router};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest time a handler waits for the store before answering 503.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What every handler shares.
+pub struct Server {
+    /// The agent's handles.
+    pub ctx: ApiContext,
+    /// When the API started (stands in for the first cycle in `/liveness`).
+    pub started: Instant,
+}
+
+impl Server {
+    /// A copy of the agent's latest snapshot (the lock is held only for the clone).
+    pub fn snapshot(&self) -> AgentSnapshot {
+        self.ctx.snapshot.borrow().clone()
+    }
+}
+
+/// Shared server state as handlers receive it.
+pub type Shared = Arc<Server>;
+
+/// The health-check paths and what they ask. `/` and `/master` are Patroni aliases.
+pub const PROBES: &[(&str, Check)] = &[
+    ("/", Check::Primary),
+    ("/primary", Check::Primary),
+    ("/master", Check::Primary),
+    ("/leader", Check::Primary),
+    ("/read-write", Check::Primary),
+    ("/replica", Check::Replica),
+    ("/read-only", Check::ReadOnly),
+    ("/sync", Check::Sync),
+    ("/synchronous", Check::Sync),
+    ("/async", Check::Async),
+    ("/asynchronous", Check::Async),
+    ("/health", Check::Health),
+    ("/liveness", Check::Liveness),
+    ("/readiness", Check::Readiness),
+];
+
+/// Every route of the API, on `server`.
+pub fn router(server: Shared) -> Router {
+    let probe_methods = MethodFilter::GET
+        .or(MethodFilter::HEAD)
+        .or(MethodFilter::OPTIONS);
+    let mut r = Router::new();
+    for (path, _) in PROBES {
+        r = r.route(path, on(probe_methods, probe));
+    }
+    r.route("/status", get(views::status))
+        .route("/patroni", get(views::status))
+        .route("/cluster", get(views::cluster))
+        .route("/history", get(views::history))
+        .route("/metrics", get(views::metrics))
+        .route("/config", get(views::config).patch(control::patch_config))
+        .route("/reload", post(control::reload))
+        .route("/switchover", post(control::not_implemented))
+        .route("/failover", post(control::not_implemented))
+        .route("/restart", post(control::not_implemented))
+        .route("/reinitialize", post(control::not_implemented))
+        .fallback(not_found)
+        .with_state(server)
+}
+
+/// A health answer's JSON: the check's verdict and the member's status.
+#[derive(Serialize)]
+struct ProbeBody {
+    check: &'static str,
+    passed: bool,
+    check_reason: String,
+    #[serde(flatten)]
+    status: StatusBody,
+}
+
+/// The `?lag=` limit, if given; 400 when the query string or the value is bad.
+pub fn lag_param(
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Option<u64>, ApiError> {
+    let Query(params) = query
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+    params
+        .get("lag")
+        .map(|v| parse_lag(v).map_err(ApiError::bad_request))
+        .transpose()
+}
+
+async fn probe(
+    State(server): State<Shared>,
+    method: Method,
+    uri: Uri,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let Some(check) = PROBES
+        .iter()
+        .find(|(p, _)| *p == uri.path())
+        .map(|(_, c)| *c)
+    else {
+        return not_found().await.into_response();
+    };
+    let lag = match lag_param(query) {
+        Ok(lag) => lag,
+        Err(e) if method == Method::GET => return e.into_response(),
+        Err(e) => return e.status().into_response(),
+    };
+    let snap = server.snapshot();
+    let now = Instant::now();
+    let verdict = evaluate(check, &snap, now, lag, server.started);
+    let code = if verdict.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    if method != Method::GET {
+        return code.into_response();
+    }
+    let body = ProbeBody {
+        check: check.name(),
+        passed: verdict.ok,
+        check_reason: verdict.reason,
+        status: status_body(&snap, &server.ctx.cfg.cluster, now),
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": "no such endpoint; see docs/http-api.md"})),
+    )
+}

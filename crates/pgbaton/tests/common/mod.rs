@@ -1,0 +1,354 @@
+//! Test harness: real pgbaton agents and real PostgreSQL 15 on loopback, in a temp dir.
+//!
+//! Each [`TestCluster`] writes one config per member, starts `pgbaton agent` processes,
+//! and on drop stops them (and, as a last resort, kills any PostgreSQL left behind).
+#![allow(dead_code)]
+
+use pgbaton_store::testkit::EtcdCluster;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Which store the cluster uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Local,
+    Etcd,
+}
+
+/// One member.
+pub struct Node {
+    pub name: String,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    pub pg_port: u16,
+    pub api_port: u16,
+    pub log: PathBuf,
+    pub agent: Option<Child>,
+}
+
+/// A cluster of agents under test.
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub cluster: String,
+    pub nodes: Vec<Node>,
+    pub etcd: Option<EtcdCluster>,
+    pub store: StoreKind,
+}
+
+pub const SUPERUSER_PASSWORD: &str = "su-secret";
+
+/// A free TCP port on 127.0.0.1 (tiny race accepted).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Poll `f` every 100 ms until it returns Some, or panic after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl TestCluster {
+    /// Write configs for `n` members (node1..noden); nothing is started.
+    pub fn new(n: usize, store: StoreKind) -> TestCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("pgbaton-test-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let etcd = (store == StoreKind::Etcd).then(|| EtcdCluster::start(1));
+        let mut c = TestCluster {
+            dir,
+            cluster: "test".into(),
+            nodes: Vec::new(),
+            etcd,
+            store,
+        };
+        for i in 1..=n {
+            c.add_node(&format!("node{i}"));
+        }
+        c
+    }
+
+    /// The store section of a config.
+    fn store_yaml(&self) -> String {
+        match &self.etcd {
+            Some(e) => format!(
+                "store:\n  etcd:\n    endpoints: [{}]\n",
+                e.endpoints()
+                    .iter()
+                    .map(|s| format!("\"{s}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => format!(
+                "store:\n  local: {}\n",
+                self.dir.path().join("store").display()
+            ),
+        }
+    }
+
+    /// Write the config of a new member named `name` and return its index.
+    pub fn add_node(&mut self, name: &str) -> usize {
+        let data_dir = self.dir.path().join("data").join(name);
+        std::fs::create_dir_all(data_dir.parent().expect("parent")).expect("mkdir");
+        std::fs::set_permissions(
+            data_dir.parent().expect("parent"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod");
+        let pg_port = free_port();
+        let api_port = free_port();
+        let config = self.dir.path().join(format!("{name}.yaml"));
+        let text = format!(
+            "cluster: {cluster}\nname: {name}\ndata_dir: {data}\n{store}postgres:\n  listen: 127.0.0.1:{pg_port}\n  superuser: {{username: postgres, password: {SUPERUSER_PASSWORD}}}\n  replication: {{username: replicator, password: repl-secret}}\n  parameters: {{max_connections: 30, shared_buffers: 16MB, fsync: off}}\napi:\n  listen: 127.0.0.1:{api_port}\nbootstrap:\n  ttl: 6\n  loop_wait: 1\n  retry_timeout: 2\n",
+            cluster = self.cluster,
+            data = data_dir.display(),
+            store = self.store_yaml(),
+        );
+        std::fs::write(&config, text).expect("write config");
+        let log = self.dir.path().join(format!("{name}.agent.log"));
+        self.nodes.push(Node {
+            name: name.to_string(),
+            config,
+            data_dir,
+            pg_port,
+            api_port,
+            log,
+            agent: None,
+        });
+        self.nodes.len() - 1
+    }
+
+    /// Start the agent of member `i`.
+    pub fn start(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        assert!(node.agent.is_none(), "{} already started", node.name);
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_pgbaton"))
+            .args(["agent", "-c"])
+            .arg(&node.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn agent");
+        node.agent = Some(child);
+    }
+
+    /// Start every agent.
+    pub fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+    }
+
+    /// SIGTERM the agent of member `i` and wait until it exits (it stops PostgreSQL).
+    pub fn stop(&mut self, i: usize) -> std::process::ExitStatus {
+        let node = &mut self.nodes[i];
+        let mut child = node.agent.take().expect("agent running");
+        signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+        wait_child(&mut child, Duration::from_secs(60)).expect("agent did not stop within 60 s")
+    }
+
+    /// Wait for the agent of member `i` to exit by itself.
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> std::process::ExitStatus {
+        let node = &mut self.nodes[i];
+        let mut child = node.agent.take().expect("agent running");
+        wait_child(&mut child, timeout).expect("agent did not exit")
+    }
+
+    /// The agent log of member `i`.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    /// `pgbaton list --format json`, through member `i`'s config.
+    pub fn list(&self, i: usize) -> Vec<Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_pgbaton"))
+            .args(["list", "--format", "json", "-c"])
+            .arg(&self.nodes[i].config)
+            .output()
+            .expect("run list");
+        assert!(
+            out.status.success(),
+            "list failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("list json")
+    }
+
+    /// Run `pgbaton` with `args` and the config of member `i`.
+    pub fn pgbaton(&self, i: usize, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_pgbaton"))
+            .args(args)
+            .arg("-c")
+            .arg(&self.nodes[i].config)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .expect("run pgbaton")
+    }
+
+    /// Wait until one primary and all other started members stream; returns the
+    /// primary's index.
+    pub async fn wait_healthy(&self, timeout: Duration) -> usize {
+        let expected: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.agent.is_some())
+            .map(|n| n.name.clone())
+            .collect();
+        let name = wait_for("one primary and streaming replicas", timeout, || async {
+            let rows = self.list(0);
+            let mut primary = None;
+            for n in &expected {
+                let row = rows.iter().find(|r| r["name"] == n.as_str())?;
+                match (row["role"].as_str()?, row["state"].as_str()?) {
+                    ("primary", "running") => primary = Some(n.clone()),
+                    ("replica", "streaming") => {}
+                    _ => return None,
+                }
+            }
+            primary
+        })
+        .await;
+        self.index(&name)
+    }
+
+    /// The index of member `name`.
+    pub fn index(&self, name: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .expect("member")
+    }
+
+    /// Connect to member `i`'s PostgreSQL as the superuser.
+    pub async fn connect(&self, i: usize) -> tokio_postgres::Client {
+        let conn = format!(
+            "host=127.0.0.1 port={} user=postgres password={SUPERUSER_PASSWORD} dbname=postgres connect_timeout=3",
+            self.nodes[i].pg_port
+        );
+        let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.nodes[i].name));
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Connect to member `i`'s PostgreSQL, or None.
+    pub async fn try_connect(&self, i: usize) -> Option<tokio_postgres::Client> {
+        let conn = format!(
+            "host=127.0.0.1 port={} user=postgres password={SUPERUSER_PASSWORD} dbname=postgres connect_timeout=3",
+            self.nodes[i].pg_port
+        );
+        let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(connection);
+        Some(client)
+    }
+
+    /// One text column of the first row of `sql` on member `i`; None when the query
+    /// fails or returns nothing.
+    pub async fn query_one(&self, i: usize, sql: &str) -> Option<String> {
+        let c = self.try_connect(i).await?;
+        let rows = c.simple_query(sql).await.ok()?;
+        rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_string)),
+            _ => None,
+        })?
+    }
+
+    /// Every value of the first column of `sql` on member `i`.
+    pub async fn query_col(&self, i: usize, sql: &str) -> Vec<String> {
+        let c = self.connect(i).await;
+        let rows = c.simple_query(sql).await.expect("query");
+        rows.iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kill the postmaster of `data_dir`, if one runs (cleanup of last resort).
+pub fn kill_postmaster(data_dir: &Path) {
+    if let Ok(text) = std::fs::read_to_string(data_dir.join("postmaster.pid")) {
+        if let Some(pid) = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+        {
+            signal(pid, nix::sys::signal::Signal::SIGQUIT);
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(child) = node.agent.as_ref() {
+                signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+            }
+        }
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.agent.take() {
+                if wait_child(&mut child, Duration::from_secs(30)).is_none() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+            kill_postmaster(&node.data_dir);
+        }
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                eprintln!(
+                    "===== agent log of {} =====\n{}",
+                    node.name,
+                    std::fs::read_to_string(&node.log).unwrap_or_default()
+                );
+            }
+        }
+    }
+}
