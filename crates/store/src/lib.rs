@@ -1,5 +1,7 @@
 //! The cluster-state store: one async trait, [`Store`], implemented by the embedded
-//! [`local`] backend (files on one host) and the [`etcd`] v3 backend.
+//! [`local`] backend (files on one host) and the [`etcd`] v3 backend. With the cargo
+//! feature `testkit`, `testkit` starts real etcd clusters for tests. Layout and
+//! guarantees: `docs/store-layout.md`.
 //!
 //! Keys are relative to one cluster's namespace (`leader`, `members/node1`, ...); each
 //! backend maps them onto its own layout. Values are UTF-8 text (JSON by convention).

@@ -2,8 +2,8 @@
 //! leases are etcd leases, conditional writes are etcd transactions.
 //!
 //! Every call is bounded by the configured call timeout and goes to one endpoint at a
-//! time, failing over to the next when one dies ([`pool`]); a background watch on the
-//! prefix feeds `wait_for_change` ([`watcher`]).
+//! time, failing over to the next when one dies (see `pool.rs`); a background watch on the
+//! prefix feeds `wait_for_change` (see `watcher.rs`).
 
 mod errors;
 mod options;
@@ -17,7 +17,7 @@ use errors::{map_error, map_lease_error};
 use etcd_client::{
     Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
 };
-use pool::{CallError, Pool};
+use pool::{CallError, Pool, Retry};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -142,7 +142,7 @@ impl EtcdStore {
     async fn txn(&self, what: &str, txn: Txn, lease: Option<LeaseId>) -> Result<bool> {
         let resp = self
             .pool
-            .call(what, |c| {
+            .call(what, Retry::OnlyUnsent, |c| {
                 let txn = txn.clone();
                 async move { c.kv_client().txn(txn).await }
             })
@@ -206,7 +206,7 @@ impl Store for EtcdStore {
         let ns = self.namespace.as_str();
         let resp = self
             .pool
-            .call("snapshot", |c| async move {
+            .call("snapshot", Retry::Idempotent, |c| async move {
                 c.kv_client()
                     .get(ns, Some(GetOptions::new().with_prefix()))
                     .await
@@ -233,10 +233,9 @@ impl Store for EtcdStore {
         let full = full.as_str();
         let resp = self
             .pool
-            .call(
-                "get",
-                |c| async move { c.kv_client().get(full, None).await },
-            )
+            .call("get", Retry::Idempotent, |c| async move {
+                c.kv_client().get(full, None).await
+            })
             .await
             .map_err(|e| e.into_store("get"))?;
         resp.kvs().first().map(|kv| self.entry(kv)).transpose()
@@ -273,7 +272,7 @@ impl Store for EtcdStore {
             .max(1);
         let resp = self
             .pool
-            .call("lease grant", |c| async move {
+            .call("lease grant", Retry::OnlyUnsent, |c| async move {
                 c.lease_client().grant(secs, None).await
             })
             .await
@@ -291,7 +290,7 @@ impl Store for EtcdStore {
         // One keep-alive exchange on a fresh stream; the client checks TTL > 0 and
         // reports "lease not found" otherwise.
         self.pool
-            .call("lease keep-alive", |c| async move {
+            .call("lease keep-alive", Retry::Idempotent, |c| async move {
                 c.lease_client().keep_alive(lease.0).await.map(drop)
             })
             .await
@@ -301,7 +300,7 @@ impl Store for EtcdStore {
     async fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
         let r = self
             .pool
-            .call("lease revoke", |c| async move {
+            .call("lease revoke", Retry::Idempotent, |c| async move {
                 c.lease_client().revoke(lease.0).await
             })
             .await;
@@ -352,10 +351,12 @@ impl Store for EtcdStore {
                 continue;
             }
             let ns = self.namespace.as_str();
-            let poll = self.pool.call("revision poll", |c| async move {
-                let opts = GetOptions::new().with_prefix().with_count_only();
-                c.kv_client().get(ns, Some(opts)).await
-            });
+            let poll = self
+                .pool
+                .call("revision poll", Retry::Idempotent, |c| async move {
+                    let opts = GetOptions::new().with_prefix().with_count_only();
+                    c.kv_client().get(ns, Some(opts)).await
+                });
             match tokio::time::timeout(deadline - now, poll).await {
                 Ok(Ok(resp)) => {
                     polled_ok = true;

@@ -5,7 +5,8 @@
 //! one member is down. Instead every call goes to the "current" endpoint; a call that
 //! could not even connect is retried on the next one within the same deadline (safe:
 //! it was never sent), and any other transport failure or timeout moves "current" on
-//! for the next call (not retried: a write may have been applied).
+//! for the next call (writes are not retried: they may have been applied; reads and
+//! lease renewals are, until the deadline).
 
 use super::errors::{is_unreachable, not_sent};
 use crate::StoreError;
@@ -15,6 +16,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::{timeout, Instant};
+
+/// Pause before going round the endpoints again.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// May a failed call be sent again?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Only when it certainly never reached etcd (writes).
+    OnlyUnsent,
+    /// Also after transient failures: repeating it is harmless.
+    Idempotent,
+}
 
 /// Why a pooled call failed.
 pub(crate) enum CallError {
@@ -82,37 +95,51 @@ impl Pool {
     }
 
     /// Run `f` against the current endpoint within the call deadline, failing over as
-    /// described in the module docs.
-    pub(crate) async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, CallError>
+    /// described in the module docs. With `Retry::Idempotent` (reads, renewals,
+    /// revocations) a call that failed with a transient error ("leader changed",
+    /// connection lost) is also retried, on the next endpoint, until the deadline.
+    pub(crate) async fn call<T, F, Fut>(
+        &self,
+        what: &str,
+        retry: Retry,
+        f: F,
+    ) -> Result<T, CallError>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
     {
         let deadline = Instant::now() + self.call_timeout;
         let n = self.endpoints.len();
-        let start = self.current();
         let mut last = None;
-        for k in 0..n {
-            let idx = (start + k) % n;
+        for attempt in 0usize.. {
+            if retry == Retry::OnlyUnsent && attempt >= n {
+                break;
+            }
+            if attempt > 0 && attempt % n == 0 {
+                // Every endpoint failed once: give an election time before going round.
+                tokio::time::sleep_until(deadline.min(Instant::now() + RETRY_PAUSE)).await;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            let attempt = async {
+            let idx = self.current();
+            let once = async {
                 let client = self.client(idx).await?;
                 f(client).await
             };
-            match timeout(left, attempt).await {
+            match timeout(left, once).await {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) if not_sent(&e) => {
-                    self.rotate_from(idx);
-                    last = Some(CallError::Etcd(e));
-                }
                 Ok(Err(e)) => {
-                    if is_unreachable(&e) {
+                    let unreachable = is_unreachable(&e);
+                    if unreachable {
                         self.rotate_from(idx);
                     }
-                    return Err(CallError::Etcd(e));
+                    let again = not_sent(&e) || (retry == Retry::Idempotent && unreachable);
+                    if !again {
+                        return Err(CallError::Etcd(e));
+                    }
+                    last = Some(CallError::Etcd(e));
                 }
                 Err(_) => {
                     self.rotate_from(idx);
