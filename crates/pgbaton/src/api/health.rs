@@ -128,7 +128,10 @@ pub fn evaluate(
             if p.reason == r.reason {
                 return p;
             }
-            Verdict::fail(format!("not primary ({}) and not replica ({})", p.reason, r.reason))
+            Verdict::fail(format!(
+                "not primary ({}) and not replica ({})",
+                p.reason, r.reason
+            ))
         }
         // TODO(issue 7, synchronous replication): answer from the `sync` key once the
         // agent maintains the synchronous-standby set; until then no member is one, so
@@ -157,7 +160,11 @@ pub fn evaluate(
                     "no HA cycle has finished yet; the agent started",
                 ),
             };
-            let text = format!("{what} {:.1} s ago (limit {} s)", age.as_secs_f64(), limit.as_secs());
+            let text = format!(
+                "{what} {:.1} s ago (limit {} s)",
+                age.as_secs_f64(),
+                limit.as_secs()
+            );
             if age <= limit {
                 Verdict::pass(text)
             } else {
@@ -174,7 +181,10 @@ pub fn evaluate(
             if r.ok || p.reason == r.reason {
                 return r;
             }
-            Verdict::fail(format!("not primary ({}) and not a ready replica ({})", p.reason, r.reason))
+            Verdict::fail(format!(
+                "not primary ({}) and not a ready replica ({})",
+                p.reason, r.reason
+            ))
         }
     }
 }

@@ -51,6 +51,8 @@ mod tests {
             assert!(err.contains("not a byte count"), "{bad}: {err}");
         }
         assert!(parse_lag("99999999999999999999").is_err());
-        assert!(parse_lag("99999999999TB").unwrap_err().contains("too large"));
+        assert!(parse_lag("99999999999TB")
+            .unwrap_err()
+            .contains("too large"));
     }
 }

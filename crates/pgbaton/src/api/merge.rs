@@ -77,20 +77,29 @@ mod tests {
     #[test]
     fn merge_follows_rfc_7396() {
         let mut t = json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]});
-        merge_patch(&mut t, &json!({"a": null, "b": {"c": 5, "x": 1}, "e": [2, 3]}));
+        merge_patch(
+            &mut t,
+            &json!({"a": null, "b": {"c": 5, "x": 1}, "e": [2, 3]}),
+        );
         assert_eq!(t, json!({"b": {"c": 5, "d": 3, "x": 1}, "e": [2, 3]}));
     }
 
     #[test]
     fn a_good_patch_gives_the_typed_config() {
-        let c = patched_config(base(), &json!({"loop_wait": 2, "parameters": {"work_mem": "8MB"}}))
-            .unwrap();
+        let c = patched_config(
+            base(),
+            &json!({"loop_wait": 2, "parameters": {"work_mem": "8MB"}}),
+        )
+        .unwrap();
         assert_eq!(c.loop_wait, 2);
         assert_eq!(c.ttl, ClusterConfig::default().ttl);
         assert_eq!(c.parameters["work_mem"], json!("8MB"));
         // null resets to the default
-        let c = patched_config(serde_json::to_value(&c).unwrap(), &json!({"loop_wait": null}))
-            .unwrap();
+        let c = patched_config(
+            serde_json::to_value(&c).unwrap(),
+            &json!({"loop_wait": null}),
+        )
+        .unwrap();
         assert_eq!(c.loop_wait, ClusterConfig::default().loop_wait);
     }
 
@@ -101,8 +110,11 @@ mod tests {
         assert!(e.to_string().contains("loop_wiat"), "{e}");
         let e = patched_config(base(), &json!({"ttl": "ten"})).unwrap_err();
         assert_eq!(e.status(), 400);
-        let e = patched_config(base(), &json!({"ttl": 3, "loop_wait": 2, "retry_timeout": 2}))
-            .unwrap_err();
+        let e = patched_config(
+            base(),
+            &json!({"ttl": 3, "loop_wait": 2, "retry_timeout": 2}),
+        )
+        .unwrap_err();
         assert_eq!(e.status(), 400);
         match e {
             ApiError::BadRequest { problems, .. } => {
@@ -115,8 +127,14 @@ mod tests {
 
     #[test]
     fn bodies_must_be_json_objects() {
-        assert!(parse_patch(b"{").unwrap_err().to_string().contains("not valid JSON"));
-        assert!(parse_patch(b"[1]").unwrap_err().to_string().contains("JSON object"));
+        assert!(parse_patch(b"{")
+            .unwrap_err()
+            .to_string()
+            .contains("not valid JSON"));
+        assert!(parse_patch(b"[1]")
+            .unwrap_err()
+            .to_string()
+            .contains("JSON object"));
         assert!(parse_patch(br#"{"ttl": 20}"#).is_ok());
     }
 }

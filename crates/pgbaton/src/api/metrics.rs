@@ -22,10 +22,19 @@ pub fn render(snap: &AgentSnapshot, cluster: &str, now: Instant) -> String {
     let member = snap.member.as_ref();
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
 
-    header(&mut out, "pgbaton_role", "gauge", "1 for the member's current role (primary, replica or unknown), 0 for the others.");
+    header(
+        &mut out,
+        "pgbaton_role",
+        "gauge",
+        "1 for the member's current role (primary, replica or unknown), 0 for the others.",
+    );
     let role = role_name(snap);
     for r in ["primary", "replica", "unknown"] {
-        let _ = writeln!(out, "pgbaton_role{{{labels},role=\"{r}\"}} {}", flag(role == r));
+        let _ = writeln!(
+            out,
+            "pgbaton_role{{{labels},role=\"{r}\"}} {}",
+            flag(role == r)
+        );
     }
     let mut gauge = |name: &str, help: &str, value: Option<f64>| {
         if let Some(v) = value {
@@ -33,22 +42,78 @@ pub fn render(snap: &AgentSnapshot, cluster: &str, now: Instant) -> String {
             let _ = writeln!(out, "{name}{{{labels}}} {}", number(v));
         }
     };
-    gauge("pgbaton_postgres_up", "1 when PostgreSQL is running and answering SQL.", Some(flag(snap.pg_running)));
-    gauge("pgbaton_postgres_streaming", "1 when the WAL receiver is streaming.", Some(flag(snap.streaming)));
-    gauge("pgbaton_timeline", "PostgreSQL timeline.", member.and_then(|m| m.timeline).map(f64::from));
-    gauge("pgbaton_lsn_bytes", "WAL position in bytes (write position on the primary, replay position on a replica).", member.and_then(|m| m.lsn).map(|l| l.0 as f64));
-    gauge("pgbaton_received_lsn_bytes", "Replica: last received WAL position in bytes.", member.and_then(|m| m.received_lsn).map(|l| l.0 as f64));
-    gauge("pgbaton_replayed_lsn_bytes", "Replica: last replayed WAL position in bytes.", member.and_then(|m| m.replayed_lsn).map(|l| l.0 as f64));
-    gauge("pgbaton_lag_bytes", "Replica: bytes behind the primary's last published position.", member.and_then(|m| m.lag_bytes).map(|l| l as f64));
-    gauge("pgbaton_leader", "1 when this member holds the leader key on an unexpired lease.", Some(flag(holds_live_lease(snap, now))));
-    gauge("pgbaton_lease_seconds_left", "Seconds left on the leader lease (0 when not the leader).", Some(snap.lease_seconds_left(now).unwrap_or(0.0)));
-    gauge("pgbaton_cycle_duration_seconds", "Duration of the last HA cycle.", Some(snap.last_cycle_ms as f64 / 1000.0));
-    gauge("pgbaton_last_cycle_age_seconds", "Seconds since the last HA cycle finished.", snapshot_age(snap, now).map(|d| d.as_secs_f64()));
-    gauge("pgbaton_paused", "1 when the cluster is in maintenance mode.", Some(flag(snap.cluster_config.paused)));
+    gauge(
+        "pgbaton_postgres_up",
+        "1 when PostgreSQL is running and answering SQL.",
+        Some(flag(snap.pg_running)),
+    );
+    gauge(
+        "pgbaton_postgres_streaming",
+        "1 when the WAL receiver is streaming.",
+        Some(flag(snap.streaming)),
+    );
+    gauge(
+        "pgbaton_timeline",
+        "PostgreSQL timeline.",
+        member.and_then(|m| m.timeline).map(f64::from),
+    );
+    gauge(
+        "pgbaton_lsn_bytes",
+        "WAL position in bytes (write position on the primary, replay position on a replica).",
+        member.and_then(|m| m.lsn).map(|l| l.0 as f64),
+    );
+    gauge(
+        "pgbaton_received_lsn_bytes",
+        "Replica: last received WAL position in bytes.",
+        member.and_then(|m| m.received_lsn).map(|l| l.0 as f64),
+    );
+    gauge(
+        "pgbaton_replayed_lsn_bytes",
+        "Replica: last replayed WAL position in bytes.",
+        member.and_then(|m| m.replayed_lsn).map(|l| l.0 as f64),
+    );
+    gauge(
+        "pgbaton_lag_bytes",
+        "Replica: bytes behind the primary's last published position.",
+        member.and_then(|m| m.lag_bytes).map(|l| l as f64),
+    );
+    gauge(
+        "pgbaton_leader",
+        "1 when this member holds the leader key on an unexpired lease.",
+        Some(flag(holds_live_lease(snap, now))),
+    );
+    gauge(
+        "pgbaton_lease_seconds_left",
+        "Seconds left on the leader lease (0 when not the leader).",
+        Some(snap.lease_seconds_left(now).unwrap_or(0.0)),
+    );
+    gauge(
+        "pgbaton_cycle_duration_seconds",
+        "Duration of the last HA cycle.",
+        Some(snap.last_cycle_ms as f64 / 1000.0),
+    );
+    gauge(
+        "pgbaton_last_cycle_age_seconds",
+        "Seconds since the last HA cycle finished.",
+        snapshot_age(snap, now).map(|d| d.as_secs_f64()),
+    );
+    gauge(
+        "pgbaton_paused",
+        "1 when the cluster is in maintenance mode.",
+        Some(flag(snap.cluster_config.paused)),
+    );
 
     for (name, help, value) in [
-        ("pgbaton_promotions_seen_total", "Failovers and switchovers seen (promotions recorded in history).", snap.promotions_seen),
-        ("pgbaton_fencing_actions_total", "Fencing actions taken by this member.", snap.fencing_actions),
+        (
+            "pgbaton_promotions_seen_total",
+            "Failovers and switchovers seen (promotions recorded in history).",
+            snap.promotions_seen,
+        ),
+        (
+            "pgbaton_fencing_actions_total",
+            "Fencing actions taken by this member.",
+            snap.fencing_actions,
+        ),
     ] {
         header(&mut out, name, "counter", help);
         let _ = writeln!(out, "{name}{{{labels}}} {value}");

@@ -1,17 +1,32 @@
 //! The agent's HTTP API: health checks for load balancers, status, metrics, control.
 //!
-//! Every answer comes from the in-memory [`AgentSnapshot`] (or a store read for
-//! cluster-wide views), never from the agent loop itself, so a busy agent still answers
-//! within milliseconds.
+//! Every health answer comes from the in-memory [`AgentSnapshot`], never from the agent
+//! loop or the store, so a busy agent or a frozen store still gets an answer within
+//! milliseconds. Cluster-wide views read the store with a deadline. The endpoints are
+//! documented in `docs/http-api.md`.
 
+mod control;
+mod error;
+mod health;
+mod lag;
+mod merge;
+mod metrics;
+mod server;
 pub mod snapshot;
+mod status;
+mod views;
+
+#[cfg(test)]
+mod tests;
 
 pub use snapshot::AgentSnapshot;
 
+use anyhow::Context;
 use pgbaton_config::NodeConfig;
 use pgbaton_store::Store;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::watch;
 
 /// What the API serves from.
@@ -27,11 +42,28 @@ pub struct ApiContext {
     pub config_path: PathBuf,
 }
 
-/// Bind `api.listen` and serve in a background task. Fails if the address is taken.
+/// Bind `api.listen` and serve in a background task for the rest of the process.
+///
+/// Fails (and serves nothing) when the address cannot be bound, e.g. it is taken.
 pub async fn spawn(ctx: ApiContext) -> anyhow::Result<()> {
     let (host, port) = ctx.cfg.api_listen();
-    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot listen on {host}:{port} for the HTTP API"))?;
     tracing::info!("HTTP API listening on {host}:{port}");
-    drop(listener);
+    serve(listener, ctx);
     Ok(())
+}
+
+/// Serve the API on an already bound `listener` in a background task.
+fn serve(listener: tokio::net::TcpListener, ctx: ApiContext) {
+    let app = server::router(Arc::new(server::Server {
+        ctx,
+        started: Instant::now(),
+    }));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("the HTTP API stopped serving: {e}");
+        }
+    });
 }

@@ -5,7 +5,7 @@ use super::error::ApiError;
 use super::health::{evaluate, Check};
 use super::lag::parse_lag;
 use super::status::{status_body, StatusBody};
-use super::{control, views, ApiContext, AgentSnapshot};
+use super::{control, views, AgentSnapshot, ApiContext};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -94,8 +94,8 @@ struct ProbeBody {
 pub fn lag_param(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Option<u64>, ApiError> {
-    let Query(params) = query
-        .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+    let Query(params) =
+        query.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
     params
         .get("lag")
         .map(|v| parse_lag(v).map_err(ApiError::bad_request))

@@ -1,0 +1,157 @@
+//! Endpoints that change something: `PATCH /config` (compare-and-set merge into the
+//! cluster-wide config), `POST /reload`, and the not-yet-built actions (501).
+//!
+//! TODO(issue 6): authentication (`api.auth`, basic auth) and TLS are not built yet:
+//! every unsafe method is open to whoever reaches `api.listen`.
+
+use super::error::ApiError;
+use super::merge::{parse_patch, patched_config};
+use super::server::{Shared, STORE_TIMEOUT};
+use super::views::{etag, read_key, timed_out};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::{ETAG, IF_MATCH};
+use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use pgbaton_core::model::KEY_CONFIG;
+use pgbaton_store::Expect;
+use serde_json::Value;
+
+/// `PATCH /config`: merge the JSON body into the store's `config` key.
+///
+/// The write is a compare-and-set on the revision read (or on the `If-Match` revision
+/// the client sends, from `GET /config`'s `ETag`): a concurrent change gives 409 and
+/// changes nothing. Invalid results give 400 and change nothing.
+pub async fn patch_config(
+    State(server): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let patch = parse_patch(&body)?;
+    let wanted = if_match(&headers)?;
+    let current = read_key(&server, KEY_CONFIG).await?;
+    let (base, expect) = match (&current, wanted) {
+        (Some(e), Some(rev)) if e.mod_revision != rev => {
+            return Err(ApiError::Conflict(format!(
+                "the config changed: it is at revision {}, the request expected {rev}; GET /config and retry",
+                e.mod_revision
+            )))
+        }
+        (None, Some(rev)) => {
+            return Err(ApiError::Conflict(format!(
+                "the request expected config revision {rev}, but the store has no config key yet; retry without If-Match"
+            )))
+        }
+        (Some(e), _) => {
+            let v: Value = serde_json::from_str(&e.value).map_err(|err| {
+                ApiError::Internal(format!("the store's {KEY_CONFIG} key is not JSON: {err}"))
+            })?;
+            (v, Expect::ModRevision(e.mod_revision))
+        }
+        (None, None) => {
+            let v = serde_json::to_value(&server.ctx.cfg.bootstrap).map_err(|err| {
+                ApiError::Internal(format!("cannot encode the bootstrap config: {err}"))
+            })?;
+            (v, Expect::Absent)
+        }
+    };
+    let config = patched_config(base, &patch)?;
+    let text = serde_json::to_string(&config)
+        .map_err(|e| ApiError::Internal(format!("cannot encode the config: {e}")))?;
+    let written = tokio::time::timeout(
+        STORE_TIMEOUT,
+        server.ctx.store.put(KEY_CONFIG, &text, None, expect),
+    )
+    .await
+    .map_err(|_| timed_out())?
+    .map_err(|e| {
+        ApiError::Unavailable(format!(
+            "cannot write the config to the store (the outcome is unknown; GET /config to check): {e}"
+        ))
+    })?;
+    if !written {
+        return Err(ApiError::Conflict(
+            "the config changed while it was being patched; GET /config and retry".to_string(),
+        ));
+    }
+    tracing::info!("cluster config changed through the HTTP API: {patch}");
+    let mut resp = Json(&config).into_response();
+    // Best effort: the new revision, for a following conditional PATCH.
+    if let Ok(Some(entry)) = read_key(&server, KEY_CONFIG).await {
+        if entry.value == text {
+            if let Ok(tag) = HeaderValue::from_str(&etag(entry.mod_revision)) {
+                resp.headers_mut().insert(ETAG, tag);
+            }
+        }
+    }
+    Ok(resp)
+}
+
+/// The revision in `If-Match` (`"12"`, `W/"12"` or `12`), if sent.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = headers.get(IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = raw.to_str().unwrap_or_default().trim();
+    let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    bare.parse::<i64>().map(Some).map_err(|_| {
+        ApiError::bad_request(format!(
+            "If-Match {text:?} is not a config revision; send the ETag of GET /config, e.g. If-Match: \"12\""
+        ))
+    })
+}
+
+/// `POST /reload`: re-read and validate the member's config file. Always 200 when the
+/// file could be checked; the body says whether it is valid and lists the problems.
+///
+/// The agent does not apply a reloaded file yet (`applied: false`): restart the agent
+/// to use a changed file.
+pub async fn reload(State(server): State<Shared>) -> Result<Json<Value>, ApiError> {
+    let path = server.ctx.config_path.clone();
+    let origin = path.display().to_string();
+    let loaded = tokio::task::spawn_blocking(move || pgbaton_config::load(&path))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the reload task failed: {e}")))?;
+    let body = match loaded {
+        Ok(_) => serde_json::json!({
+            "file": origin,
+            "valid": true,
+            "applied": false,
+            "problems": [],
+            "message": "the config file is valid; the agent does not apply a reloaded file yet, restart the agent to use it",
+        }),
+        Err(e) => {
+            let problems: Vec<String> = match e.problems() {
+                [] => vec![e.to_string()],
+                ps => ps.iter().map(|p| p.render(&origin)).collect(),
+            };
+            serde_json::json!({
+                "file": origin,
+                "valid": false,
+                "applied": false,
+                "problems": problems,
+                "message": "the config file has problems; nothing was changed",
+            })
+        }
+    };
+    Ok(Json(body))
+}
+
+/// `POST /switchover`, `/failover`, `/restart`, `/reinitialize`: 501 until the agent
+/// can carry them out.
+///
+/// TODO(issues 4 and 5): switchover and failover; restart and reinitialize come with
+/// the agent's restart/re-clone actions. The routes exist so that only this handler
+/// needs replacing.
+pub async fn not_implemented(uri: Uri) -> ApiError {
+    let (what, cli) = match uri.path() {
+        "/switchover" => ("switchover", "pgbaton switchover"),
+        "/failover" => ("failover", "pgbaton failover"),
+        "/restart" => ("restart", "pgbaton restart NAME"),
+        _ => ("reinitialize", "pgbaton reinit NAME"),
+    };
+    ApiError::NotImplemented(format!(
+        "POST /{what} is not implemented in the HTTP API yet; use the CLI command `{cli}` once it is available"
+    ))
+}

@@ -1,0 +1,379 @@
+//! The real HTTP server on a loopback port, a hand-made snapshot, and a real local
+//! store in a temp dir: status codes, bodies, methods, config CAS, a frozen store.
+
+use super::client::{get, request};
+use super::{member, primary, replica};
+use crate::api::{serve, AgentSnapshot, ApiContext};
+use pgbaton_core::model::{member_key, PgState, Role, KEY_CONFIG, KEY_HISTORY};
+use pgbaton_store::local::LocalStore;
+use pgbaton_store::{Expect, Store};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+struct Harness {
+    port: u16,
+    tx: watch::Sender<AgentSnapshot>,
+    store: Arc<dyn Store>,
+    store_dir: PathBuf,
+    config_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(snap: AgentSnapshot) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("store");
+    let text = pgbaton_config::render_example(
+        "test",
+        "node1",
+        &dir.path().join("data"),
+        &store_dir,
+        55432,
+        58008,
+    );
+    let config_path = dir.path().join("node1.yaml");
+    std::fs::write(&config_path, &text).expect("write config");
+    let cfg = pgbaton_config::parse(&text, "node1.yaml").expect("example config parses");
+    let store: Arc<dyn Store> = Arc::new(
+        LocalStore::open(&store_dir, "test", Duration::from_millis(500)).expect("open store"),
+    );
+    let (tx, rx) = watch::channel(snap);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    serve(
+        listener,
+        ApiContext {
+            snapshot: rx,
+            store: store.clone(),
+            cfg,
+            config_path: config_path.clone(),
+        },
+    );
+    Harness {
+        port,
+        tx,
+        store,
+        store_dir,
+        config_path,
+        _dir: dir,
+    }
+}
+
+async fn codes(port: u16, paths: &[&str]) -> Vec<u16> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.push(get(port, p).await.status);
+    }
+    out
+}
+
+const PROBES: [&str; 10] = [
+    "/primary",
+    "/read-write",
+    "/leader",
+    "/replica",
+    "/read-only",
+    "/sync",
+    "/async",
+    "/health",
+    "/liveness",
+    "/readiness",
+];
+
+#[tokio::test]
+async fn status_codes_on_a_primary_a_replica_a_stopped_member_and_an_expired_lease() {
+    let now = Instant::now();
+    let h = start(primary(now)).await;
+    assert_eq!(
+        codes(h.port, &PROBES).await,
+        [200, 200, 200, 503, 200, 503, 503, 200, 200, 200]
+    );
+    let body = get(h.port, "/primary").await.json();
+    assert_eq!(body["check"], "primary");
+    assert_eq!(body["passed"], true);
+    assert_eq!(body["role"], "primary");
+    assert_eq!(body["name"], "node1");
+    assert_eq!(body["member"]["state"], "running");
+
+    h.tx.send_replace(replica(Instant::now(), 300));
+    assert_eq!(
+        codes(h.port, &PROBES).await,
+        [503, 503, 503, 200, 200, 503, 200, 200, 200, 200]
+    );
+    assert_eq!(get(h.port, "/replica?lag=1kB").await.status, 200);
+    assert_eq!(get(h.port, "/replica?lag=299").await.status, 503);
+    assert_eq!(get(h.port, "/read-only?lag=10").await.status, 503);
+    let r = get(h.port, "/primary").await;
+    assert_eq!(
+        r.json()["check_reason"],
+        "PostgreSQL is in recovery (a replica)"
+    );
+
+    let mut stopped = primary(Instant::now());
+    stopped.pg_running = false;
+    stopped.in_recovery = None;
+    h.tx.send_replace(stopped);
+    assert_eq!(
+        codes(h.port, &PROBES).await,
+        [503, 503, 503, 503, 503, 503, 503, 503, 200, 503]
+    );
+
+    let mut expired = primary(Instant::now());
+    expired.lease_renewed_at = Some(Instant::now() - Duration::from_secs(11));
+    h.tx.send_replace(expired);
+    let r = get(h.port, "/primary").await;
+    assert_eq!(r.status, 503);
+    assert!(r.json()["check_reason"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("expired"));
+
+    let mut stale = primary(Instant::now());
+    stale.last_cycle_at = Some(Instant::now() - Duration::from_secs(5));
+    h.tx.send_replace(stale);
+    let r = get(h.port, "/primary").await;
+    assert_eq!(r.status, 503);
+    let body = r.json();
+    assert_eq!(body["fresh"], false);
+    assert!(body["check_reason"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("stale"));
+    assert_eq!(get(h.port, "/liveness").await.status, 200);
+}
+
+#[tokio::test]
+async fn head_and_options_carry_only_the_status() {
+    let h = start(primary(Instant::now())).await;
+    for (method, path, code) in [
+        ("HEAD", "/primary", 200),
+        ("OPTIONS", "/primary", 200),
+        ("HEAD", "/replica", 503),
+        ("OPTIONS", "/replica", 503),
+        ("OPTIONS", "/health", 200),
+    ] {
+        let r = request(h.port, method, path, &[], None).await;
+        assert_eq!(r.status, code, "{method} {path}");
+        assert_eq!(r.body, "", "{method} {path}");
+    }
+    assert_eq!(
+        request(h.port, "POST", "/primary", &[], Some("{}"))
+            .await
+            .status,
+        405
+    );
+    assert_eq!(get(h.port, "/nope").await.status, 404);
+}
+
+#[tokio::test]
+async fn bad_parameters_get_400_with_a_message() {
+    let h = start(replica(Instant::now(), 0)).await;
+    let r = get(h.port, "/replica?lag=abc").await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("lag=\"abc\""));
+    assert_eq!(get(h.port, "/readiness?lag=-5").await.status, 400);
+    assert_eq!(
+        request(h.port, "HEAD", "/replica?lag=x", &[], None)
+            .await
+            .status,
+        400
+    );
+}
+
+#[tokio::test]
+async fn status_metrics_cluster_and_history() {
+    let h = start(primary(Instant::now())).await;
+    let s = get(h.port, "/status").await;
+    assert_eq!(s.status, 200);
+    let s = s.json();
+    assert_eq!(s["leader"], true);
+    assert_eq!(s["fresh"], true);
+    assert_eq!(s["reason"], "holding the leader lock");
+    assert!(s["lease_seconds_left"].as_f64().unwrap_or_default() > 8.0);
+
+    let m = get(h.port, "/metrics").await;
+    assert_eq!(m.status, 200);
+    assert!(m
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("text/plain; version=0.0.4"));
+    let series = super::metrics::parse_exposition(&m.body).expect("valid exposition");
+    assert_eq!(
+        series[r#"pgbaton_postgres_up{cluster="test",member="node1"}"#],
+        1.0
+    );
+
+    assert_eq!(get(h.port, "/history").await.json(), serde_json::json!([]));
+    let history = r#"[{"timeline":2,"switch_lsn":"0/3000000","reason":"failover","time_ms":1,"old_primary":"node2","new_primary":"node1"}]"#;
+    assert!(h
+        .store
+        .put(KEY_HISTORY, history, None, Expect::Any)
+        .await
+        .expect("put"));
+    assert_eq!(
+        get(h.port, "/history").await.json()[0]["new_primary"],
+        "node1"
+    );
+
+    let m = member("node1", Role::Primary, PgState::Running, None);
+    let value = serde_json::to_string(&m).expect("json");
+    assert!(h
+        .store
+        .put(&member_key("node1"), &value, None, Expect::Any)
+        .await
+        .expect("put"));
+    let rows = get(h.port, "/cluster").await.json();
+    assert_eq!(rows[0]["name"], "node1");
+    assert_eq!(rows[0]["role"], "primary");
+    assert_eq!(rows[0]["state"], "running");
+}
+
+#[tokio::test]
+async fn config_patch_is_a_compare_and_set() {
+    let h = start(primary(Instant::now())).await;
+    // No config key yet: the bootstrap section, without an ETag.
+    let r = get(h.port, "/config").await;
+    assert_eq!(r.json()["loop_wait"], 1);
+    assert!(r.header("etag").is_none());
+
+    let r = request(h.port, "PATCH", "/config", &[], Some(r#"{"loop_wait": 2}"#)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["loop_wait"], 2);
+    let tag = r.header("etag").expect("etag").to_string();
+    let r = get(h.port, "/config").await;
+    assert_eq!(r.json()["loop_wait"], 2);
+    assert_eq!(r.header("etag"), Some(tag.as_str()));
+
+    // With the current revision: applied. With the old one again: 409, nothing changed.
+    let r = request(
+        h.port,
+        "PATCH",
+        "/config",
+        &[("If-Match", &tag)],
+        Some(r#"{"ttl": 20}"#),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = request(
+        h.port,
+        "PATCH",
+        "/config",
+        &[("If-Match", &tag)],
+        Some(r#"{"ttl": 30}"#),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("GET /config"));
+
+    for (body, needle) in [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        (r#"{"bogus": 1}"#, "bogus"),
+        (r#"{"ttl": "long"}"#, "not valid"),
+        (r#"{"ttl": 3, "retry_timeout": 2}"#, "ttl"),
+    ] {
+        let r = request(h.port, "PATCH", "/config", &[], Some(body)).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(needle),
+            "{body}: {}",
+            r.body
+        );
+    }
+    let r = request(
+        h.port,
+        "PATCH",
+        "/config",
+        &[("If-Match", "yesterday")],
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+
+    let stored = h
+        .store
+        .get(KEY_CONFIG)
+        .await
+        .expect("get")
+        .expect("config key");
+    let c: serde_json::Value = serde_json::from_str(&stored.value).expect("json");
+    assert_eq!(
+        (c["loop_wait"].as_u64(), c["ttl"].as_u64()),
+        (Some(2), Some(20))
+    );
+}
+
+#[tokio::test]
+async fn reload_reports_the_file_s_problems_and_control_actions_are_501() {
+    let h = start(primary(Instant::now())).await;
+    let r = request(h.port, "POST", "/reload", &[], None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["valid"], true);
+    assert_eq!(r.json()["applied"], false);
+    std::fs::write(&h.config_path, "cluster: test\nname: node1\nbogus: 1\n").expect("write");
+    let r = request(h.port, "POST", "/reload", &[], None).await;
+    assert_eq!(r.status, 200);
+    let body = r.json();
+    assert_eq!(body["valid"], false);
+    assert!(body["problems"].to_string().contains("bogus"), "{body}");
+
+    for (path, cli) in [
+        ("/switchover", "pgbaton switchover"),
+        ("/failover", "pgbaton failover"),
+        ("/restart", "pgbaton restart"),
+        ("/reinitialize", "pgbaton reinit"),
+    ] {
+        let r = request(h.port, "POST", path, &[], Some("{}")).await;
+        assert_eq!(r.status, 501, "{path}");
+        assert!(
+            r.json()["error"].as_str().unwrap_or_default().contains(cli),
+            "{path}: {}",
+            r.body
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_fast_while_the_store_is_frozen() {
+    let h = start(primary(Instant::now())).await;
+    let guard = LocalStore::freeze_for_tests(&h.store_dir, "test").expect("freeze");
+    let port = h.port;
+    let slow = tokio::spawn(async move { get(port, "/cluster").await });
+    for path in ["/primary", "/health", "/status", "/metrics"] {
+        let t = Instant::now();
+        let r = get(h.port, path).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{path} took {:?}",
+            t.elapsed()
+        );
+    }
+    let t = Instant::now();
+    let r = slow.await.expect("join");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("store"),
+        "{}",
+        r.body
+    );
+    assert!(t.elapsed() < Duration::from_secs(4));
+    assert_eq!(get(h.port, "/history").await.status, 503);
+    drop(guard);
+    assert_eq!(get(h.port, "/history").await.status, 200);
+}
