@@ -6,7 +6,7 @@
 
 use anyhow::Context;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
@@ -86,11 +86,7 @@ pub async fn run(dir: &Path, nodes: u16) -> anyhow::Result<()> {
     result
 }
 
-async fn watch(
-    dir: &Path,
-    first: &PathBuf,
-    children: &mut [(String, Child)],
-) -> anyhow::Result<()> {
+async fn watch(dir: &Path, first: &Path, children: &mut [(String, Child)]) -> anyhow::Result<()> {
     let (_, store) = crate::cli::open(first).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let ctrl_c = tokio::signal::ctrl_c();

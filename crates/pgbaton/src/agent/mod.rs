@@ -116,6 +116,14 @@ impl Agent {
     async fn run(&mut self) -> anyhow::Result<()> {
         self.check_name_is_free().await?;
         execute::clean_leftovers(&self.cfg);
+        let mut lease = self.lease.clone();
+        let first_lease = lease.wait_for(|l| l.lease.is_some());
+        if tokio::time::timeout(Duration::from_secs(5), first_lease)
+            .await
+            .is_err()
+        {
+            tracing::warn!("no store lease after 5 s: is the store reachable? retrying");
+        }
         let mut last: Option<Snapshot> = None;
         while !self.shutdown.requested() {
             let started = Instant::now();
@@ -190,6 +198,12 @@ impl Agent {
         self.cluster_config = view.config.clone();
         let local = self.observe().await?;
         let my_lease = self.lease.borrow().lease;
+        if my_lease.is_none() {
+            // Without a lease the member key cannot be published, and other members
+            // would take any claim of ours for one left by a dead agent.
+            tracing::info!("waiting for a store lease before acting");
+            return Ok(snap);
+        }
         let obs = Observation {
             now_ms: publish::now_ms(),
             me: self.cfg.name.clone(),

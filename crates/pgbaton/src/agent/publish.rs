@@ -56,9 +56,10 @@ impl Agent {
             || (leads && l.data == DataDir::Primary)
         {
             Role::Primary
-        } else if l.data == DataDir::Empty && !leads {
-            Role::Replica
-        } else if l.data == DataDir::Standby || l.in_recovery == Some(true) {
+        } else if (l.data == DataDir::Empty && !leads)
+            || l.data == DataDir::Standby
+            || l.in_recovery == Some(true)
+        {
             Role::Replica
         } else {
             Role::Unknown
@@ -83,7 +84,7 @@ impl Agent {
             name: self.cfg.name.clone(),
             host,
             port,
-            api_url: format!("http://{}", self.cfg.api.listen),
+            api_url: self.cfg.api_url(),
             role,
             state,
             timeline: l.timeline,
