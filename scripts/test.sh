@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what the tests need (when run as root on Debian), then run every test.
+#
+#   ./scripts/test.sh            # the whole suite
+#   ./scripts/test.sh -p pgbaton-core   # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
+command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    # Debian starts etcd as a service on install; the tests start their own.
+    if command -v systemctl >/dev/null 2>&1; then systemctl stop etcd >/dev/null 2>&1 || true; fi
+  else
+    echo "missing: ${need[*]} (install them, e.g. apt-get install -y ${need[*]})" >&2
+    exit 1
+  fi
+fi
+id postgres >/dev/null 2>&1 || { echo "the OS user 'postgres' is missing (install postgresql-15)" >&2; exit 1; }
+
+export PATH="/usr/lib/postgresql/15/bin:$HOME/.cargo/bin:$PATH"
+cargo test --workspace --all-targets "$@"
