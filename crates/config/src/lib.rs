@@ -21,7 +21,7 @@ pub use env::{check_environment, REQUIRED_PROGRAMS};
 pub use error::{ConfigError, Problem};
 pub use params::MANAGED_PARAMETERS;
 pub use parse::{load, parse};
-pub use render::{render_effective, render_example, REDACTED};
+pub use render::{render_effective, render_example, render_example_etcd, REDACTED};
 pub use types::{
     default_prefix, ApiConfig, Credentials, EtcdConfig, LogConfig, NodeConfig, PostgresConfig,
     StoreConfig, TlsConfig,

@@ -1,5 +1,5 @@
-//! Writing configs back out: the effective config (for `pgbaton check-config`) and a
-//! commented example file (for `pgbaton demo`).
+//! Writing configs back out: the effective config (for `pgbaton check-config`) and
+//! commented example files (for `pgbaton demo`, on the local store or on etcd).
 
 use crate::types::NodeConfig;
 use std::path::Path;
@@ -52,20 +52,65 @@ pub fn render_example(
     pg_port: u16,
     api_port: u16,
 ) -> String {
+    let store_dir = scalar(&store_dir.display().to_string());
+    let store = format!(
+        r#"store:
+  local: {store_dir}    # embedded single-host store (a directory)
+  # etcd:                     # instead of local, for members on several hosts
+  #   endpoints: ["http://127.0.0.1:2379"]
+"#
+    );
+    render_with_store(cluster, name, data_dir, &store, pg_port, api_port)
+}
+
+/// Like [`render_example`], but the member uses etcd v3 at `endpoints` (client URLs
+/// such as `http://127.0.0.1:2379`, in the order the member tries them) with the
+/// default key prefix. The caller must pass at least one endpoint for the result to
+/// pass [`crate::parse`].
+pub fn render_example_etcd(
+    cluster: &str,
+    name: &str,
+    data_dir: &Path,
+    endpoints: &[String],
+    pg_port: u16,
+    api_port: u16,
+) -> String {
+    let list = endpoints
+        .iter()
+        .map(|e| serde_json::Value::String(e.clone()).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let store = format!(
+        r#"store:
+  etcd:                       # etcd v3, for members on several hosts
+    endpoints: [{list}]
+    # prefix: /pgbaton        # keys live under <prefix>/<cluster>/
+    # username: pgbaton       # with password, when etcd has auth enabled
+    # password: secret
+  # local: /var/lib/pgbaton/store   # instead of etcd: embedded single-host store
+"#
+    );
+    render_with_store(cluster, name, data_dir, &store, pg_port, api_port)
+}
+
+/// The example file around a ready `store:` section (ending in a newline).
+fn render_with_store(
+    cluster: &str,
+    name: &str,
+    data_dir: &Path,
+    store: &str,
+    pg_port: u16,
+    api_port: u16,
+) -> String {
     let cluster = scalar(cluster);
     let name = scalar(name);
     let data_dir = scalar(&data_dir.display().to_string());
-    let store_dir = scalar(&store_dir.display().to_string());
     format!(
         r#"# pgbaton member config; every key is described in docs/configuration.md.
 cluster: {cluster}    # cluster name; the namespace in the store
 name: {name}    # unique member name
 data_dir: {data_dir}    # PGDATA of this member
-store:
-  local: {store_dir}    # embedded single-host store (a directory)
-  # etcd:                     # instead of local, for members on several hosts
-  #   endpoints: ["http://127.0.0.1:2379"]
-postgres:
+{store}postgres:
   listen: 127.0.0.1:{pg_port}    # host:port PostgreSQL listens on
   # connect_address: 10.0.0.5:5432   # how others reach it; defaults to listen
   # bin_dir: /usr/lib/postgresql/15/bin  # default: found automatically

@@ -1,7 +1,9 @@
 //! The texts this crate writes: the effective config hides passwords and fills in
 //! defaults; the example file parses back to what was asked for.
 
-use pgbaton_config::{parse, render_effective, render_example, NodeConfig, REDACTED};
+use pgbaton_config::{
+    parse, render_effective, render_example, render_example_etcd, NodeConfig, REDACTED,
+};
 use std::path::Path;
 
 fn example(cluster: &str, name: &str) -> NodeConfig {
@@ -91,4 +93,45 @@ fn effective_config_is_itself_a_valid_config_once_passwords_are_back() {
     assert_eq!(back.cluster, c.cluster);
     assert_eq!(back.pg_connect(), c.pg_connect());
     assert_eq!(back.bootstrap, c.bootstrap);
+}
+
+#[test]
+fn etcd_example_round_trips_through_parse() {
+    let endpoints = vec![
+        "http://127.0.0.1:2379".to_string(),
+        "http://10.0.0.2:2379".to_string(),
+    ];
+    let text = render_example_etcd(
+        "demo",
+        "node3",
+        Path::new("/srv/demo/node3"),
+        &endpoints,
+        55003,
+        58003,
+    );
+    let c = match parse(&text, "node3.yaml") {
+        Ok(c) => c,
+        Err(e) => panic!("etcd example does not parse:\n{e}\n{text}"),
+    };
+    assert_eq!(c.cluster, "demo");
+    assert_eq!(c.name, "node3");
+    assert_eq!(c.data_dir, Path::new("/srv/demo/node3"));
+    assert!(c.store.local.is_none(), "{text}");
+    let etcd = c.store.etcd.as_ref().expect("store.etcd is set");
+    assert_eq!(etcd.endpoints, endpoints);
+    assert_eq!(etcd.prefix, pgbaton_config::default_prefix());
+    assert!(etcd.username.is_none() && etcd.password.is_none());
+    assert_eq!(c.pg_listen(), ("127.0.0.1".to_string(), 55003));
+    assert_eq!(c.api_listen(), ("127.0.0.1".to_string(), 58003));
+    // Everything outside the store section is the same as in the local example.
+    let local = render_example(
+        "demo",
+        "node3",
+        Path::new("/srv/demo/node3"),
+        Path::new("/s"),
+        55003,
+        58003,
+    );
+    let tail = |t: &str| t[t.find("\npostgres:").unwrap_or(0)..].to_string();
+    assert_eq!(tail(&text), tail(&local));
 }
