@@ -8,7 +8,7 @@
 use crate::error::Problem;
 use crate::types::{
     ApiConfig, Credentials, EtcdConfig, LogConfig, NodeConfig, PostgresConfig, StoreConfig,
-    TlsConfig,
+    TlsConfig, WatchdogConfig,
 };
 use pgbaton_core::model::{ClusterConfig, Tags};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -30,6 +30,7 @@ pub(crate) fn known_keys(path: &str) -> Option<&'static [&'static str]> {
         "tags" => fields_of::<Tags>(),
         "bootstrap" => fields_of::<ClusterConfig>(),
         "log" => fields_of::<LogConfig>(),
+        "watchdog" => fields_of::<WatchdogConfig>(),
         _ => return None,
     })
 }

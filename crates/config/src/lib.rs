@@ -23,8 +23,9 @@ pub use params::MANAGED_PARAMETERS;
 pub use parse::{load, parse};
 pub use render::{render_effective, render_example, render_example_etcd, REDACTED};
 pub use types::{
-    default_prefix, ApiConfig, Credentials, EtcdConfig, LogConfig, NodeConfig, PostgresConfig,
-    StoreConfig, TlsConfig,
+    default_prefix, default_safety_margin, default_watchdog_device, ApiConfig, Credentials,
+    EtcdConfig, LogConfig, NodeConfig, PostgresConfig, StoreConfig, TlsConfig, WatchdogConfig,
+    WatchdogMode,
 };
 pub use validate::{check_cluster_config, MAX_NAME_LEN};
 

@@ -132,6 +132,9 @@ api:
 #   maximum_lag_on_failover: 1048576
 #   parameters: {{}}
 # log: {{level: info}}          # error, warn, info, debug or trace
+# Fencing: PostgreSQL stops accepting writes safety_margin seconds before the lease
+# can expire (docs/fencing.md). mode: off, automatic or required.
+# watchdog: {{mode: off, device: /dev/watchdog, safety_margin: 2}}
 "#
     )
 }

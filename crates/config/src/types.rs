@@ -33,6 +33,10 @@ pub struct NodeConfig {
     /// Agent logging: level and destination (default: `info` to standard error).
     #[serde(default)]
     pub log: LogConfig,
+    /// Fencing of this member's PostgreSQL when its lease runs out, and the optional
+    /// Linux watchdog device (see `docs/fencing.md`).
+    #[serde(default)]
+    pub watchdog: WatchdogConfig,
 }
 
 /// The store backend. Exactly one of `local` or `etcd`.
@@ -150,4 +154,85 @@ pub struct LogConfig {
     /// Absolute path of a file the agent appends its log to (default: standard error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+}
+
+/// Fencing settings: when the fence fires and whether the Linux watchdog device backs it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogConfig {
+    /// Whether to use the watchdog device (default `off`).
+    #[serde(default)]
+    pub mode: WatchdogMode,
+    /// The watchdog device (default `/dev/watchdog`).
+    #[serde(default = "default_watchdog_device")]
+    pub device: PathBuf,
+    /// Seconds before the lease can expire at which PostgreSQL is fenced (default 2).
+    #[serde(default = "default_safety_margin")]
+    pub safety_margin: u64,
+}
+
+impl Default for WatchdogConfig {
+    fn default() -> Self {
+        WatchdogConfig {
+            mode: WatchdogMode::default(),
+            device: default_watchdog_device(),
+            safety_margin: default_safety_margin(),
+        }
+    }
+}
+
+/// The default watchdog device, `/dev/watchdog`.
+pub fn default_watchdog_device() -> PathBuf {
+    PathBuf::from("/dev/watchdog")
+}
+
+/// The default fencing safety margin, 2 seconds.
+pub fn default_safety_margin() -> u64 {
+    2
+}
+
+/// Whether the fence is backed by the Linux watchdog device, which resets the host when
+/// the fence process itself stops working while this member is primary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchdogMode {
+    /// Never use the device; PostgreSQL is still fenced by the fence process.
+    #[default]
+    Off,
+    /// Use the device when it can be used, otherwise log why and go on without it.
+    Automatic,
+    /// Refuse to run without the device.
+    Required,
+}
+
+impl WatchdogMode {
+    /// The spelling used in config files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchdogMode::Off => "off",
+            WatchdogMode::Automatic => "automatic",
+            WatchdogMode::Required => "required",
+        }
+    }
+}
+
+impl std::fmt::Display for WatchdogMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for WatchdogMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(WatchdogMode::Off),
+            "automatic" => Ok(WatchdogMode::Automatic),
+            "required" => Ok(WatchdogMode::Required),
+            other => Err(format!(
+                "{other:?} is not a watchdog mode; use off, automatic or required"
+            )),
+        }
+    }
 }

@@ -50,7 +50,34 @@ impl NodeConfig {
         if let Some(file) = &self.log.file {
             out.extend(check_abs("log.file", file));
         }
+        self.check_watchdog(&mut out);
         out
+    }
+
+    /// The fence must fire before the lease can expire: `1 <= safety_margin < ttl`.
+    /// (The ttl checked is `bootstrap.ttl`; the agent re-checks against the ttl of the
+    /// lease it actually holds and fences at once when the margin does not fit.)
+    fn check_watchdog(&self, out: &mut Vec<Problem>) {
+        let w = &self.watchdog;
+        out.extend(check_abs("watchdog.device", &w.device));
+        let ttl = self.bootstrap.ttl;
+        if w.safety_margin < 1 {
+            out.push(Problem::at(
+                "watchdog.safety_margin",
+                format!(
+                    "{} is too small; use at least 1 (seconds): it covers clock drift, the fence's polling and PostgreSQL's shutdown",
+                    w.safety_margin
+                ),
+            ));
+        } else if ttl >= 2 && w.safety_margin >= ttl {
+            out.push(Problem::at(
+                "watchdog.safety_margin",
+                format!(
+                    "{} must be less than bootstrap.ttl ({ttl}), or PostgreSQL would be fenced as soon as the lease is renewed; lower safety_margin or raise ttl",
+                    w.safety_margin
+                ),
+            ));
+        }
     }
 
     fn check_store(&self, out: &mut Vec<Problem>) {

@@ -1,7 +1,7 @@
 //! The config file as users write it: the documented examples parse, and every kind of
 //! mistake is reported with the file, the key and a fix.
 
-use pgbaton_config::{parse, ConfigError, NodeConfig};
+use pgbaton_config::{parse, ConfigError, NodeConfig, WatchdogMode};
 use std::path::PathBuf;
 
 const SPEC_EXAMPLE: &str = r#"cluster: acme                 # cluster name; the namespace in the store
@@ -165,7 +165,7 @@ fn unknown_top_level_key() {
     assert_has(
         &msg,
         &[
-            "node1.yaml:6:1: unknown key \"postgress\" (expected one of: cluster, name, data_dir, store, postgres, api, tags, bootstrap, log)",
+            "node1.yaml:6:1: unknown key \"postgress\" (expected one of: cluster, name, data_dir, store, postgres, api, tags, bootstrap, log, watchdog)",
             "did you mean \"postgres\"?",
         ],
     );
@@ -451,4 +451,52 @@ fn unknown_tag_and_bad_value_are_reported_together() {
             "node1.yaml: name: \"node/1\" contains '/'",
         ],
     );
+}
+
+#[test]
+fn watchdog_defaults_and_every_mode() {
+    let c = ok(SPEC_EXAMPLE);
+    assert_eq!(c.watchdog.mode, WatchdogMode::Off);
+    assert_eq!(c.watchdog.device, PathBuf::from("/dev/watchdog"));
+    assert_eq!(c.watchdog.safety_margin, 2);
+    for (text, mode) in [
+        ("off", WatchdogMode::Off),
+        ("\"off\"", WatchdogMode::Off),
+        ("automatic", WatchdogMode::Automatic),
+        ("required", WatchdogMode::Required),
+    ] {
+        let c = ok(&format!(
+            "{SPEC_EXAMPLE}watchdog:\n  mode: {text}\n  device: /dev/watchdog1\n  safety_margin: 3\n"
+        ));
+        assert_eq!(c.watchdog.mode, mode, "{text}");
+        assert_eq!(c.watchdog.device, PathBuf::from("/dev/watchdog1"));
+        assert_eq!(c.watchdog.safety_margin, 3);
+    }
+}
+
+#[test]
+fn watchdog_mistakes() {
+    let msg = err(&format!("{SPEC_EXAMPLE}watchdog: {{mode: sometimes}}\n"));
+    assert_has(&msg, &["node1.yaml:", "watchdog.mode"]);
+    let msg = err(&format!("{SPEC_EXAMPLE}watchdog: {{safety_margin: 0}}\n"));
+    assert_has(
+        &msg,
+        &["node1.yaml: watchdog.safety_margin: 0 is too small; use at least 1"],
+    );
+    let msg = err(&format!(
+        "{SPEC_EXAMPLE}watchdog: {{safety_margin: 10}}\nbootstrap: {{ttl: 10}}\n"
+    ));
+    assert_has(
+        &msg,
+        &["node1.yaml: watchdog.safety_margin: 10 must be less than bootstrap.ttl (10)"],
+    );
+    let msg = err(&format!(
+        "{SPEC_EXAMPLE}watchdog: {{device: dev/watchdog}}\n"
+    ));
+    assert_has(
+        &msg,
+        &["node1.yaml: watchdog.device: \"dev/watchdog\" is a relative path"],
+    );
+    let msg = err(&format!("{SPEC_EXAMPLE}watchdog: {{margin: 1}}\n"));
+    assert_has(&msg, &["unknown key \"watchdog.margin\""]);
 }

@@ -74,6 +74,7 @@ fn effective_config_hides_passwords_and_fills_defaults() {
         "level: info",
         "ttl: 10",
         "prefix: /pgbaton",
+        "safety_margin: 2",
     ] {
         assert!(out.contains(part), "{part} missing:\n{out}");
     }
@@ -134,4 +135,13 @@ fn etcd_example_round_trips_through_parse() {
     );
     let tail = |t: &str| t[t.find("\npostgres:").unwrap_or(0)..].to_string();
     assert_eq!(tail(&text), tail(&local));
+}
+
+#[test]
+fn effective_config_parses_back_with_the_watchdog_section() {
+    let c = example("demo", "node1");
+    let out = render_effective(&c);
+    assert!(out.contains("watchdog:"), "{out}");
+    let back = parse(&out, "effective.yaml").expect("the effective config parses");
+    assert_eq!(back.watchdog, c.watchdog);
 }
