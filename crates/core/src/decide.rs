@@ -4,12 +4,19 @@
 //! 1. refuse anything that could mix histories (foreign files, another system id);
 //! 2. no cluster in the store: race to create it (or adopt the existing primary);
 //! 3. a claim without a system identifier: the winner bootstraps, the others wait;
-//! 4. a running cluster: the leader does primary duties, the others clone or follow.
+//! 4. a running cluster: the leader does primary duties (and hands over on a
+//!    switchover), the others clone, follow, or rejoin after checking their history;
+//! 5. no leader: a switchover or operator failover names the next primary; otherwise
+//!    the ranked election of [`crate::failover`] picks it, unless the cluster is paused.
 
-use crate::model::{MemberStatus, PgState, PrimaryStatus, Role};
+use crate::failover::elect;
+use crate::model::{
+    MemberStatus, PgState, PrimaryStatus, RequestKind, Role, SwitchoverPhase, SwitchoverRequest,
+};
 use crate::observation::{DataDir, Observation};
 use crate::plan::{Action, Plan};
 use crate::registry::slot_work;
+use crate::rejoin::{must_rewind, WalEnd};
 use crate::slots::slot_name;
 use std::collections::BTreeSet;
 
@@ -121,6 +128,17 @@ fn bootstrapping(obs: &Observation, owner: &str, revision: i64) -> Plan {
 
 fn running_cluster(obs: &Observation) -> Plan {
     let leader = obs.cluster.leader.as_deref();
+    if obs.local.reinit_requested {
+        return match leader {
+            Some(l) if l != obs.me && obs.local.data != DataDir::Empty => Plan::one(
+                Action::Reclone {
+                    leader: l.to_string(),
+                },
+                format!("an operator asked to re-clone this member from {l}"),
+            ),
+            _ => Plan::idle("an operator asked to re-clone this member, but it leads or no primary runs: ignored"),
+        };
+    }
     match (obs.local.data, leader) {
         (DataDir::Empty, Some(l)) if l == obs.me => Plan::one(
             Action::ReleaseLeader,
@@ -182,11 +200,42 @@ fn primary_duties(obs: &Observation) -> Plan {
         );
     }
     if !local.running || local.in_recovery != Some(false) {
+        if local.start_failed {
+            return Plan {
+                actions: vec![Action::StopPostgres, Action::ReleaseLeader],
+                reason: format!(
+                    "PostgreSQL did not start as primary within primary_start_timeout ({} s): \
+                     releasing the leader key so that a replica can take over",
+                    obs.cluster.config.primary_start_timeout
+                ),
+            };
+        }
+        if obs.cluster.config.paused && !local.running {
+            return Plan {
+                actions,
+                reason: "paused: PostgreSQL is down on the primary and is not restarted".into(),
+            };
+        }
+        if local.running && local.in_recovery == Some(true) {
+            // Holding the key as a replica happens only between taking it and
+            // promoting (a crash in between): finish the promotion.
+            actions.push(Action::Promote {
+                reason: "finishing an interrupted promotion".into(),
+                old_primary: None,
+            });
+            return Plan {
+                actions,
+                reason: "this member holds the leader key but is still a replica: promoting".into(),
+            };
+        }
         actions.push(Action::StartPrimary);
         return Plan {
             actions,
             reason: "this member holds the leader key: starting PostgreSQL as primary".into(),
         };
+    }
+    if let Some(plan) = switchover_as_primary(obs) {
+        return plan;
     }
     let live: BTreeSet<String> = obs.cluster.members.keys().cloned().collect();
     let previous = obs
@@ -246,22 +295,57 @@ fn replica_duties(obs: &Observation, leader: &str) -> Plan {
             ),
         );
     }
-    if local.data == DataDir::Primary {
-        return Plan::idle(format!(
-            "this data directory was a primary and member {leader} leads now: it must be \
-             rewound or re-cloned before it can follow (use pgbaton reinit)"
-        ));
-    }
-    let primary = match obs.cluster.members.get(leader) {
-        Some(m) => m,
-        None => {
-            return Plan::idle(format!(
-                "member {leader} holds the leader key but has not published its address yet"
-            ))
+    let primary = match leader_ready(obs, leader) {
+        Ok(m) => m,
+        Err(wait) => return wait,
+    };
+    let leader_tl = primary.timeline.unwrap_or(1);
+    let paused = obs.cluster.config.paused;
+    // Where does this member's WAL end, and on which timeline?
+    let (my_tl, end) = if local.running {
+        (
+            local.timeline.unwrap_or(1),
+            match local.received_lsn.max(local.lsn) {
+                Some(l) => WalEnd::Known(l),
+                None => WalEnd::Unknown,
+            },
+        )
+    } else {
+        match local.control {
+            Some(c) if c.clean_shutdown => (c.timeline, WalEnd::CleanShutdownAt(c.checkpoint_lsn)),
+            Some(c) => (c.timeline, WalEnd::Unknown),
+            None => (0, WalEnd::Unknown),
         }
     };
+    let diverged = my_tl == 0 || must_rewind(my_tl, end, leader_tl, &obs.cluster.history);
+    // A standby that never left recovery and is behind the fork is safe to re-point; a
+    // former primary is safe only if the check above says so.
+    if diverged {
+        if paused {
+            return Plan::idle(format!(
+                "paused: this member's history diverged from {leader}'s and needs pg_rewind"
+            ));
+        }
+        let mut actions = Vec::new();
+        if local.running {
+            actions.push(Action::StopPostgres);
+        }
+        actions.push(Action::Rewind {
+            leader: leader.to_string(),
+        });
+        return Plan {
+            actions,
+            reason: format!(
+                "this member (timeline {my_tl}) diverged from the primary {leader} (timeline \
+                 {leader_tl}) or cannot prove it did not: rewinding it"
+            ),
+        };
+    }
     let target = format!("{}:{}", primary.host, primary.port);
     if !local.running {
+        if paused && local.data == DataDir::Primary {
+            return Plan::idle("paused: the former primary is not turned into a replica");
+        }
         return Plan::one(
             Action::Follow {
                 leader: leader.to_string(),
@@ -277,52 +361,311 @@ fn replica_duties(obs: &Observation, leader: &str) -> Plan {
             format!("re-pointing replication to the primary {leader} ({target})"),
         );
     }
-    if local.streaming {
-        Plan::idle(format!("replica streaming from {leader}"))
+    // Keep a slot for every other member, so that whoever is promoted next already
+    // retains WAL for the rest.
+    let mut actions = Vec::new();
+    let registered: Vec<String> = obs
+        .cluster
+        .status
+        .as_ref()
+        .map(|s| s.registry.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut keep = Vec::new();
+    for name in registered.iter().filter(|n| *n != &obs.me) {
+        let slot = slot_name(name);
+        if !local.slots.iter().any(|s| s.name == slot) {
+            actions.push(Action::CreateSlot(slot.clone()));
+        }
+        keep.push(slot);
+    }
+    if !keep.is_empty() {
+        actions.push(Action::AdvanceSlots(keep));
+    }
+    let reason = if local.streaming {
+        format!("replica streaming from {leader}")
     } else {
-        Plan::idle(format!(
-            "replica of {leader}, waiting for streaming to start"
-        ))
+        format!("replica of {leader}, waiting for streaming to start")
+    };
+    Plan { actions, reason }
+}
+
+/// The primary's side of a switchover: hand over when the request is due and the
+/// candidate is fit; drop requests that cannot succeed.
+fn switchover_as_primary(obs: &Observation) -> Option<Plan> {
+    let (req, revision) = obs.cluster.switchover.as_ref()?;
+    let clear = |why: String| {
+        Plan::one(
+            Action::ClearSwitchover {
+                revision: *revision,
+            },
+            why,
+        )
+    };
+    match (req.kind, &req.phase) {
+        (RequestKind::Failover, _) => Some(clear(
+            "dropping a failover request: this member is a healthy primary".into(),
+        )),
+        (RequestKind::Switchover, SwitchoverPhase::PrimaryStopped { .. }) => None,
+        (RequestKind::Switchover, SwitchoverPhase::Requested) => {
+            if req.scheduled_ms.is_some_and(|t| t > obs.now_ms) {
+                return None;
+            }
+            if req.to == obs.me {
+                return Some(clear("dropping a switchover to the current primary".into()));
+            }
+            if let Err(why) = candidate_fit(obs, &req.to) {
+                return Some(clear(format!("switchover to {} cancelled: {why}", req.to)));
+            }
+            Some(Plan::one(
+                Action::HandOver { to: req.to.clone() },
+                format!(
+                    "switchover to {}: checkpoint, clean shutdown, and hand-over once {} has \
+                     the shutdown checkpoint",
+                    req.to, req.to
+                ),
+            ))
+        }
     }
 }
 
+/// Whether `name` can take over in a switchover: streaming and within the lag limit.
+pub fn candidate_fit(obs: &Observation, name: &str) -> Result<(), String> {
+    let m = obs
+        .cluster
+        .members
+        .get(name)
+        .ok_or_else(|| format!("{name} is not running"))?;
+    if m.state != PgState::Streaming {
+        return Err(format!("{name} is {}, not streaming", m.state.as_str()));
+    }
+    let lag = m.lag_bytes.unwrap_or(0);
+    let max = obs.cluster.config.maximum_lag_on_failover;
+    if lag > max {
+        return Err(format!(
+            "{name} lags {} > {} limit",
+            crate::failover::human(lag),
+            crate::failover::human(max)
+        ));
+    }
+    Ok(())
+}
+
 fn no_leader(obs: &Observation) -> Plan {
+    if let Some((req, revision)) = &obs.cluster.switchover {
+        if let Some(plan) = requested_takeover(obs, req, *revision) {
+            return plan;
+        }
+    }
     let local = &obs.local;
     let last_primary = obs.cluster.status.as_ref().map(|s| s.primary.as_str());
-    let was_primary = obs.local.data == DataDir::Primary;
-    match (was_primary, last_primary) {
-        (true, Some(p)) if p == obs.me => Plan {
+    let was_primary = local.data == DataDir::Primary;
+    let owner = obs
+        .cluster
+        .initialize
+        .as_ref()
+        .map(|(i, _)| i.owner.as_str());
+    let mine = |p: Option<&str>| p == Some(obs.me.as_str());
+    if was_primary
+        && !local.start_failed
+        && (mine(last_primary) || (last_primary.is_none() && mine(owner)))
+    {
+        if obs.cluster.config.paused && !local.running {
+            return Plan::idle("paused: no leader and PostgreSQL is down; not restarting it");
+        }
+        return Plan {
             actions: vec![Action::AcquireLeader, Action::StartPrimary],
             reason: "no leader in the store and this member was the last primary: taking \
                      the leader key back"
                 .into(),
-        },
-        (true, None)
-            if obs
-                .cluster
-                .initialize
-                .as_ref()
-                .map(|(i, _)| i.owner.as_str())
-                == Some(obs.me.as_str()) =>
-        {
-            Plan {
-                actions: vec![Action::AcquireLeader, Action::StartPrimary],
-                reason: "no leader in the store and this member created the cluster: taking \
-                     the leader key back"
-                    .into(),
-            }
-        }
-        (true, _) if local.running && local.in_recovery == Some(false) => Plan::one(
+        };
+    }
+    if was_primary && local.running && local.in_recovery == Some(false) {
+        return Plan::one(
             Action::StopPostgres,
             "no leader in the store and this member was not the last primary: stopping \
              PostgreSQL so that it cannot accept writes",
+        );
+    }
+    if obs.cluster.config.paused {
+        return Plan::idle("paused: no leader, and no automatic failover while paused");
+    }
+    if local.data != DataDir::Standby || !local.running {
+        return Plan::idle("no leader in the store: waiting for a replica to be promoted");
+    }
+    failover(obs)
+}
+
+/// No leader and no request: the ranked election.
+fn failover(obs: &Observation) -> Plan {
+    let config = &obs.cluster.config;
+    let since = obs.leaderless_since_ms.unwrap_or(obs.now_ms);
+    let waited = obs.now_ms.saturating_sub(since);
+    let grace_ms = config.failover_grace.max(1) * 1000;
+    let mut members = obs.cluster.members.clone();
+    members.retain(|_, m| m.role == Role::Replica || m.name == obs.me);
+    let election = elect(
+        &members,
+        obs.cluster.status.as_ref(),
+        config.maximum_lag_on_failover,
+        since,
+        waited >= grace_ms,
+    );
+    if obs.tags.nofailover {
+        return Plan::idle(format!(
+            "no leader: this member is tagged nofailover; {}",
+            summary(&election)
+        ));
+    }
+    let Some(rank) = election.ranking.iter().position(|c| c.name == obs.me) else {
+        return Plan::idle(format!("no leader: {}", summary(&election)));
+    };
+    if !election.pending.is_empty() && waited < grace_ms {
+        return Plan::idle(format!(
+            "no leader: waiting for {} to report their WAL positions",
+            election.pending.join(", ")
+        ));
+    }
+    if (rank as u64) * grace_ms > waited {
+        return Plan::idle(format!(
+            "no leader: {} should take over first",
+            election.ranking[0].name
+        ));
+    }
+    let old = obs.cluster.status.as_ref().map(|s| s.primary.clone());
+    let reason = match &old {
+        Some(p) => format!("failover: the primary {p} is gone"),
+        None => "failover: no primary".to_string(),
+    };
+    Plan {
+        actions: vec![
+            Action::AcquireLeader,
+            Action::Promote {
+                reason: reason.clone(),
+                old_primary: old,
+            },
+        ],
+        reason: format!(
+            "{reason}; this member is the most advanced eligible replica (rank {})",
+            rank + 1
         ),
-        (true, Some(p)) => Plan::idle(format!(
-            "no leader in the store; the last primary was {p}: waiting for it"
-        )),
-        (true, None) | (false, _) => Plan::idle(
-            "no leader in the store: waiting for the primary to come back (automatic \
-             failover is not enabled)",
+    }
+}
+
+fn summary(e: &crate::failover::Election) -> String {
+    match e.ranking.first() {
+        Some(w) if e.excluded.is_empty() => format!("{} is the failover candidate", w.name),
+        Some(w) => format!(
+            "{} is the failover candidate; {}",
+            w.name,
+            e.excluded.join("; ")
         ),
+        None => e.no_winner_reason(),
+    }
+}
+
+/// No leader, and an operator request names who comes next.
+fn requested_takeover(obs: &Observation, req: &SwitchoverRequest, revision: i64) -> Option<Plan> {
+    let timeout_ms = obs.cluster.config.switchover_timeout.saturating_mul(1000);
+    match (req.kind, &req.phase) {
+        (RequestKind::Switchover, SwitchoverPhase::Requested) => None,
+        (
+            RequestKind::Switchover,
+            SwitchoverPhase::PrimaryStopped {
+                checkpoint_lsn,
+                stopped_ms,
+                ..
+            },
+        ) => {
+            let late = obs.now_ms.saturating_sub(*stopped_ms) > timeout_ms;
+            if req.to == obs.me {
+                if late {
+                    return Some(Plan::idle("switchover timed out: not promoting"));
+                }
+                return Some(Plan {
+                    actions: vec![
+                        Action::WaitForWal {
+                            lsn: *checkpoint_lsn,
+                        },
+                        Action::AcquireLeader,
+                        Action::Promote {
+                            reason: format!(
+                                "switchover from {}",
+                                req.from.as_deref().unwrap_or("the old primary")
+                            ),
+                            old_primary: req.from.clone(),
+                        },
+                    ],
+                    reason: format!(
+                        "switchover: promoting once this member has received the shutdown \
+                         checkpoint at {checkpoint_lsn}"
+                    ),
+                });
+            }
+            if late && req.from.as_deref() == Some(obs.me.as_str()) {
+                return Some(Plan {
+                    actions: vec![
+                        Action::ClearSwitchover { revision },
+                        Action::AcquireLeader,
+                        Action::StartPrimary,
+                    ],
+                    reason: format!(
+                        "switchover to {} did not complete within {} s: resuming as primary",
+                        req.to, obs.cluster.config.switchover_timeout
+                    ),
+                });
+            }
+            Some(Plan::idle(format!("switchover to {} in progress", req.to)))
+        }
+        (RequestKind::Failover, _) => {
+            let late = obs.now_ms.saturating_sub(req.requested_ms) > timeout_ms;
+            if late {
+                return Some(Plan::one(
+                    Action::ClearSwitchover { revision },
+                    format!(
+                        "failover to {} did not happen within the timeout: dropping it",
+                        req.to
+                    ),
+                ));
+            }
+            if req.to != obs.me {
+                return Some(Plan::idle(format!(
+                    "operator failover to {} in progress",
+                    req.to
+                )));
+            }
+            if obs.local.data != DataDir::Standby || !obs.local.running {
+                return Some(Plan::one(
+                    Action::ClearSwitchover { revision },
+                    "operator failover to this member impossible: it is not a running replica",
+                ));
+            }
+            if !req.force {
+                if let Err(why) = candidate_fit(obs, &obs.me) {
+                    return Some(Plan::one(
+                        Action::ClearSwitchover { revision },
+                        format!(
+                            "operator failover refused: {why} (use --force to accept data loss)"
+                        ),
+                    ));
+                }
+            }
+            let old = obs.cluster.status.as_ref().map(|s| s.primary.clone());
+            let reason = if req.force {
+                "operator failover (forced: commits not received by this member are lost)"
+                    .to_string()
+            } else {
+                "operator failover".to_string()
+            };
+            Some(Plan {
+                actions: vec![
+                    Action::AcquireLeader,
+                    Action::Promote {
+                        reason: reason.clone(),
+                        old_primary: old,
+                    },
+                ],
+                reason,
+            })
+        }
     }
 }

@@ -6,15 +6,17 @@
 //! tables of cases and in simulation.
 
 pub mod decide;
+pub mod failover;
 pub mod lsn;
 pub mod model;
 pub mod observation;
 pub mod plan;
 pub mod registry;
+pub mod rejoin;
 pub mod slots;
 pub mod view;
 
 pub use decide::decide;
 pub use lsn::Lsn;
-pub use observation::{ClusterView, DataDir, Local, Observation, SlotObs};
+pub use observation::{ClusterView, Control, DataDir, Local, Observation, SlotObs};
 pub use plan::{Action, Plan};

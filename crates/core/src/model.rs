@@ -15,6 +15,8 @@ pub const KEY_CONFIG: &str = "config";
 pub const KEY_HISTORY: &str = "history";
 /// Store key of a pending switchover request.
 pub const KEY_SWITCHOVER: &str = "switchover";
+/// Store key of a pending `pgbaton reinit` request (value: member name).
+pub const KEY_REINIT: &str = "reinit";
 /// Store key of the synchronous-standby set.
 pub const KEY_SYNC: &str = "sync";
 /// Store key of the last LSN the primary published.
@@ -204,6 +206,56 @@ pub struct HistoryEntry {
     pub new_primary: String,
 }
 
+/// What an operator asked for in the `switchover` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestKind {
+    /// A planned hand-over from a healthy primary, with no data loss.
+    Switchover,
+    /// Promote a chosen member while there is no healthy primary.
+    Failover,
+}
+
+/// Where a switchover stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum SwitchoverPhase {
+    /// Waiting for its time, or for the primary to act.
+    Requested,
+    /// The primary shut down cleanly; the candidate may take over once it has received
+    /// WAL past the shutdown checkpoint.
+    PrimaryStopped {
+        /// Start of the primary's shutdown checkpoint record.
+        checkpoint_lsn: Lsn,
+        /// The primary's timeline.
+        timeline: u32,
+        /// Wall-clock time of the stop, milliseconds since the Unix epoch.
+        stopped_ms: u64,
+    },
+}
+
+/// The value of the `switchover` key: a pending operator request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchoverRequest {
+    /// Switchover or failover.
+    pub kind: RequestKind,
+    /// The primary when the request was made.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The member to promote.
+    pub to: String,
+    /// Not before this wall-clock time (ms since the Unix epoch).
+    #[serde(default)]
+    pub scheduled_ms: Option<u64>,
+    /// When it was requested (ms since the Unix epoch).
+    pub requested_ms: u64,
+    /// Accept data loss (failover only).
+    #[serde(default)]
+    pub force: bool,
+    /// Progress.
+    pub phase: SwitchoverPhase,
+}
+
 /// The cluster-wide settings kept in the `config` key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -220,6 +272,13 @@ pub struct ClusterConfig {
     pub primary_start_timeout: u64,
     /// Maintenance mode: no automatic action.
     pub paused: bool,
+    /// Re-clone a member whose pg_rewind failed (otherwise it stays down for the DBA).
+    pub reclone_on_rewind_failure: bool,
+    /// Seconds a switchover may take before the old primary resumes.
+    pub switchover_timeout: u64,
+    /// Seconds the failover winner has to take the leader key before the next candidate
+    /// may.
+    pub failover_grace: u64,
     /// Seconds a member may stay away before the primary drops its replication slot
     /// and forgets it (default one day). Until then WAL is kept for it.
     pub member_slot_retention: u64,
@@ -237,6 +296,9 @@ impl Default for ClusterConfig {
             primary_start_timeout: 5,
             paused: false,
             member_slot_retention: 86_400,
+            reclone_on_rewind_failure: true,
+            switchover_timeout: 30,
+            failover_grace: 2,
             parameters: BTreeMap::new(),
         }
     }

@@ -1,6 +1,8 @@
 //! What one member observed at the start of an HA cycle: the input of [`crate::decide`].
 
-use crate::model::{ClusterConfig, Initialize, MemberStatus, PrimaryStatus, Tags};
+use crate::model::{
+    ClusterConfig, HistoryEntry, Initialize, MemberStatus, PrimaryStatus, SwitchoverRequest, Tags,
+};
 use crate::Lsn;
 use std::collections::BTreeMap;
 
@@ -19,6 +21,9 @@ pub struct Observation {
     pub local: Local,
     /// The store's view of the cluster.
     pub cluster: ClusterView,
+    /// Since when (ms since the Unix epoch) this agent has seen no leader key, if it
+    /// sees none now.
+    pub leaderless_since_ms: Option<u64>,
 }
 
 /// What the data directory holds.
@@ -56,6 +61,25 @@ pub struct Local {
     pub lsn: Option<Lsn>,
     /// Current timeline.
     pub timeline: Option<u32>,
+    /// Replica: last WAL position received and flushed.
+    pub received_lsn: Option<Lsn>,
+    /// From `pg_controldata`, read while PostgreSQL is stopped.
+    pub control: Option<Control>,
+    /// The last attempt to start PostgreSQL as primary failed or timed out.
+    pub start_failed: bool,
+    /// An operator asked to re-clone this member (`pgbaton reinit`).
+    pub reinit_requested: bool,
+}
+
+/// What `pg_controldata` says about a stopped data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Control {
+    /// It was shut down cleanly (a shutdown checkpoint is its last record).
+    pub clean_shutdown: bool,
+    /// Start of its latest checkpoint record.
+    pub checkpoint_lsn: Lsn,
+    /// Timeline of that checkpoint.
+    pub timeline: u32,
 }
 
 /// One physical replication slot on the local PostgreSQL.
@@ -82,4 +106,8 @@ pub struct ClusterView {
     pub status: Option<PrimaryStatus>,
     /// Cluster-wide settings.
     pub config: ClusterConfig,
+    /// A pending switchover or failover request, with its store revision.
+    pub switchover: Option<(SwitchoverRequest, i64)>,
+    /// Every promotion so far, oldest first.
+    pub history: Vec<HistoryEntry>,
 }

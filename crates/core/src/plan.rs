@@ -1,6 +1,7 @@
 //! The output of [`crate::decide`]: actions for the agent to carry out, and why.
 
 use crate::model::PrimaryStatus;
+use crate::Lsn;
 
 /// What to do this cycle. The agent executes `actions` in order and stops at the first
 /// failure; the outcome shows up in the next observation.
@@ -77,6 +78,45 @@ pub enum Action {
     DropSlot(String),
     /// Write the `status` key.
     PublishStatus(PrimaryStatus),
+    /// Hand leadership over for a switchover: checkpoint, stop cleanly, record the
+    /// shutdown checkpoint in the `switchover` key, release the leader key.
+    HandOver {
+        /// The candidate.
+        to: String,
+    },
+    /// Wait (briefly) until the local replica has received WAL past `lsn`.
+    WaitForWal {
+        /// The position the replica must have passed.
+        lsn: Lsn,
+    },
+    /// Promote the local replica, wait until it accepts writes, and append the
+    /// promotion to the history.
+    Promote {
+        /// Why, for the history.
+        reason: String,
+        /// The primary before this promotion.
+        old_primary: Option<String>,
+    },
+    /// Delete the `switchover` key (done, cancelled or timed out).
+    ClearSwitchover {
+        /// The request's store revision, so that only that request is deleted.
+        revision: i64,
+    },
+    /// Make the stopped former primary a replica of `leader` with pg_rewind (crash
+    /// recovery first when it was not shut down cleanly), or a new clone if that fails
+    /// and the cluster allows it.
+    Rewind {
+        /// The new primary.
+        leader: String,
+    },
+    /// Move the data directory aside and clone it again from `leader`.
+    Reclone {
+        /// The primary to clone from.
+        leader: String,
+    },
+    /// Move replication slots of other members forward to this replica's replay
+    /// position, so they hold no more WAL than needed.
+    AdvanceSlots(Vec<String>),
     /// Refuse to go on: log the message, publish it, and touch nothing.
     Refuse(String),
 }

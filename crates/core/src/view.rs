@@ -4,8 +4,9 @@
 //! that one broken key cannot stop every agent of the cluster.
 
 use crate::model::{
-    ClusterConfig, Initialize, MemberStatus, PrimaryStatus, KEY_CONFIG, KEY_INITIALIZE, KEY_LEADER,
-    KEY_STATUS, MEMBERS_PREFIX,
+    ClusterConfig, HistoryEntry, Initialize, MemberStatus, PrimaryStatus, SwitchoverRequest,
+    KEY_CONFIG, KEY_HISTORY, KEY_INITIALIZE, KEY_LEADER, KEY_STATUS, KEY_SWITCHOVER,
+    MEMBERS_PREFIX,
 };
 use crate::observation::ClusterView;
 
@@ -48,6 +49,14 @@ pub fn cluster_view<'a>(
             KEY_STATUS => match serde_json::from_str::<PrimaryStatus>(e.value) {
                 Ok(s) => view.status = Some(s),
                 Err(err) => problems.push(bad("primary status", err)),
+            },
+            KEY_SWITCHOVER => match serde_json::from_str::<SwitchoverRequest>(e.value) {
+                Ok(r) => view.switchover = Some((r, e.mod_revision)),
+                Err(err) => problems.push(bad("switchover request", err)),
+            },
+            KEY_HISTORY => match serde_json::from_str::<Vec<HistoryEntry>>(e.value) {
+                Ok(h) => view.history = h,
+                Err(err) => problems.push(bad("history", err)),
             },
             KEY_CONFIG => match serde_json::from_str::<ClusterConfig>(e.value) {
                 Ok(c) => view.config = c,

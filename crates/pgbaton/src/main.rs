@@ -42,6 +42,77 @@ enum Command {
         #[arg(long, value_enum, default_value_t = cli::Format::Table)]
         format: cli::Format,
     },
+    /// Hand the primary role to a replica, with no data loss.
+    Switchover {
+        /// Any member's config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The member to promote (default: the best streaming replica).
+        #[arg(long)]
+        to: Option<String>,
+        /// When: an RFC 3339 time (2026-11-25T21:00:00Z) or +30s / +5m from now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+        /// Cancel a pending (scheduled) switchover.
+        #[arg(long)]
+        cancel: bool,
+        /// Seconds to wait for the new primary.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Promote a chosen member when there is no healthy primary.
+    Failover {
+        /// Any member's config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The member to promote.
+        #[arg(long)]
+        to: String,
+        /// Accept losing commits the member has not received (logged in history).
+        #[arg(long)]
+        force: bool,
+        /// Seconds to wait for the new primary.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Maintenance mode: no automatic failover, restart or rejoin.
+    Pause {
+        /// Any member's config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Leave maintenance mode.
+    Resume {
+        /// Any member's config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Show every promotion: timeline, switch point, reason.
+    History {
+        /// Any member's config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = cli::Format::Table)]
+        format: cli::Format,
+    },
+    /// Re-clone a replica from the primary.
+    Reinit {
+        /// Any member's config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The member to rebuild.
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+        /// Seconds to wait for it to stream again.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
     /// Forget a member that is gone for good: the primary drops its replication slot.
     Remove {
         /// Any member's config file.
@@ -80,6 +151,46 @@ fn main() -> ExitCode {
             Command::CheckConfig { config } => cli::check_config(&config),
             Command::List { config, format } => cli::list(&config, format).await,
             Command::Remove { config, name } => cli::remove(&config, &name).await,
+            Command::Switchover {
+                config,
+                to,
+                at,
+                force,
+                cancel,
+                timeout,
+            } => {
+                let args = cli::SwitchoverArgs {
+                    to,
+                    at,
+                    force,
+                    cancel,
+                    timeout: std::time::Duration::from_secs(timeout),
+                };
+                cli::switchover(&config, args).await
+            }
+            Command::Failover {
+                config,
+                to,
+                force,
+                timeout,
+            } => cli::failover(&config, &to, force, std::time::Duration::from_secs(timeout)).await,
+            Command::Pause { config } => cli::set_paused(&config, true).await,
+            Command::Resume { config } => cli::set_paused(&config, false).await,
+            Command::History { config, format } => cli::history(&config, format).await,
+            Command::Reinit {
+                config,
+                name,
+                force,
+                timeout,
+            } => {
+                cli::reinit(
+                    &config,
+                    &name,
+                    force,
+                    std::time::Duration::from_secs(timeout),
+                )
+                .await
+            }
             Command::Demo { dir, nodes } => demo::run(&dir, nodes).await,
         }
     });

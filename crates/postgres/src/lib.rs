@@ -32,6 +32,7 @@ mod process;
 mod quote;
 mod rewind;
 mod sql;
+mod timeline;
 
 pub use binaries::{find_bin_dir, find_bin_dir_in, DEBIAN_ROOT};
 pub use conf::{
@@ -54,3 +55,4 @@ pub use quote::{
 };
 pub use rewind::RewindReport;
 pub use sql::{Probe, ReplicationPeer, SlotInfo, Sql, WalReceiver, DEFAULT_CONNECT_TIMEOUT};
+pub use timeline::parse_timeline_history;

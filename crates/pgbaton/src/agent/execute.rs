@@ -9,7 +9,7 @@ use super::Agent;
 use anyhow::{bail, Context};
 use pgbaton_config::NodeConfig;
 use pgbaton_core::model::{
-    Initialize, MemberStatus, KEY_CONFIG, KEY_INITIALIZE, KEY_LEADER, KEY_STATUS,
+    Initialize, MemberStatus, KEY_CONFIG, KEY_INITIALIZE, KEY_LEADER, KEY_STATUS, KEY_SWITCHOVER,
 };
 use pgbaton_core::slots::slot_name;
 use pgbaton_core::{Action, Observation};
@@ -106,11 +106,26 @@ impl Agent {
                     .await?;
                 Ok(())
             }
+            Action::HandOver { to } => self.hand_over(obs, to).await,
+            Action::WaitForWal { lsn } => self.wait_for_wal(*lsn).await,
+            Action::Promote {
+                reason,
+                old_primary,
+            } => self.promote(obs, reason, old_primary.as_deref()).await,
+            Action::ClearSwitchover { revision } => {
+                self.store
+                    .delete(KEY_SWITCHOVER, Expect::ModRevision(*revision))
+                    .await?;
+                Ok(())
+            }
+            Action::Rewind { leader } => self.rewind(obs, leader).await,
+            Action::Reclone { leader } => self.reclone(obs, leader).await,
+            Action::AdvanceSlots(slots) => self.advance_slots(slots).await,
             Action::Refuse(msg) => bail!("{msg}"),
         }
     }
 
-    fn sql(&self) -> anyhow::Result<&pgbaton_postgres::Sql> {
+    pub(super) fn sql(&self) -> anyhow::Result<&pgbaton_postgres::Sql> {
         self.sql
             .as_ref()
             .context("no SQL connection to the local PostgreSQL")
@@ -213,8 +228,24 @@ impl Agent {
         let mut changed = self.pg.prepare_config(&settings, None)?;
         changed |= self.write_hba(&member_hosts(obs, &self.cfg.name))?;
         if self.pg.status()?.is_none() {
+            // A running cluster's primary gets primary_start_timeout to come back;
+            // after that a replica takes over. A new cluster gets longer.
+            let bootstrapping = obs
+                .cluster
+                .initialize
+                .as_ref()
+                .is_none_or(|(i, _)| i.system_identifier.is_none());
+            let timeout = if bootstrapping {
+                START_TIMEOUT
+            } else {
+                Duration::from_secs(self.cluster_config.primary_start_timeout.max(1))
+            };
             let started = Instant::now();
-            self.pg.start(START_TIMEOUT).await?;
+            if let Err(e) = self.pg.start(timeout).await {
+                self.start_failed = true;
+                return Err(e.into());
+            }
+            self.start_failed = false;
             tracing::info!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "PostgreSQL started as primary"
@@ -258,17 +289,28 @@ impl Agent {
         Ok(self.pg.write_hba(&lines)?)
     }
 
-    fn upstream(&self, primary: &MemberStatus) -> anyhow::Result<ConnTarget> {
+    /// The connection to another member's PostgreSQL, with a passfile holding the
+    /// replication and superuser (for pg_rewind) passwords.
+    pub(super) fn upstream(&self, primary: &MemberStatus) -> anyhow::Result<ConnTarget> {
         let repl = &self.cfg.postgres.replication;
+        let su = &self.cfg.postgres.superuser;
         let pass = passfile(&self.cfg);
         self.pg.write_passfile(
             &pass,
-            &[PassfileEntry {
-                host: "*".into(),
-                port: None,
-                user: repl.username.clone(),
-                password: repl.password.clone(),
-            }],
+            &[
+                PassfileEntry {
+                    host: "*".into(),
+                    port: None,
+                    user: repl.username.clone(),
+                    password: repl.password.clone(),
+                },
+                PassfileEntry {
+                    host: "*".into(),
+                    port: None,
+                    user: su.username.clone(),
+                    password: su.password.clone(),
+                },
+            ],
         )?;
         Ok(ConnTarget {
             host: primary.host.clone(),
@@ -281,7 +323,11 @@ impl Agent {
         })
     }
 
-    async fn clone_from(&mut self, obs: &Observation, leader: &str) -> anyhow::Result<()> {
+    pub(super) async fn clone_from(
+        &mut self,
+        obs: &Observation,
+        leader: &str,
+    ) -> anyhow::Result<()> {
         let primary = obs
             .cluster
             .members
@@ -310,7 +356,7 @@ impl Agent {
         self.follow(obs, leader).await
     }
 
-    async fn follow(&mut self, obs: &Observation, leader: &str) -> anyhow::Result<()> {
+    pub(super) async fn follow(&mut self, obs: &Observation, leader: &str) -> anyhow::Result<()> {
         let primary = obs
             .cluster
             .members

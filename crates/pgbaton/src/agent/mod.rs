@@ -16,6 +16,7 @@ mod observe;
 mod publish;
 mod settings;
 mod shutdown;
+mod transitions;
 mod wake;
 
 use anyhow::Context;
@@ -71,6 +72,16 @@ pub(crate) struct Agent {
     activity: Option<PgState>,
     /// The last plan reason, to log changes only.
     last_reason: String,
+    /// The last start as primary failed or timed out (cleared by a successful start).
+    start_failed: bool,
+    /// Since when this agent has seen no leader key (ms since the Unix epoch).
+    leaderless_since: Option<u64>,
+    /// PostgreSQL was running at the end of the last cycle.
+    pg_running: bool,
+    /// Promotions done by this member.
+    promotions: u64,
+    /// Rewinds done by this member.
+    rewinds: u64,
     /// Set when the agent must stop with an error (a refusal).
     fatal: Option<String>,
     shutdown: shutdown::Shutdown,
@@ -109,6 +120,11 @@ impl Agent {
             activity: None,
             last_reason: String::new(),
             fatal: None,
+            start_failed: false,
+            leaderless_since: None,
+            promotions: 0,
+            pg_running: false,
+            rewinds: 0,
             shutdown: shutdown::Shutdown::listen()?,
         })
     }
@@ -204,12 +220,23 @@ impl Agent {
             tracing::info!("waiting for a store lease before acting");
             return Ok(snap);
         }
+        let now_ms = publish::now_ms();
+        self.leaderless_since = match (&view.leader, self.leaderless_since) {
+            (Some(_), _) => None,
+            (None, Some(t)) => Some(t),
+            (None, None) => Some(now_ms),
+        };
+        let mut core = local.core.clone();
+        core.start_failed = self.start_failed && !core.running;
+        core.reinit_requested =
+            snap.value(pgbaton_core::model::KEY_REINIT) == Some(self.cfg.name.as_str());
         let obs = Observation {
-            now_ms: publish::now_ms(),
+            now_ms,
+            leaderless_since_ms: self.leaderless_since,
             me: self.cfg.name.clone(),
             tags: self.cfg.tags.clone(),
             my_lease: my_lease.map(|l| l.0),
-            local: local.core.clone(),
+            local: core,
             cluster: view,
         };
         let plan = decide(&obs);
@@ -237,6 +264,7 @@ impl Agent {
         if self.fatal.is_none() {
             self.activity = None;
         }
+        self.pg_running = matches!(self.pg.status(), Ok(Some(_)));
         Ok(snap)
     }
 
@@ -281,9 +309,15 @@ impl Agent {
             if now >= deadline || self.shutdown.requested() {
                 return;
             }
+            // A dead postmaster must be noticed within ~100 ms, not at the next cycle.
+            if self.pg_running && matches!(self.pg.status(), Ok(None)) {
+                tracing::warn!("PostgreSQL stopped unexpectedly");
+                return;
+            }
+            let slice = (deadline - now).min(Duration::from_millis(100));
             let store = self.store.clone();
             let waited = tokio::select! {
-                r = store.wait_for_change(seen, deadline - now) => r,
+                r = store.wait_for_change(seen, slice) => r,
                 _ = self.shutdown.wait() => return,
             };
             match waited {
@@ -292,7 +326,7 @@ impl Agent {
                     Ok(snap) => seen = snap.revision,
                     Err(_) => return,
                 },
-                Ok(_) => return,
+                Ok(_) => continue,
                 Err(e) => {
                     tracing::warn!("waiting for store changes failed: {e}");
                     self.shutdown.sleep_until(deadline).await;

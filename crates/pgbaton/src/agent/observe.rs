@@ -2,7 +2,7 @@
 
 use super::Agent;
 use anyhow::Context;
-use pgbaton_core::{DataDir, Local, Lsn, SlotObs};
+use pgbaton_core::{Control, DataDir, Local, Lsn, SlotObs};
 use pgbaton_postgres::DataDirState;
 
 /// What the agent saw of its PostgreSQL: the core's part plus details for publishing.
@@ -53,6 +53,23 @@ impl Agent {
         view.core.following = self.following.clone();
         if self.pg.status()?.is_none() {
             self.sql = None;
+            let control = self
+                .pg
+                .controldata()
+                .await
+                .context("reading pg_controldata")?;
+            let end = if data == DataDir::Standby {
+                control.checkpoint_lsn.max(control.min_recovery_end_lsn)
+            } else {
+                control.checkpoint_lsn
+            };
+            view.core.control = Some(Control {
+                clean_shutdown: control.cluster_state.is_clean_shutdown(),
+                checkpoint_lsn: end,
+                timeline: control
+                    .checkpoint_timeline
+                    .max(control.min_recovery_end_timeline),
+            });
             return Ok(view);
         }
         if self.sql.as_ref().is_none_or(|s| s.is_closed()) {
@@ -76,6 +93,7 @@ impl Agent {
         view.pg_version = u32::try_from(probe.server_version_num).ok();
         if probe.in_recovery {
             view.received_lsn = probe.receive_lsn;
+            view.core.received_lsn = probe.receive_lsn;
             view.replayed_lsn = probe.replay_lsn;
             view.core.lsn = probe.replay_lsn.or(probe.receive_lsn);
             view.core.streaming = probe

@@ -10,6 +10,10 @@ use pgbaton_store::Snapshot;
 
 /// True if `new` differs from `old` in a way that can change a decision.
 pub fn significant(old: &Snapshot, new: &Snapshot) -> bool {
+    // Without a leader every report matters: a failover waits for fresh positions.
+    if !new.entries.contains_key(pgbaton_core::model::KEY_LEADER) && old.revision != new.revision {
+        return true;
+    }
     let keys_old = old.entries.keys();
     let keys_new = new.entries.keys();
     if !keys_old.eq(keys_new) {

@@ -1,13 +1,17 @@
-//! The operator commands that talk to the store (not to an agent): `list`, `remove`,
-//! `check-config`.
+//! The operator commands. They talk to the store, not to an agent, so they work with
+//! any member's config file.
 
 mod check_config;
+mod history;
 mod list;
 mod remove;
+mod request;
 
 pub use check_config::check_config;
+pub use history::history;
 pub use list::{fetch, list, table, Format};
 pub use remove::remove;
+pub use request::{failover, reinit, set_paused, switchover, SwitchoverArgs};
 
 use pgbaton_config::NodeConfig;
 use pgbaton_store::Store;

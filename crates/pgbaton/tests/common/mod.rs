@@ -341,7 +341,7 @@ impl Drop for TestCluster {
             }
             kill_postmaster(&node.data_dir);
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("PGBATON_TEST_LOGS").is_some() {
             for node in &self.nodes {
                 eprintln!(
                     "===== agent log of {} =====\n{}",

@@ -1,0 +1,282 @@
+//! The role changes: hand-over, promotion, rewind and re-clone, and the history they
+//! leave behind. Each step is timed and logged, because every millisecond here is a
+//! millisecond without writes.
+
+use super::settings::sibling;
+use super::Agent;
+use anyhow::{bail, Context};
+use pgbaton_core::model::{
+    HistoryEntry, RequestKind, SwitchoverPhase, SwitchoverRequest, KEY_HISTORY, KEY_LEADER,
+    KEY_SWITCHOVER,
+};
+use pgbaton_core::{Lsn, Observation};
+use pgbaton_postgres::StopMode;
+use pgbaton_store::Expect;
+use std::time::{Duration, Instant};
+
+const PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
+const WAL_WAIT: Duration = Duration::from_secs(10);
+const REWIND_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn ms(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}
+
+impl Agent {
+    /// Switchover, primary side: checkpoint, clean stop, publish the shutdown
+    /// checkpoint, release the leader key.
+    pub(super) async fn hand_over(&mut self, obs: &Observation, to: &str) -> anyhow::Result<()> {
+        let (request, revision) = obs
+            .cluster
+            .switchover
+            .clone()
+            .context("the switchover request vanished")?;
+        let t0 = Instant::now();
+        self.sql()?.checkpoint().await?;
+        let checkpointed = ms(t0);
+        self.pg
+            .stop(StopMode::Fast, Duration::from_secs(120))
+            .await?;
+        self.sql = None;
+        let stopped = ms(t0);
+        let control = self.pg.controldata().await?;
+        if !control.cluster_state.is_clean_shutdown() {
+            bail!(
+                "PostgreSQL did not shut down cleanly ({:?})",
+                control.cluster_state
+            );
+        }
+        let phase = SwitchoverPhase::PrimaryStopped {
+            checkpoint_lsn: control.checkpoint_lsn,
+            timeline: control.checkpoint_timeline,
+            stopped_ms: super::publish::now_ms(),
+        };
+        let updated = SwitchoverRequest {
+            from: Some(self.cfg.name.clone()),
+            phase,
+            ..request
+        };
+        let value = serde_json::to_string(&updated)?;
+        if !self
+            .store
+            .put(KEY_SWITCHOVER, &value, None, Expect::ModRevision(revision))
+            .await?
+        {
+            bail!("the switchover request changed meanwhile (cancelled?)");
+        }
+        self.store
+            .delete(KEY_LEADER, Expect::Value(self.cfg.name.clone()))
+            .await?;
+        tracing::info!(
+            checkpoint_ms = checkpointed,
+            stop_ms = stopped - checkpointed,
+            total_ms = ms(t0),
+            "switchover: primary stopped cleanly at checkpoint {}; leader key handed to {to}",
+            control.checkpoint_lsn
+        );
+        Ok(())
+    }
+
+    /// Switchover, candidate side: wait until WAL past the old primary's shutdown
+    /// checkpoint has arrived here.
+    pub(super) async fn wait_for_wal(&mut self, lsn: Lsn) -> anyhow::Result<()> {
+        let t0 = Instant::now();
+        let sql = self.pg.connect().await?;
+        loop {
+            let probe = sql.probe().await?;
+            let got = probe.receive_lsn.max(probe.replay_lsn);
+            if got.is_some_and(|g| g > lsn) {
+                tracing::info!(
+                    waited_ms = ms(t0),
+                    "received WAL past the shutdown checkpoint {lsn} (up to {})",
+                    got.unwrap_or_default()
+                );
+                return Ok(());
+            }
+            if t0.elapsed() > WAL_WAIT {
+                bail!("WAL past {lsn} did not arrive within {WAL_WAIT:?} (have {got:?})");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Promote the local replica and wait until it accepts writes; then record the new
+    /// timeline in the history and clear a finished request.
+    pub(super) async fn promote(
+        &mut self,
+        obs: &Observation,
+        reason: &str,
+        old_primary: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let t0 = Instant::now();
+        let sql = self.pg.connect().await?;
+        sql.execute("SELECT pg_promote(false)").await?;
+        loop {
+            if !sql.probe().await?.in_recovery {
+                break;
+            }
+            if t0.elapsed() > PROMOTE_TIMEOUT {
+                bail!("PostgreSQL did not leave recovery within {PROMOTE_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let promoted = ms(t0);
+        let probe = sql.probe().await?;
+        tracing::info!(
+            promote_ms = promoted,
+            timeline = probe.timeline,
+            "promoted: accepting writes ({reason})"
+        );
+        self.following = None;
+        self.promotions += 1;
+        let switch_lsn = self
+            .pg
+            .timeline_switch_point(probe.timeline)
+            .unwrap_or(None);
+        self.append_history(HistoryEntry {
+            timeline: probe.timeline,
+            switch_lsn,
+            reason: reason.to_string(),
+            time_ms: super::publish::now_ms(),
+            old_primary: old_primary.map(str::to_string),
+            new_primary: self.cfg.name.clone(),
+        })
+        .await?;
+        if let Some((req, revision)) = &obs.cluster.switchover {
+            if req.to == self.cfg.name {
+                self.store
+                    .delete(KEY_SWITCHOVER, Expect::ModRevision(*revision))
+                    .await?;
+                if req.kind == RequestKind::Failover && req.force {
+                    tracing::warn!(
+                        "forced failover: commits this member had not received are lost"
+                    );
+                }
+            }
+        }
+        // pg_rewind on the old primary reads the new timeline from the control file.
+        if let Err(e) = sql.checkpoint().await {
+            tracing::warn!("checkpoint after promotion failed: {e}");
+        }
+        self.sql = Some(sql);
+        Ok(())
+    }
+
+    async fn append_history(&self, entry: HistoryEntry) -> anyhow::Result<()> {
+        for _ in 0..20 {
+            let current = self.store.get(KEY_HISTORY).await?;
+            let (mut list, expect) = match &current {
+                Some(e) => (
+                    serde_json::from_str::<Vec<HistoryEntry>>(&e.value).unwrap_or_default(),
+                    Expect::ModRevision(e.mod_revision),
+                ),
+                None => (Vec::new(), Expect::Absent),
+            };
+            list.push(entry.clone());
+            if self
+                .store
+                .put(KEY_HISTORY, &serde_json::to_string(&list)?, None, expect)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        bail!("could not append to the history: too many concurrent writers")
+    }
+
+    /// Make a stopped former primary (or a diverged replica) follow `leader`: pg_rewind,
+    /// or a new clone if that fails and the cluster allows it.
+    pub(super) async fn rewind(&mut self, obs: &Observation, leader: &str) -> anyhow::Result<()> {
+        let primary = obs
+            .cluster
+            .members
+            .get(leader)
+            .with_context(|| format!("member {leader} vanished"))?
+            .clone();
+        let t0 = Instant::now();
+        let mut source = self.upstream(&primary)?;
+        source.user = self.cfg.postgres.superuser.username.clone();
+        tracing::info!("rewinding from {leader} ({}:{})", source.host, source.port);
+        match self.pg.rewind(&source, false, REWIND_TIMEOUT).await {
+            Ok(report) => {
+                tracing::info!(
+                    elapsed_ms = ms(t0),
+                    rewound = report.rewound,
+                    "pg_rewind from {leader} done: {}",
+                    report.output.lines().last().unwrap_or("")
+                );
+                self.system_identifier = None;
+                self.rewinds += 1;
+                self.follow(obs, leader).await
+            }
+            Err(e) if self.cluster_config.reclone_on_rewind_failure => {
+                tracing::warn!("pg_rewind from {leader} failed ({e}); re-cloning instead");
+                self.reclone(obs, leader).await
+            }
+            Err(e) => Err(e).context(
+                "pg_rewind failed and reclone_on_rewind_failure is off: this member stays \
+                 down; run `pgbaton reinit` to clone it again",
+            ),
+        }
+    }
+
+    /// Move the data directory aside, clone it again, and delete the old copy only once
+    /// the clone succeeded.
+    pub(super) async fn reclone(&mut self, obs: &Observation, leader: &str) -> anyhow::Result<()> {
+        if self.pg.status()?.is_some() {
+            self.pg
+                .stop(StopMode::Fast, Duration::from_secs(120))
+                .await?;
+            self.sql = None;
+        }
+        let aside = sibling(&self.cfg, "old");
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside)
+                .with_context(|| format!("removing an older copy {}", aside.display()))?;
+        }
+        std::fs::rename(&self.pg.data_dir, &aside).with_context(|| {
+            format!(
+                "moving {} aside to {}",
+                self.pg.data_dir.display(),
+                aside.display()
+            )
+        })?;
+        tracing::info!(
+            "old data directory kept at {} until the clone succeeds",
+            aside.display()
+        );
+        match self.clone_from(obs, leader).await {
+            Ok(()) => {
+                std::fs::remove_dir_all(&aside)
+                    .with_context(|| format!("removing {}", aside.display()))?;
+                let _ = self
+                    .store
+                    .delete(
+                        pgbaton_core::model::KEY_REINIT,
+                        Expect::Value(self.cfg.name.clone()),
+                    )
+                    .await;
+                Ok(())
+            }
+            Err(e) => {
+                if !self.pg.data_dir.exists() {
+                    std::fs::rename(&aside, &self.pg.data_dir)?;
+                    tracing::warn!("clone failed: the old data directory was put back");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Move the slots this replica keeps for other members to its replay position.
+    pub(super) async fn advance_slots(&mut self, slots: &[String]) -> anyhow::Result<()> {
+        let sql = self.sql()?;
+        let Some(to) = sql.probe().await?.replay_lsn else {
+            return Ok(());
+        };
+        for slot in slots {
+            sql.advance_slot(slot, to).await?;
+        }
+        Ok(())
+    }
+}
