@@ -4,6 +4,7 @@ mod agent;
 mod api;
 mod cli;
 mod demo;
+mod fence;
 mod logging;
 mod storeconn;
 
@@ -130,6 +131,9 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         nodes: u16,
     },
+    /// Internal: the fence process the agent starts to enforce its lease deadline.
+    #[command(hide = true)]
+    FenceWatchdog(fence::WatchdogArgs),
 }
 
 fn main() -> ExitCode {
@@ -192,6 +196,7 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Demo { dir, nodes } => demo::run(&dir, nodes).await,
+            Command::FenceWatchdog(args) => fence::run_watchdog(args),
         }
     });
     match result {

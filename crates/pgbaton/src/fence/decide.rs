@@ -1,0 +1,159 @@
+//! The fence process's decisions, as pure functions of time and state (unit-tested).
+
+use std::time::Duration;
+
+/// How often the fence process looks at the clock at the latest.
+pub const POLL: Duration = Duration::from_millis(10);
+
+/// How long before the watchdog device would fire the fence process fences PostgreSQL
+/// itself, so that a working fence process never lets the device reset the host.
+pub const DEVICE_SLACK: Duration = Duration::from_millis(300);
+
+/// How often the device is petted at most (while petting is allowed).
+pub const PET_EVERY: Duration = Duration::from_millis(100);
+
+/// An armed deadline, as received from the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Armed {
+    /// When PostgreSQL must stop accepting writes.
+    pub deadline: Duration,
+    /// The earliest moment the store can expire the lease (`>= deadline`).
+    pub expiry: Duration,
+}
+
+impl Armed {
+    /// The latest moment the watchdog device may fire: halfway between the fence
+    /// deadline and the lease's earliest expiry. The device must reset the host before
+    /// the lease can expire, and should fire after the fence process had its chance.
+    pub fn device_limit(&self) -> Duration {
+        self.deadline + (self.expiry.saturating_sub(self.deadline)) / 2
+    }
+}
+
+/// Whether PostgreSQL must be fenced now: armed, and the deadline has been reached.
+pub fn should_fence(now: Duration, fence_at: Option<Duration>) -> bool {
+    fence_at.is_some_and(|d| now >= d)
+}
+
+/// When to fence: the armed deadline, or earlier when the watchdog device (last petted
+/// so that it fires at `device_fires_at`) would otherwise fire first.
+pub fn fence_at(armed: Option<Armed>, device_fires_at: Option<Duration>) -> Option<Duration> {
+    armed.map(|a| match device_fires_at {
+        Some(f) => a.deadline.min(f.saturating_sub(DEVICE_SLACK)),
+        None => a.deadline,
+    })
+}
+
+/// Whether the device may be petted (or opened) now with `timeout`: only when the
+/// device would then fire no later than [`Armed::device_limit`]. A frozen agent thus
+/// never keeps the device from firing before the lease can expire.
+pub fn may_pet(now: Duration, armed: Option<Armed>, timeout: Duration) -> bool {
+    armed.is_some_and(|a| now + timeout <= a.device_limit())
+}
+
+/// Whether the fence process should exit: only once the agent is gone, and then only
+/// when nothing is armed, or the deadline has passed and PostgreSQL is down.
+pub fn should_exit(
+    agent_gone: bool,
+    now: Duration,
+    fence_at: Option<Duration>,
+    postgres_running: bool,
+) -> bool {
+    agent_gone && (fence_at.is_none() || (should_fence(now, fence_at) && !postgres_running))
+}
+
+/// How long to wait for the agent's next command: until the deadline, at most [`POLL`].
+pub fn next_wake(now: Duration, fence_at: Option<Duration>) -> Duration {
+    match fence_at {
+        Some(d) if d > now => (d - now).min(POLL),
+        Some(_) => POLL,
+        None => POLL,
+    }
+}
+
+/// The device timeout (whole seconds, at least 1) the agent should ask for with a
+/// lease of `ttl` and a fence `margin`: half of `ttl - margin`, so that a renewal
+/// answered within about `ttl / 2` can still pet the device in time.
+pub fn device_timeout(ttl: Duration, margin: Duration) -> Duration {
+    Duration::from_secs((ttl.saturating_sub(margin).as_secs() / 2).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(x: u64) -> Duration {
+        Duration::from_secs(x)
+    }
+
+    fn ms(x: u64) -> Duration {
+        Duration::from_millis(x)
+    }
+
+    #[test]
+    fn fences_only_when_armed_and_due() {
+        assert!(!should_fence(s(100), None));
+        assert!(!should_fence(s(100), Some(s(101))));
+        assert!(!should_fence(
+            s(100) - Duration::from_nanos(1),
+            Some(s(100))
+        ));
+        assert!(should_fence(s(100), Some(s(100))));
+        assert!(should_fence(s(200), Some(s(100))));
+    }
+
+    #[test]
+    fn the_device_pulls_the_fence_earlier_never_later() {
+        let a = Armed {
+            deadline: s(108),
+            expiry: s(110),
+        };
+        assert_eq!(fence_at(None, Some(s(1))), None);
+        assert_eq!(fence_at(Some(a), None), Some(s(108)));
+        assert_eq!(fence_at(Some(a), Some(s(109))), Some(s(108)));
+        assert_eq!(fence_at(Some(a), Some(s(105))), Some(s(105) - DEVICE_SLACK));
+    }
+
+    #[test]
+    fn the_device_is_petted_only_while_it_would_fire_before_expiry() {
+        let a = Armed {
+            deadline: s(108),
+            expiry: s(110),
+        };
+        assert_eq!(a.device_limit(), s(109));
+        assert!(may_pet(s(104), Some(a), s(4)));
+        assert!(may_pet(s(105), Some(a), s(4)));
+        assert!(!may_pet(s(105) + ms(1), Some(a), s(4)));
+        assert!(!may_pet(s(100), None, s(4)));
+        // A device that fires at the limit never outlives the lease, and a working fence
+        // process fences before it fires.
+        let fires = s(105) + s(4);
+        assert!(fires < a.expiry);
+        assert!(fence_at(Some(a), Some(fires)).is_some_and(|f| f <= a.deadline));
+    }
+
+    #[test]
+    fn exits_only_when_the_agent_is_gone_and_nothing_is_left_to_enforce() {
+        assert!(!should_exit(false, s(1), None, false));
+        assert!(should_exit(true, s(1), None, true));
+        assert!(!should_exit(true, s(1), Some(s(2)), false));
+        assert!(!should_exit(true, s(3), Some(s(2)), true));
+        assert!(should_exit(true, s(3), Some(s(2)), false));
+    }
+
+    #[test]
+    fn wakes_at_the_deadline_or_every_poll() {
+        assert_eq!(next_wake(s(1), None), POLL);
+        assert_eq!(next_wake(s(1), Some(s(1) + ms(3))), ms(3));
+        assert_eq!(next_wake(s(1), Some(s(2))), POLL);
+        assert_eq!(next_wake(s(3), Some(s(2))), POLL);
+    }
+
+    #[test]
+    fn device_timeout_is_half_the_fence_window() {
+        assert_eq!(device_timeout(s(10), s(2)), s(4));
+        assert_eq!(device_timeout(s(30), s(5)), s(12));
+        assert_eq!(device_timeout(s(2), s(1)), s(1));
+        assert_eq!(device_timeout(s(2), s(5)), s(1));
+    }
+}
