@@ -286,6 +286,9 @@ fn primary_duties(obs: &Observation) -> Plan {
 
 fn replica_duties(obs: &Observation, leader: &str) -> Plan {
     let local = &obs.local;
+    if obs.cluster.config.paused && !(local.running && local.in_recovery == Some(false)) {
+        return Plan::idle(format!("paused: replica of {leader}; no automatic action"));
+    }
     if local.running && local.in_recovery == Some(false) {
         return Plan::one(
             Action::StopPostgres,
@@ -489,8 +492,15 @@ fn no_leader(obs: &Observation) -> Plan {
     if obs.cluster.config.paused {
         return Plan::idle("paused: no leader, and no automatic failover while paused");
     }
-    if local.data != DataDir::Standby || !local.running {
+    if local.data != DataDir::Standby {
         return Plan::idle("no leader in the store: waiting for a replica to be promoted");
+    }
+    if !local.running {
+        return Plan::one(
+            Action::StartStandby,
+            "no leader in the store: starting this replica in recovery so that it can be \
+             promoted if it is the best candidate",
+        );
     }
     failover(obs)
 }

@@ -65,6 +65,9 @@ pub enum Action {
         /// The leader's member name.
         leader: String,
     },
+    /// Start a stopped replica in recovery as it is configured (there is no primary to
+    /// point it at), so that it reports its WAL position and can be promoted.
+    StartStandby,
     /// Stop PostgreSQL (fast mode).
     StopPostgres,
     /// Rewrite `pg_hba.conf` so these hosts may stream, and reload if it changed.

@@ -77,6 +77,14 @@ impl Agent {
             }
             Action::CloneFrom { leader } => self.clone_from(obs, leader).await,
             Action::Follow { leader } => self.follow(obs, leader).await,
+            Action::StartStandby => {
+                let settings = managed_settings(&self.cfg, &self.cluster_config);
+                self.pg.prepare_config(&settings, None)?;
+                self.pg.set_standby_signal(true)?;
+                self.pg.start(START_TIMEOUT).await?;
+                tracing::info!("PostgreSQL started in recovery, without a primary to follow");
+                Ok(())
+            }
             Action::StopPostgres => {
                 self.pg.stop(StopMode::Fast, STOP_TIMEOUT).await?;
                 self.sql = None;

@@ -145,7 +145,10 @@ impl Agent {
             let started = Instant::now();
             match self.cycle().await {
                 Ok(snap) => last = Some(snap),
-                Err(e) => tracing::warn!("HA cycle failed: {e:#}"),
+                Err(e) => {
+                    tracing::warn!("HA cycle failed: {e:#}");
+                    self.pg_running = matches!(self.pg.status(), Ok(Some(_)));
+                }
             }
             if let Some(msg) = self.fatal.take() {
                 anyhow::bail!("{msg}");
@@ -312,6 +315,7 @@ impl Agent {
             // A dead postmaster must be noticed within ~100 ms, not at the next cycle.
             if self.pg_running && matches!(self.pg.status(), Ok(None)) {
                 tracing::warn!("PostgreSQL stopped unexpectedly");
+                self.pg_running = false;
                 return;
             }
             let slice = (deadline - now).min(Duration::from_millis(100));
@@ -342,7 +346,11 @@ fn activity(actions: &[Action], local: &pgbaton_core::Local) -> Option<PgState> 
     actions.iter().find_map(|a| match a {
         Action::Initdb => Some(PgState::Initializing),
         Action::CloneFrom { .. } => Some(PgState::CreatingReplica),
-        Action::StartPrimary | Action::Follow { .. } if !local.running => Some(PgState::Starting),
+        Action::StartPrimary | Action::Follow { .. } | Action::StartStandby if !local.running => {
+            Some(PgState::Starting)
+        }
+        Action::Rewind { .. } => Some(PgState::Rewinding),
+        Action::Reclone { .. } => Some(PgState::CreatingReplica),
         _ => None,
     })
 }

@@ -53,11 +53,15 @@ impl Agent {
         view.core.following = self.following.clone();
         if self.pg.status()?.is_none() {
             self.sql = None;
-            let control = self
-                .pg
-                .controldata()
-                .await
-                .context("reading pg_controldata")?;
+            let control = match self.pg.controldata().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Unreadable while stopped: decide without it (a leader will try to
+                    // start, fail, and let go).
+                    tracing::warn!("cannot read pg_controldata: {e}");
+                    return Ok(view);
+                }
+            };
             let end = if data == DataDir::Standby {
                 control.checkpoint_lsn.max(control.min_recovery_end_lsn)
             } else {

@@ -173,6 +173,41 @@ impl TestCluster {
         wait_child(&mut child, Duration::from_secs(60)).expect("agent did not stop within 60 s")
     }
 
+    /// `kill -9` the agent of member `i` (PostgreSQL keeps running).
+    pub fn kill_agent(&mut self, i: usize) {
+        let mut child = self.nodes[i].agent.take().expect("agent running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// `kill -9` the postmaster of member `i`.
+    pub fn kill_postgres(&self, i: usize) {
+        let pid = postmaster_pid(&self.nodes[i].data_dir).expect("postmaster running");
+        signal(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+
+    /// Send `sig` to the agent of member `i`.
+    pub fn signal_agent(&self, i: usize, sig: nix::sys::signal::Signal) {
+        let pid = self.nodes[i].agent.as_ref().expect("agent running").id();
+        signal(pid, sig);
+    }
+
+    /// Append `text` to the config file of member `i` (before it starts).
+    pub fn append_config(&self, i: usize, text: &str) {
+        let path = &self.nodes[i].config;
+        let mut s = std::fs::read_to_string(path).expect("config");
+        s.push_str(text);
+        std::fs::write(path, s).expect("write config");
+    }
+
+    /// The name of the member holding the leader key, per `list`.
+    pub fn leader(&self) -> Option<String> {
+        self.list(0)
+            .iter()
+            .find(|r| r["leader"] == true)
+            .and_then(|r| r["name"].as_str().map(str::to_string))
+    }
+
     /// Wait for the agent of member `i` to exit by itself.
     pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> std::process::ExitStatus {
         let node = &mut self.nodes[i];
@@ -310,6 +345,15 @@ fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::Exit
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The postmaster pid of `data_dir`, if one runs.
+pub fn postmaster_pid(data_dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let pid = text.lines().next()?.trim().parse::<u32>().ok()?;
+    std::path::Path::new(&format!("/proc/{pid}"))
+        .exists()
+        .then_some(pid)
 }
 
 /// Kill the postmaster of `data_dir`, if one runs (cleanup of last resort).
