@@ -122,7 +122,7 @@ enum Command {
         /// The member to forget.
         name: String,
     },
-    /// Run a local demo cluster on the embedded store, in the foreground.
+    /// Run a local demo cluster in the foreground, on the embedded store or on etcd.
     Demo {
         /// Where the configs, data and logs live (reused when run again).
         #[arg(long, default_value = "/var/tmp/pgbaton-demo")]
@@ -130,6 +130,13 @@ enum Command {
         /// Number of members.
         #[arg(long, default_value_t = 3)]
         nodes: u16,
+        /// The store the members share.
+        #[arg(long, value_enum, default_value_t = demo::StoreArg::Local)]
+        store: demo::StoreArg,
+        /// Client URLs of a running etcd, comma-separated (with `--store etcd`). Without
+        /// them the demo starts its own etcd on 127.0.0.1:52379.
+        #[arg(long, value_delimiter = ',', value_name = "URL,...")]
+        etcd_endpoints: Vec<String>,
     },
     /// Internal: the fence process the agent starts to enforce its lease deadline.
     #[command(hide = true)]
@@ -195,7 +202,20 @@ fn main() -> ExitCode {
                 )
                 .await
             }
-            Command::Demo { dir, nodes } => demo::run(&dir, nodes).await,
+            Command::Demo {
+                dir,
+                nodes,
+                store,
+                etcd_endpoints,
+            } => {
+                let opts = demo::Options {
+                    dir,
+                    nodes,
+                    store,
+                    etcd_endpoints,
+                };
+                demo::run(&opts).await
+            }
             Command::FenceWatchdog(args) => fence::run_watchdog(args),
         }
     });

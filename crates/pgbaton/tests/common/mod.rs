@@ -67,13 +67,23 @@ where
 impl TestCluster {
     /// Write configs for `n` members (node1..noden); nothing is started.
     pub fn new(n: usize, store: StoreKind) -> TestCluster {
+        let etcd = (store == StoreKind::Etcd).then(|| EtcdCluster::start(1));
+        TestCluster::build(n, store, etcd)
+    }
+
+    /// Like `new(n, StoreKind::Etcd)`, but on an etcd cluster the test started itself
+    /// (e.g. 3 members); every config lists all of its endpoints, in its order.
+    pub fn with_etcd(n: usize, etcd: EtcdCluster) -> TestCluster {
+        TestCluster::build(n, StoreKind::Etcd, Some(etcd))
+    }
+
+    fn build(n: usize, store: StoreKind, etcd: Option<EtcdCluster>) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("pgbaton-test-")
             .tempdir()
             .expect("tempdir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
-        let etcd = (store == StoreKind::Etcd).then(|| EtcdCluster::start(1));
         let mut c = TestCluster {
             dir,
             cluster: "test".into(),

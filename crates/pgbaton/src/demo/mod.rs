@@ -1,0 +1,228 @@
+//! `pgbaton demo`: a local cluster in the foreground, on the embedded store or on etcd.
+//!
+//! It writes one config per member (kept, so a second run reuses them and the data),
+//! starts etcd when asked for one without endpoints, starts one agent process per
+//! member, shows a live status table, and on Ctrl-C or SIGTERM stops every agent (each
+//! stops its PostgreSQL cleanly) and then etcd.
+
+mod configs;
+mod error;
+mod etcd;
+
+use anyhow::Context;
+use configs::{Backend, CLUSTER};
+use error::DemoError;
+use etcd::LocalEtcd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// The store a demo runs on (`--store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreArg {
+    /// The embedded store: files under `<dir>/store`, no other process.
+    Local,
+    /// etcd v3: the one given with `--etcd-endpoints`, else a local one the demo starts.
+    Etcd,
+}
+
+/// What `pgbaton demo` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where configs, data and logs live.
+    pub dir: PathBuf,
+    /// Number of members, 1 to 9.
+    pub nodes: u16,
+    /// The store.
+    pub store: StoreArg,
+    /// etcd client URLs of a running etcd; empty means "start one" (etcd only).
+    pub etcd_endpoints: Vec<String>,
+}
+
+/// Run the demo until Ctrl-C or SIGTERM. Returns an error when it cannot start, or when
+/// an agent or the demo's etcd exits by itself; either way everything started is stopped.
+pub async fn run(opts: &Options) -> anyhow::Result<()> {
+    let nodes = opts.nodes;
+    anyhow::ensure!((1..=9).contains(&nodes), "--nodes must be between 1 and 9");
+    let own_etcd = etcd::endpoints();
+    let backend = match opts.store {
+        StoreArg::Local if !opts.etcd_endpoints.is_empty() => {
+            return Err(DemoError::EndpointsWithoutEtcd.into())
+        }
+        StoreArg::Local => Backend::Local,
+        StoreArg::Etcd if opts.etcd_endpoints.is_empty() => Backend::Etcd(own_etcd.clone()),
+        StoreArg::Etcd => Backend::Etcd(opts.etcd_endpoints.clone()),
+    };
+    let starts_etcd = opts.store == StoreArg::Etcd && opts.etcd_endpoints.is_empty();
+    let dir = std::path::absolute(&opts.dir)?;
+    let mut subdirs = vec!["", "data", "logs"];
+    if backend == Backend::Local {
+        subdirs.push("store");
+    }
+    for sub in subdirs {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        // PostgreSQL runs as an unprivileged user when we are root: it must traverse.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("setting permissions of {}", d.display()))?;
+    }
+    let configs = configs::prepare(&dir, nodes, &backend, &own_etcd)?;
+    let mut local_etcd = if starts_etcd {
+        Some(LocalEtcd::start(&dir).await?)
+    } else {
+        None
+    };
+    let mut children: Vec<(String, Child)> = Vec::new();
+    let result = match start_agents(&dir, &configs, &mut children) {
+        Ok(()) => {
+            let screen = Screen {
+                dir: &dir,
+                first: &configs[0].1,
+                store: store_line(&backend, local_etcd.as_ref()),
+            };
+            watch(&screen, &mut children, local_etcd.as_mut()).await
+        }
+        Err(e) => Err(e),
+    };
+    stop_all(&mut children).await;
+    if let Some(etcd) = local_etcd.as_mut() {
+        etcd.stop().await;
+    }
+    println!(
+        "\nAll members stopped. Run `{}` again to resume.",
+        backend.command_line(&dir, nodes, &own_etcd)
+    );
+    result
+}
+
+/// The screen's line about the store.
+fn store_line(backend: &Backend, local_etcd: Option<&LocalEtcd>) -> String {
+    match local_etcd {
+        Some(e) => format!(
+            "Store: {} (started by the demo; log: {})",
+            backend.describe(),
+            e.log().display()
+        ),
+        None => format!("Store: {}", backend.describe()),
+    }
+}
+
+/// Start one agent per config, adding each to `children` as soon as it runs.
+fn start_agents(
+    dir: &Path,
+    configs: &[(String, PathBuf)],
+    children: &mut Vec<(String, Child)>,
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding the pgbaton executable")?;
+    for (name, cfg) in configs {
+        let log = dir.join("logs").join(format!("{name}.log"));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let mut child = Command::new(&exe);
+        child
+            .arg("agent")
+            .arg("-c")
+            .arg(cfg)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0)
+            .kill_on_drop(false);
+        // If the demo itself dies, its agents must not run on unattended.
+        // SAFETY: prctl is async-signal-safe and touches only the child process.
+        unsafe {
+            child.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = child
+            .spawn()
+            .with_context(|| format!("starting the agent of {name}"))?;
+        children.push((name.clone(), child));
+    }
+    Ok(())
+}
+
+/// What the status screen shows besides the member table.
+struct Screen<'a> {
+    dir: &'a Path,
+    first: &'a Path,
+    store: String,
+}
+
+async fn watch(
+    screen: &Screen<'_>,
+    children: &mut [(String, Child)],
+    mut local_etcd: Option<&mut LocalEtcd>,
+) -> anyhow::Result<()> {
+    let (_, store) = crate::cli::open(screen.first).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let rows = crate::cli::fetch(store.as_ref()).await.unwrap_or_default();
+        let mut text = String::from("\x1b[2J\x1b[H");
+        text.push_str(&crate::cli::table(CLUSTER, &rows));
+        text.push_str(&format!(
+            "\n{store}\nTry, in another terminal:\n  \
+             pgbaton list -c {cfg}\n  \
+             psql 'host=127.0.0.1 port={port} user=postgres password=pgbaton-demo-superuser' -c 'select * from pg_stat_replication'\n  \
+             tail -f {logs}/node1.log\n\
+             Configs, data and logs: {dir}\nPress Ctrl-C to stop the cluster.\n",
+            store = screen.store,
+            cfg = screen.first.display(),
+            port = configs::ports(1).0,
+            logs = screen.dir.join("logs").display(),
+            dir = screen.dir.display(),
+        ));
+        print!("{text}");
+        for (name, child) in children.iter_mut() {
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!(
+                    "the agent of {name} exited ({status}); see {}",
+                    screen
+                        .dir
+                        .join("logs")
+                        .join(format!("{name}.log"))
+                        .display()
+                );
+            }
+        }
+        if let Some(etcd) = local_etcd.as_deref_mut() {
+            etcd.check_running()?;
+        }
+        tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            _ = term.recv() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+        }
+    }
+}
+
+async fn stop_all(children: &mut [(String, Child)]) {
+    for (_, child) in children.iter() {
+        if let Some(pid) = child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    for (name, child) in children.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
+            Ok(_) => println!("stopped {name}"),
+            Err(_) => {
+                let _ = child.kill().await;
+                println!("killed {name} (it did not stop within 60 s)");
+            }
+        }
+    }
+}
