@@ -1,0 +1,219 @@
+//! `bench-switchover`: planned switchovers under a writer committing every 10 ms; reports
+//! the longest commit gap, when the old primary streams again, and lost acknowledged rows.
+
+use clap::Parser;
+use pgbaton_bench::analysis;
+use pgbaton_bench::cli::{run_main, CommonArgs};
+use pgbaton_bench::cluster::Cluster;
+use pgbaton_bench::faults::{check_rows, start_writer};
+use pgbaton_bench::report::{append_results, lost_ids, yes, Table};
+use pgbaton_bench::stats::{secs, secs_opt, summarize};
+use pgbaton_bench::Result;
+use std::time::{Duration, Instant};
+
+/// Planned switchovers round-robin on a local 3-member cluster, under a writer.
+#[derive(Debug, Parser)]
+#[command(name = "bench-switchover", version)]
+struct Args {
+    /// Number of switchovers.
+    #[arg(long, default_value_t = 5)]
+    switchovers: usize,
+    /// Number of members.
+    #[arg(long, default_value_t = 3)]
+    members: usize,
+    /// Lease time (bootstrap.ttl), seconds.
+    #[arg(long, default_value_t = 10)]
+    ttl: u64,
+    /// Longest wait for one `pgbaton switchover` and for the old primary to stream, seconds.
+    #[arg(long, default_value_t = 60)]
+    switchover_timeout: u64,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// The measurements of one switchover.
+struct Run {
+    from: String,
+    to: String,
+    command: Duration,
+    gap: Option<Duration>,
+    first_write_new: Option<Duration>,
+    rejoin: Option<Duration>,
+    failed_writes: usize,
+    note: String,
+}
+
+fn main() -> std::process::ExitCode {
+    run_main(bench(Args::parse()))
+}
+
+async fn bench(args: Args) -> Result<()> {
+    if args.members < 2 {
+        return Err(pgbaton_bench::BenchError::Usage(
+            "a switchover needs at least 2 members".into(),
+        ));
+    }
+    let healthy = Duration::from_secs(args.common.healthy_timeout);
+    let timeout = Duration::from_secs(args.switchover_timeout);
+    let mut cluster = Cluster::create(&args.common.spec(args.members, args.ttl)?)?;
+    eprintln!("cluster in {}", cluster.root().display());
+    cluster.check_config(0).await?;
+    cluster.start_all()?;
+    cluster.wait_healthy(healthy).await?;
+    let epoch = Instant::now();
+    let writer = start_writer(&cluster, epoch, healthy).await?;
+    let mut runs = Vec::new();
+    for k in 1..=args.switchovers {
+        let p = cluster.wait_healthy(healthy).await?;
+        let t = (p + 1) % cluster.members().len();
+        let (from, to) = (
+            cluster.members()[p].name.clone(),
+            cluster.members()[t].name.clone(),
+        );
+        let to_port = cluster.members()[t].pg_port;
+        writer
+            .wait_ack_after(writer.now(), false, Duration::from_secs(10))
+            .await;
+        let start = writer.now();
+        let started = Instant::now();
+        let command_args = ["switchover", "--to", to.as_str(), "--force"];
+        let (outcome, rejoined) = tokio::join!(
+            cluster.pgbaton(p, &command_args, timeout),
+            cluster.wait_streaming(p, t, timeout),
+        );
+        let command = writer.now() - start;
+        let mut note = String::new();
+        if let Err(e) = &outcome {
+            note = e.to_string();
+        }
+        let after = writer
+            .wait_ack_after(start + command, false, Duration::from_secs(10))
+            .await;
+        let end = after.map_or(writer.now(), |(at, _)| at);
+        let (gap, first_write_new, failed_writes) = writer.with_log(|log| {
+            (
+                analysis::longest_gap(log, start, end),
+                analysis::first_ack_on(log, start, to_port).map(|at| at - start),
+                analysis::failures_between(log, start, end),
+            )
+        });
+        let rejoin = match rejoined {
+            Ok(at) => Some(at.duration_since(started)),
+            Err(e) => {
+                note.push_str(&format!("{}{e}", if note.is_empty() { "" } else { "; " }));
+                None
+            }
+        };
+        let run = Run {
+            from,
+            to,
+            command,
+            gap,
+            first_write_new,
+            rejoin,
+            failed_writes,
+            note,
+        };
+        eprintln!(
+            "switchover {k}: {} -> {}: gap {}, old primary streams after {}{}",
+            run.from,
+            run.to,
+            secs_opt(run.gap),
+            secs_opt(run.rejoin),
+            if run.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", run.note)
+            }
+        );
+        runs.push(run);
+    }
+    let log = writer.stop().await;
+    let check = check_rows(&cluster, &log, healthy).await?;
+    let body = render(&args, &cluster, &runs, &check);
+    println!("{body}");
+    if args.common.append_results {
+        append_results(&args.common.results, "Switchover", &body)?;
+        eprintln!("appended to {}", args.common.results.display());
+    }
+    Ok(())
+}
+
+fn render(
+    args: &Args,
+    cluster: &Cluster,
+    runs: &[Run],
+    check: &pgbaton_bench::faults::RowCheck,
+) -> String {
+    let timing = cluster.timing();
+    let mut t = Table::new(&[
+        "#",
+        "switchover",
+        "command took",
+        "longest commit gap",
+        "first write on new primary",
+        "old primary streams after",
+        "failed writes",
+        "note",
+    ]);
+    for (i, r) in runs.iter().enumerate() {
+        t.row(vec![
+            (i + 1).to_string(),
+            format!("{} → {}", r.from, r.to),
+            secs(r.command),
+            secs_opt(r.gap),
+            secs_opt(r.first_write_new),
+            secs_opt(r.rejoin),
+            r.failed_writes.to_string(),
+            r.note.clone(),
+        ]);
+    }
+    let gaps: Vec<Duration> = runs.iter().filter_map(|r| r.gap).collect();
+    let rejoins: Vec<Duration> = runs.iter().filter_map(|r| r.rejoin).collect();
+    let g = summarize(&gaps);
+    let j = summarize(&rejoins);
+    let mut s = Table::new(&["metric", "median", "min", "max", "target", "met"]);
+    let lost = check.lost.len();
+    if let Some(g) = g {
+        s.row(vec![
+            "longest commit gap".into(),
+            secs(g.median),
+            secs(g.min),
+            secs(g.max),
+            "median ≤ 0.2 s".into(),
+            yes(g.median <= Duration::from_millis(200) && g.count == runs.len()),
+        ]);
+    }
+    if let Some(j) = j {
+        s.row(vec![
+            "old primary streams again (from the switchover command)".into(),
+            secs(j.median),
+            secs(j.min),
+            secs(j.max),
+            "< 1.5 s".into(),
+            yes(j.max < Duration::from_millis(1500) && j.count == runs.len()),
+        ]);
+    }
+    s.row(vec![
+        "acknowledged rows lost".into(),
+        lost.to_string(),
+        String::new(),
+        String::new(),
+        "0".into(),
+        yes(lost == 0),
+    ]);
+    format!(
+        "{members} members, local store, ttl {ttl} s, loop_wait {lw} s, retry_timeout {rt} s; writer: one row every 10 ms through `target_session_attrs=read-write`; {n} switchovers round-robin (`pgbaton switchover --to NAME --force`). \"Old primary streams again\" is measured from the start of the command to `pg_stat_wal_receiver.status = 'streaming'` from the new primary on the old one.\n\n{runs}\n{summary}\nRows: {acked} acknowledged, {present} in the table on the final primary {primary}, {lost} acknowledged rows lost{ids}.\n",
+        members = args.members,
+        ttl = timing.ttl,
+        lw = timing.loop_wait,
+        rt = timing.retry_timeout,
+        n = args.switchovers,
+        runs = t.render(),
+        summary = s.render(),
+        acked = check.acked,
+        present = check.present,
+        primary = check.primary,
+        ids = lost_ids(check),
+    )
+}
