@@ -507,3 +507,29 @@ fn a_killed_disarmed_agent_lets_the_fence_process_exit_without_fencing() {
     }
     assert!(alive(pid), "fenced although disarmed\n{}", read(&log));
 }
+
+#[test]
+fn a_hung_main_loop_is_fenced_although_the_lease_is_still_renewed() {
+    let pg = start_pg();
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("fence.log");
+    let fence = Fence::spawn(options(&pg.inst.data_dir, &log)).expect("spawn");
+    let feed = fence::FenceFeed::new(fence, Duration::from_secs(1));
+    let pid = pg.pid();
+    let ttl = ms(2000);
+    // Renewed, but not leading yet: nothing armed.
+    feed.renewed(fence::now(), ttl).expect("renewed");
+    assert!(!feed.fence().is_armed());
+    // The main loop confirms once, then "hangs"; the lease keeper goes on renewing.
+    let confirmed = fence::now();
+    feed.confirmed_leader(confirmed).expect("confirmed");
+    let deadline = confirmed + ttl - Duration::from_secs(1);
+    while fence::now() + ms(150) < deadline {
+        feed.renewed(fence::now(), ttl).expect("renewed");
+        std::thread::sleep(ms(100));
+    }
+    assert_fenced_in_window(pid, deadline, Duration::ZERO, &log);
+    wait_until("the fenced event", Duration::from_secs(2), || {
+        feed.fence().fenced_count() == 1
+    });
+}

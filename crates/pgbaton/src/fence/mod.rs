@@ -1,10 +1,11 @@
 //! Fencing: a primary's PostgreSQL stops accepting writes at its lease deadline, enforced
 //! by a separate process that a hung, frozen (SIGSTOP) or killed agent cannot hold up.
 //!
-//! The agent starts the fence process once ([`Fence::spawn`]), arms it after every
-//! successful lease renewal while this member leads ([`Fence::arm`]), and disarms it once
-//! its PostgreSQL is no longer a writable primary ([`Fence::disarm`]). The deadline is
-//! `renewal sent + ttl - safety_margin` on `CLOCK_BOOTTIME` ([`clock`]). See
+//! The agent starts the fence process once ([`Fence::spawn`]) and feeds it through a
+//! [`FenceFeed`]: the lease keeper reports each successful renewal, the main loop each
+//! store read that shows this member leading, and the fence is armed at
+//! `min(renewal sent, leader confirmed) + ttl - safety_margin` on `CLOCK_BOOTTIME`
+//! ([`clock`]); it is disarmed once PostgreSQL is no longer a writable primary. See
 //! `docs/fencing.md` for the safety argument and [`protocol`] for the pipe protocol.
 // The agent wires this in separately; until then parts are unused in the binary.
 #![allow(dead_code, unused_imports)]
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod decide;
 pub mod device;
 pub mod error;
+pub mod feed;
 pub mod postmaster;
 pub mod protocol;
 
@@ -21,6 +23,7 @@ pub use child::{run as run_watchdog, WatchdogArgs};
 pub use clock::{deadline, now};
 pub use decide::should_fence;
 pub use error::FenceError;
+pub use feed::FenceFeed;
 
 use pgbaton_config::WatchdogMode;
 use protocol::{Command, Event};

@@ -1,0 +1,126 @@
+//! Feeding the fence from the agent's two sources of truth: the lease keeper (the lease
+//! was renewed) and the main loop (the store showed this member holding the leader key).
+//!
+//! The deadline counts from the older of the two, so neither a failing store nor a hung
+//! main loop can keep PostgreSQL writable (see `docs/fencing.md`, "Two inputs").
+
+use super::clock;
+use super::error::FenceError;
+use super::Fence;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// What the fence has been told so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedState {
+    /// When the last successful lease renewal (or grant) was sent, and the lease's ttl.
+    pub renewal: Option<(Duration, Duration)>,
+    /// When the last store read that showed this member as leader was sent; `None` while
+    /// this member does not lead.
+    pub confirmed: Option<Duration>,
+}
+
+impl FeedState {
+    /// The fence deadline and the lease's earliest expiry, once this member leads and a
+    /// renewal is known: counted from the older of the two moments.
+    pub fn arm_at(&self, margin: Duration) -> Option<(Duration, Duration)> {
+        let (renewed, ttl) = self.renewal?;
+        let confirmed = self.confirmed?;
+        let since = renewed.min(confirmed);
+        Some((
+            clock::deadline(since, ttl, margin),
+            clock::earliest_expiry(since, ttl),
+        ))
+    }
+}
+
+/// A [`Fence`] fed by the lease keeper and the main loop. Share it in an `Arc`; every
+/// method is short and never blocks (one non-blocking pipe write under a mutex).
+#[derive(Debug)]
+pub struct FenceFeed {
+    fence: Fence,
+    margin: Duration,
+    state: Mutex<FeedState>,
+}
+
+impl FenceFeed {
+    /// Wraps a started fence with `watchdog.safety_margin`.
+    pub fn new(fence: Fence, margin: Duration) -> FenceFeed {
+        FenceFeed {
+            fence,
+            margin,
+            state: Mutex::new(FeedState::default()),
+        }
+    }
+
+    /// Lease keeper, after a renewal (or a new grant) succeeded: `sent_at` is
+    /// [`clock::now`] taken just before the request, `ttl` the lease's time to live.
+    /// Re-arms when this member leads.
+    pub fn renewed(&self, sent_at: Duration, ttl: Duration) -> Result<(), FenceError> {
+        self.update(|s| s.renewal = Some((sent_at, ttl)))
+    }
+
+    /// Main loop: the store read sent at `sent_at` showed the leader key held by this
+    /// member under its live lease. Call it before promoting (so PostgreSQL is never
+    /// writable unarmed) and on every cycle while leading.
+    pub fn confirmed_leader(&self, sent_at: Duration) -> Result<(), FenceError> {
+        self.update(|s| s.confirmed = Some(sent_at))
+    }
+
+    /// Main loop: this member's PostgreSQL no longer accepts writes as primary (demoted
+    /// or stopped), or it never became primary. Disarms the fence.
+    pub fn stepped_down(&self) -> Result<(), FenceError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.confirmed = None;
+        self.fence.disarm()
+    }
+
+    /// The fence itself (fenced count, liveness, pid).
+    pub fn fence(&self) -> &Fence {
+        &self.fence
+    }
+
+    fn update(&self, change: impl FnOnce(&mut FeedState)) -> Result<(), FenceError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut state);
+        match state.arm_at(self.margin) {
+            Some((deadline, expiry)) => self.fence.arm_until(deadline, expiry),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(x: u64) -> Duration {
+        Duration::from_secs(x)
+    }
+
+    #[test]
+    fn not_armed_until_leading_and_renewed() {
+        let mut st = FeedState::default();
+        assert_eq!(st.arm_at(s(2)), None);
+        st.renewal = Some((s(100), s(10)));
+        assert_eq!(st.arm_at(s(2)), None);
+        st.confirmed = Some(s(101));
+        assert_eq!(st.arm_at(s(2)), Some((s(108), s(110))));
+    }
+
+    #[test]
+    fn the_older_input_sets_the_deadline() {
+        let st = FeedState {
+            renewal: Some((s(120), s(10))),
+            confirmed: Some(s(101)),
+        };
+        // A hung main loop (confirmed long ago) fences even though renewals go on.
+        assert_eq!(st.arm_at(s(2)), Some((s(109), s(111))));
+        let st = FeedState {
+            renewal: Some((s(100), s(10))),
+            confirmed: Some(s(130)),
+        };
+        // A failing store (renewed long ago) fences even though the loop runs.
+        assert_eq!(st.arm_at(s(2)), Some((s(108), s(110))));
+    }
+}
