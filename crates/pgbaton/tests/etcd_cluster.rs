@@ -229,35 +229,46 @@ fn list(config: &Path) -> Vec<Value> {
 /// A copy of node1's config whose endpoint list ends with `last`, for `list`.
 fn client_config(c: &TestCluster, last: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(&c.nodes[0].config).expect("read config");
-    let all = etcd_of(c).endpoints();
-    let mut ordered: Vec<String> = all.iter().filter(|e| *e != last).cloned().collect();
+    let mut ordered: Vec<String> = etcd_of(c)
+        .endpoints()
+        .into_iter()
+        .filter(|e| e != last)
+        .collect();
     ordered.push(last.to_string());
     let path = c.dir.path().join("client.yaml");
-    std::fs::write(&path, reorder(&text, &all, &ordered)).expect("write config");
+    std::fs::write(&path, with_endpoints(&text, &ordered)).expect("write config");
     path
 }
 
-/// `text` with the endpoint list `from` replaced by `to`.
-fn reorder(text: &str, from: &[String], to: &[String]) -> String {
-    let quoted = |v: &[String]| {
-        v.iter()
-            .map(|s| format!("\"{s}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let old = format!("endpoints: [{}]", quoted(from));
-    assert!(text.contains(&old), "unexpected store section:\n{text}");
-    text.replace(&old, &format!("endpoints: [{}]", quoted(to)))
+/// `text` with its `endpoints: [...]` list replaced by `endpoints` (in that order).
+fn with_endpoints(text: &str, endpoints: &[String]) -> String {
+    let list = endpoints
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut found = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| match line.find("endpoints: [") {
+            Some(at) => {
+                found = true;
+                format!("{}endpoints: [{list}]", &line[..at])
+            }
+            None => line.to_string(),
+        })
+        .collect();
+    assert!(found, "no endpoints list in:\n{text}");
+    lines.join("\n") + "\n"
 }
 
 /// Rewrite every member config so that `endpoint` comes first in `store.etcd.endpoints`.
 fn put_first(c: &TestCluster, endpoint: &str) {
-    let all = etcd_of(c).endpoints();
     let mut ordered = vec![endpoint.to_string()];
-    ordered.extend(all.iter().filter(|e| *e != endpoint).cloned());
+    ordered.extend(etcd_of(c).endpoints().into_iter().filter(|e| e != endpoint));
     for node in &c.nodes {
         let text = std::fs::read_to_string(&node.config).expect("read config");
-        std::fs::write(&node.config, reorder(&text, &all, &ordered)).expect("write config");
+        std::fs::write(&node.config, with_endpoints(&text, &ordered)).expect("write config");
     }
 }
 
