@@ -519,7 +519,7 @@ fn a_hung_main_loop_is_fenced_although_the_lease_is_still_renewed() {
     let ttl = ms(2000);
     // Renewed, but not leading yet: nothing armed.
     feed.renewed(fence::now(), ttl).expect("renewed");
-    assert!(!feed.fence().is_armed());
+    assert!(feed.is_alive());
     // The main loop confirms once, then "hangs"; the lease keeper goes on renewing.
     let confirmed = fence::now();
     feed.confirmed_leader(confirmed).expect("confirmed");
@@ -530,6 +530,11 @@ fn a_hung_main_loop_is_fenced_although_the_lease_is_still_renewed() {
     }
     assert_fenced_in_window(pid, deadline, Duration::ZERO, &log);
     wait_until("the fenced event", Duration::from_secs(2), || {
-        feed.fence().fenced_count() == 1
+        feed.fenced_count() == 1
     });
+    // A replaced fence process keeps the count and is re-armed at once.
+    feed.respawn(options(&pg.inst.data_dir, &log))
+        .expect("respawn");
+    assert!(feed.is_alive());
+    assert_eq!(feed.fenced_count(), 1);
 }

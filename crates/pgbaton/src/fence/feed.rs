@@ -35,21 +35,32 @@ impl FeedState {
 }
 
 /// A [`Fence`] fed by the lease keeper and the main loop. Share it in an `Arc`; every
-/// method is short and never blocks (one non-blocking pipe write under a mutex).
+/// method but [`FenceFeed::respawn`] is short and never blocks (one non-blocking pipe
+/// write under a mutex).
 #[derive(Debug)]
 pub struct FenceFeed {
-    fence: Fence,
     margin: Duration,
-    state: Mutex<FeedState>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    fence: Fence,
+    state: FeedState,
+    /// Fences counted by fence processes replaced by [`FenceFeed::respawn`].
+    fenced_before: u64,
 }
 
 impl FenceFeed {
     /// Wraps a started fence with `watchdog.safety_margin`.
     pub fn new(fence: Fence, margin: Duration) -> FenceFeed {
         FenceFeed {
-            fence,
             margin,
-            state: Mutex::new(FeedState::default()),
+            inner: Mutex::new(Inner {
+                fence,
+                state: FeedState::default(),
+                fenced_before: 0,
+            }),
         }
     }
 
@@ -60,9 +71,10 @@ impl FenceFeed {
         self.update(|s| s.renewal = Some((sent_at, ttl)))
     }
 
-    /// Main loop: the store read sent at `sent_at` showed the leader key held by this
-    /// member under its live lease. Call it before promoting (so PostgreSQL is never
-    /// writable unarmed) and on every cycle while leading.
+    /// Main loop: the store read (or leader-key write) sent at `sent_at` showed the
+    /// leader key held by this member under its live lease. Call it before promoting or
+    /// starting PostgreSQL as primary (so it is never writable unarmed), and on every
+    /// cycle while leading.
     pub fn confirmed_leader(&self, sent_at: Duration) -> Result<(), FenceError> {
         self.update(|s| s.confirmed = Some(sent_at))
     }
@@ -70,21 +82,53 @@ impl FenceFeed {
     /// Main loop: this member's PostgreSQL no longer accepts writes as primary (demoted
     /// or stopped), or it never became primary. Disarms the fence.
     pub fn stepped_down(&self) -> Result<(), FenceError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.confirmed = None;
-        self.fence.disarm()
+        let mut inner = self.lock();
+        inner.state.confirmed = None;
+        inner.fence.disarm()
     }
 
-    /// The fence itself (fenced count, liveness, pid).
-    pub fn fence(&self) -> &Fence {
-        &self.fence
+    /// How many times PostgreSQL was fenced (the `fencing_actions` metric).
+    pub fn fenced_count(&self) -> u64 {
+        let inner = self.lock();
+        inner.fenced_before + inner.fence.fenced_count()
+    }
+
+    /// Whether the fence process runs. When it does not, call [`FenceFeed::respawn`].
+    pub fn is_alive(&self) -> bool {
+        self.lock().fence.is_alive()
+    }
+
+    /// The last error the fence process reported.
+    pub fn last_error(&self) -> Option<String> {
+        self.lock().fence.last_error()
+    }
+
+    /// Starts a new fence process (blocking, up to [`super::READY_TIMEOUT`]: call it
+    /// from a blocking context) and re-arms it at once with what is known.
+    pub fn respawn(&self, opts: super::FenceOptions) -> Result<(), FenceError> {
+        let fresh = Fence::spawn(opts)?;
+        let mut inner = self.lock();
+        inner.fenced_before += inner.fence.fenced_count();
+        let old = std::mem::replace(&mut inner.fence, fresh);
+        let armed = inner.state.arm_at(self.margin);
+        let result = match armed {
+            Some((deadline, expiry)) => inner.fence.arm_until(deadline, expiry),
+            None => Ok(()),
+        };
+        drop(inner);
+        drop(old);
+        result
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn update(&self, change: impl FnOnce(&mut FeedState)) -> Result<(), FenceError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        change(&mut state);
-        match state.arm_at(self.margin) {
-            Some((deadline, expiry)) => self.fence.arm_until(deadline, expiry),
+        let mut inner = self.lock();
+        change(&mut inner.state);
+        match inner.state.arm_at(self.margin) {
+            Some((deadline, expiry)) => inner.fence.arm_until(deadline, expiry),
             None => Ok(()),
         }
     }
