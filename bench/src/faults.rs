@@ -65,6 +65,8 @@ pub struct Deadlines {
     pub recovery: Duration,
     /// For the cluster to be healthy again (and for the victim to stream).
     pub healthy: Duration,
+    /// Steady writing on the healthy cluster before each fault.
+    pub settle: Duration,
 }
 
 /// Hit the current primary with `mode`, measure until the writer commits again (or
@@ -77,6 +79,7 @@ pub async fn crash_once(
     deadlines: Deadlines,
 ) -> Result<CrashRun> {
     let p = cluster.wait_healthy(deadlines.healthy).await?;
+    tokio::time::sleep(deadlines.settle).await;
     let victim = cluster.members()[p].name.clone();
     let port = cluster.members()[p].pg_port;
     wait_writes_on(writer, port, &victim).await?;

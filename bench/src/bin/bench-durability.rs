@@ -32,6 +32,9 @@ struct Args {
     /// asynchronous cluster in the same run (not implemented in pgbaton yet).
     #[arg(long)]
     synchronous: bool,
+    /// Steady writing on the healthy cluster before each kill, seconds.
+    #[arg(long, default_value_t = 2)]
+    settle: u64,
     /// Longest wait from a kill to the first accepted write, seconds [default: ttl + 30].
     #[arg(long)]
     recovery_timeout: Option<u64>,
@@ -52,6 +55,7 @@ async fn bench(args: Args) -> Result<()> {
     let deadlines = Deadlines {
         recovery: Duration::from_secs(args.recovery_timeout.unwrap_or(args.ttl + 30)),
         healthy: Duration::from_secs(args.common.healthy_timeout),
+        settle: Duration::from_secs(args.settle),
     };
     let mut cluster = Cluster::create(&args.common.spec(args.members, args.ttl)?)?;
     eprintln!("cluster in {}", cluster.root().display());

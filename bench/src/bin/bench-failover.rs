@@ -31,6 +31,9 @@ struct Args {
     /// Number of members.
     #[arg(long, default_value_t = 3)]
     members: usize,
+    /// Steady writing on the healthy cluster before each kill, seconds.
+    #[arg(long, default_value_t = 2)]
+    settle: u64,
     /// Longest wait from a kill to the first accepted write, seconds [default: ttl + 30].
     #[arg(long)]
     recovery_timeout: Option<u64>,
@@ -46,6 +49,7 @@ async fn bench(args: Args) -> Result<()> {
     let deadlines = Deadlines {
         recovery: Duration::from_secs(args.recovery_timeout.unwrap_or(args.ttl + 30)),
         healthy: Duration::from_secs(args.common.healthy_timeout),
+        settle: Duration::from_secs(args.settle),
     };
     let mut cluster = Cluster::create(&args.common.spec(args.members, args.ttl)?)?;
     eprintln!("cluster in {}", cluster.root().display());

@@ -24,6 +24,9 @@ struct Args {
     /// Lease time (bootstrap.ttl), seconds.
     #[arg(long, default_value_t = 10)]
     ttl: u64,
+    /// Steady writing before each switchover, seconds.
+    #[arg(long, default_value_t = 2)]
+    settle: u64,
     /// Longest wait for one `pgbaton switchover` and for the old primary to stream, seconds.
     #[arg(long, default_value_t = 60)]
     switchover_timeout: u64,
@@ -55,6 +58,7 @@ async fn bench(args: Args) -> Result<()> {
     }
     let healthy = Duration::from_secs(args.common.healthy_timeout);
     let timeout = Duration::from_secs(args.switchover_timeout);
+    let settle = Duration::from_secs(args.settle);
     let mut cluster = Cluster::create(&args.common.spec(args.members, args.ttl)?)?;
     eprintln!("cluster in {}", cluster.root().display());
     cluster.check_config(0).await?;
@@ -71,17 +75,20 @@ async fn bench(args: Args) -> Result<()> {
             cluster.members()[t].name.clone(),
         );
         let to_port = cluster.members()[t].pg_port;
+        tokio::time::sleep(settle).await;
         writer
             .wait_ack_after(writer.now(), false, Duration::from_secs(10))
             .await;
         let start = writer.now();
         let started = Instant::now();
         let command_args = ["switchover", "--to", to.as_str(), "--force"];
-        let (outcome, rejoined) = tokio::join!(
-            cluster.pgbaton(p, &command_args, timeout),
-            cluster.wait_streaming(p, t, timeout),
-        );
-        let command = writer.now() - start;
+        let timed_command = async {
+            let r = cluster.pgbaton(p, &command_args, timeout).await;
+            (r, writer.now())
+        };
+        let ((outcome, command_end), rejoined) =
+            tokio::join!(timed_command, cluster.wait_streaming(p, t, timeout));
+        let command = command_end - start;
         let mut note = String::new();
         if let Err(e) = &outcome {
             note = e.to_string();
