@@ -231,6 +231,11 @@ impl Cluster {
         &self.root
     }
 
+    /// The local store's state file of this cluster (see docs/store-layout.md).
+    pub fn store_state_file(&self) -> PathBuf {
+        self.root.join("store").join(CLUSTER).join("state.json")
+    }
+
     /// The cluster timing.
     pub fn timing(&self) -> Timing {
         self.timing

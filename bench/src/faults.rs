@@ -4,6 +4,7 @@
 
 use crate::analysis;
 use crate::cluster::Cluster;
+use crate::lease;
 use crate::procs;
 use crate::sql;
 use crate::writer::{Attempt, Writer};
@@ -34,6 +35,9 @@ pub struct CrashRun {
     pub first_ack_after: Option<(Duration, String)>,
     /// Writes that failed between the kill and the first ack after it.
     pub failed_writes: usize,
+    /// Node mode: how long after the kill the leader's lease was due to expire (read
+    /// from the local store right after the kill).
+    pub lease_left: Option<Duration>,
     /// Node mode: from restarting the victim's agent to its WAL receiver streaming.
     pub rejoin: Option<Duration>,
     /// What happened, in words ("failover to node2", "restarted in place", "no failover
@@ -47,6 +51,13 @@ impl CrashRun {
         self.first_ack_after
             .as_ref()
             .map(|(at, _)| at.saturating_sub(self.killed_at))
+    }
+
+    /// (kill → first write, kill → lease expiry): their difference is pgbaton's own
+    /// failover time once the lease has run out.
+    /// Positive when the first write came after the expiry (the normal case).
+    pub fn after_lease(&self) -> Option<(Duration, Duration)> {
+        Some((self.recovery()?, self.lease_left?))
     }
 
     /// From the last acknowledged write before the kill to the first one after it.
@@ -98,6 +109,10 @@ pub async fn crash_once(
     }
     let killed_at = writer.now();
     procs::signal_all(&pids, Signal::SIGKILL);
+    let lease_left = match mode {
+        FaultMode::Node => lease::leader_lease_remaining(&cluster.store_state_file()),
+        FaultMode::Postmaster => None,
+    };
     if mode == FaultMode::Node {
         cluster.reap(p).await?;
     }
@@ -111,6 +126,7 @@ pub async fn crash_once(
         last_ack_before,
         first_ack_after: None,
         failed_writes: 0,
+        lease_left,
         rejoin: None,
         note: String::new(),
     };

@@ -102,6 +102,8 @@ fn render(
         "what happened",
         "kill → first write",
         "above ttl",
+        "lease expired after kill",
+        "first write after lease expiry",
         "last → first write (gap)",
         "failed writes",
         "restarted member streams after",
@@ -161,6 +163,29 @@ fn render(
             ]);
         }
     }
+    let after_lease: Vec<(Duration, Duration)> =
+        runs.iter().filter_map(CrashRun::after_lease).collect();
+    if node && !after_lease.is_empty() {
+        let mut d: Vec<f64> = after_lease
+            .iter()
+            .map(|(a, b)| a.as_secs_f64() - b.as_secs_f64())
+            .collect();
+        d.sort_by(f64::total_cmp);
+        let median = if d.len() % 2 == 1 {
+            d[d.len() / 2]
+        } else {
+            (d[d.len() / 2 - 1] + d[d.len() / 2]) / 2.0
+        };
+        let max = d[d.len() - 1];
+        s.row(vec![
+            "first write after the lease expiry".into(),
+            format!("{median:+.3} s"),
+            format!("{:+.3} s", d[0]),
+            format!("{max:+.3} s"),
+            "< 0.5 s".into(),
+            yes(max < 0.5 && missing == 0),
+        ]);
+    }
     if let Some(g) = summarize(&gaps) {
         let (target, met) = if node {
             ("—".to_string(), String::new())
@@ -208,7 +233,7 @@ fn render(
         "`kill -9` of the primary's postmaster alone; its agent keeps running"
     };
     format!(
-        "{members} members, local store, ttl {ttl} s, loop_wait {lw} s, retry_timeout {rt} s; writer: one row every 10 ms through `target_session_attrs=read-write` (asynchronous replication); {n} runs; fault: {what}. Times are from the kill to the ack of the first write sent after it.\n\n{runs}\n{summary}{none}\nRows: {acked} acknowledged, {present} in the table on the final primary {primary}, {lost} acknowledged rows lost{ids} (asynchronous replication: a node crash may lose the last commits).\n",
+        "{members} members, local store, ttl {ttl} s, loop_wait {lw} s, retry_timeout {rt} s; writer: one row every 10 ms through `target_session_attrs=read-write` (asynchronous replication); {n} runs; fault: {what}. Times are from the kill to the ack of the first write sent after it. The lease is renewed every ttl/4, so it expires between 0.75·ttl and ttl after the kill; \"lease expired after kill\" is read from the local store right after the kill, and \"first write after lease expiry\" is pgbaton's own failover time.\n\n{runs}\n{summary}{none}\nRows: {acked} acknowledged, {present} in the table on the final primary {primary}, {lost} acknowledged rows lost{ids} (asynchronous replication: a node crash may lose the last commits).\n",
         members = args.members,
         ttl = timing.ttl,
         lw = timing.loop_wait,
