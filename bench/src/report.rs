@@ -20,8 +20,14 @@ impl Table {
         }
     }
 
-    /// Add a row; missing cells are left empty, extra cells are dropped.
+    /// Add a row with one cell per header (a mismatch is a bug in the caller, caught by
+    /// a debug assertion; in release builds cells are padded or dropped).
     pub fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(
+            cells.len(),
+            self.headers.len(),
+            "row/header length mismatch"
+        );
         let mut cells = cells;
         cells.resize(self.headers.len(), String::new());
         self.rows.push(cells);
@@ -108,7 +114,7 @@ mod tests {
     fn renders_markdown_and_appends_a_section() {
         let mut t = Table::new(&["run", "gap"]);
         t.row(vec!["1".into(), "0.100 s".into()]);
-        t.row(vec!["2".into()]);
+        t.row(vec!["2".into(), String::new()]);
         assert_eq!(
             t.render(),
             "| run | gap |\n| --- | --- |\n| 1 | 0.100 s |\n| 2 |  |\n"

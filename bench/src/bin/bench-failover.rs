@@ -117,6 +117,9 @@ fn render(
             secs_opt(r.recovery()),
             r.recovery()
                 .map_or_else(|| "—".into(), |d| signed_secs(d, ttl)),
+            secs_opt(r.lease_left),
+            r.after_lease()
+                .map_or_else(|| "—".into(), |(a, b)| signed_secs(a, b)),
             secs_opt(r.gap()),
             r.failed_writes.to_string(),
             if node {
