@@ -320,9 +320,20 @@ fn replica_duties(obs: &Observation, leader: &str) -> Plan {
             None => (0, WalEnd::Unknown),
         }
     };
-    let diverged = my_tl == 0 || must_rewind(my_tl, end, leader_tl, &obs.cluster.history);
-    // A standby that never left recovery and is behind the fork is safe to re-point; a
-    // former primary is safe only if the check above says so.
+    let target = format!("{}:{}", primary.host, primary.port);
+    // A stopped member is checked before it starts. A running standby is re-pointed
+    // first: PostgreSQL checks the timeline history itself when it connects, and
+    // refuses to stream from a primary whose history it cannot follow. So a running
+    // standby counts as diverged only when it has stopped streaming from the leader
+    // for a while *and* the history says it went past the switch point (its reported
+    // timeline is unreliable while it crosses a timeline switch).
+    let suspect = if local.running {
+        local.following.as_deref() == Some(&target) && local.stream_stalled
+    } else {
+        true
+    };
+    let diverged =
+        suspect && (my_tl == 0 || must_rewind(my_tl, end, leader_tl, &obs.cluster.history));
     if diverged {
         if paused {
             return Plan::idle(format!(
@@ -344,7 +355,6 @@ fn replica_duties(obs: &Observation, leader: &str) -> Plan {
             ),
         };
     }
-    let target = format!("{}:{}", primary.host, primary.port);
     if !local.running {
         if paused && local.data == DataDir::Primary {
             return Plan::idle("paused: the former primary is not turned into a replica");
@@ -590,6 +600,13 @@ fn requested_takeover(obs: &Observation, req: &SwitchoverRequest, revision: i64)
             if req.to == obs.me {
                 if late {
                     return Some(Plan::idle("switchover timed out: not promoting"));
+                }
+                if !(obs.local.running && obs.local.data == DataDir::Standby) {
+                    return Some(Plan::one(
+                        Action::ClearSwitchover { revision },
+                        "switchover: this member cannot take over (its PostgreSQL is not \
+                         running as a replica): cancelling so that the old primary resumes",
+                    ));
                 }
                 return Some(Plan {
                     actions: vec![

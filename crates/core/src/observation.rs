@@ -65,6 +65,9 @@ pub struct Local {
     pub received_lsn: Option<Lsn>,
     /// From `pg_controldata`, read while PostgreSQL is stopped.
     pub control: Option<Control>,
+    /// A running standby has not streamed for several seconds although it follows the
+    /// leader (its WAL receiver keeps failing).
+    pub stream_stalled: bool,
     /// The last attempt to start PostgreSQL as primary failed or timed out.
     pub start_failed: bool,
     /// An operator asked to re-clone this member (`pgbaton reinit`).

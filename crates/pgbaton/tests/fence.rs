@@ -6,7 +6,8 @@
 //! the fence process is the real `pgbaton fence-watchdog`. The "agent" that gets frozen
 //! or killed is this test binary re-run as a feeder process (see [`feeder_main`]).
 
-// The module allows its own unused items (the test uses only part of it).
+// The test uses only part of the module.
+#[allow(dead_code, unused_imports)]
 #[path = "../src/fence/mod.rs"]
 mod fence;
 

@@ -136,3 +136,280 @@ async fn switchover_under_a_writer_loses_nothing_and_needs_no_rewind() {
     assert_eq!(history[0]["new_primary"], new_name.as_str());
     assert_eq!(history[0]["old_primary"], c.nodes[old].name.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_switchovers_leave_everyone_streaming_with_identical_data() {
+    let mut c = TestCluster::new(3, StoreKind::Local);
+    c.start_all();
+    let mut primary = c.wait_healthy(UP).await;
+    let writer = Writer::start(&c).await;
+    for round in 0..5 {
+        let to = (primary + 1 + round % 2) % 3;
+        let name = c.nodes[to].name.clone();
+        switch_to(&c, primary, &name).await;
+        primary = c.wait_healthy(UP).await;
+        assert_eq!(primary, to, "round {round}");
+    }
+    let acked = writer.stop().await;
+    let want = format!("{} {}", acked.len(), acked.iter().sum::<i64>());
+    for i in 0..3 {
+        wait_for("identical data everywhere", UP, || async {
+            let got = c
+                .query_one(i, "select count(*) || ' ' || coalesce(sum(id), 0) from w")
+                .await?;
+            (got == want).then_some(())
+        })
+        .await;
+    }
+    let out = c.pgbaton(0, &["history", "--format", "json"]);
+    let h: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(h.len(), 5);
+    assert_eq!(h[4]["timeline"], 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn switchover_to_a_down_or_lagging_member_is_refused() {
+    let mut c = TestCluster::new(3, StoreKind::Local);
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    let down = (0..3).find(|&i| i != p).expect("replica");
+    let slow = (0..3).find(|&i| i != p && i != down).expect("replica");
+    c.stop(down);
+    let out = c.pgbaton(
+        p,
+        &["switchover", "--to", &c.nodes[down].name.clone(), "--force"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not streaming"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Make the other replica lag: freeze its WAL receiver, then write 4 MB.
+    let pid = c
+        .query_one(slow, "select pid from pg_stat_wal_receiver")
+        .await
+        .expect("walreceiver");
+    let pid: i32 = pid.parse().expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .expect("stop");
+    let w = c.connect(p).await;
+    w.batch_execute(
+        "create table lag as select g, repeat('x', 900) pad from generate_series(1, 4000) g",
+    )
+    .await
+    .expect("write");
+    let slow_name = c.nodes[slow].name.clone();
+    wait_for("the lag to show", UP, || async {
+        let rows = c.list(p);
+        let r = rows.iter().find(|r| r["name"] == slow_name.as_str())?;
+        (r["lag_bytes"].as_u64()? > 1024 * 1024).then_some(())
+    })
+    .await;
+    let out = c.pgbaton(p, &["switchover", "--to", &slow_name, "--force"]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .expect("cont");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lags"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing changed.
+    assert_eq!(c.leader().as_deref(), Some(c.nodes[p].name.as_str()));
+    let out = c.pgbaton(p, &["history", "--format", "json"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_switchover_happens_and_a_cancelled_one_does_not() {
+    let mut c = TestCluster::new(2, StoreKind::Local);
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    let r = 1 - p;
+    let out = c.pgbaton(
+        p,
+        &[
+            "switchover",
+            "--to",
+            &c.nodes[r].name.clone(),
+            "--at",
+            "+4s",
+            "--force",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = c.pgbaton(p, &["switchover", "--cancel"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        c.leader().as_deref(),
+        Some(c.nodes[p].name.as_str()),
+        "a cancelled switchover happened"
+    );
+    let t0 = std::time::Instant::now();
+    let out = c.pgbaton(
+        p,
+        &[
+            "switchover",
+            "--to",
+            &c.nodes[r].name.clone(),
+            "--at",
+            "+3s",
+            "--force",
+        ],
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        c.leader().as_deref(),
+        Some(c.nodes[p].name.as_str()),
+        "it happened before its time"
+    );
+    wait_for("the scheduled switchover", UP, || async {
+        (c.leader().as_deref() == Some(c.nodes[r].name.as_str())).then_some(())
+    })
+    .await;
+    assert!(
+        t0.elapsed() >= Duration::from_millis(2500),
+        "too early: {:?}",
+        t0.elapsed()
+    );
+}
+
+/// Make `a` diverge: stop it, write on the primary, stop the primary, and fail over to
+/// `a` by force. Returns (old primary, new primary).
+async fn diverge(c: &mut TestCluster) -> (usize, usize) {
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    let a = 1 - p;
+    let w = c.connect(p).await;
+    w.batch_execute("create table kept (id int); insert into kept values (1)")
+        .await
+        .expect("write");
+    wait_for("the row on the replica", UP, || async {
+        (c.query_one(a, "select count(*) from kept").await.as_deref() == Some("1")).then_some(())
+    })
+    .await;
+    c.stop(a);
+    w.batch_execute("create table divergent as select g, repeat('x', 900) pad from generate_series(1, 4000) g; select pg_switch_wal(); checkpoint")
+        .await
+        .expect("divergent write");
+    drop(w);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.stop(p);
+    c.start(a);
+    wait_for("the replica to run without a primary", UP, || async {
+        let rows = c.list(a);
+        let r = rows
+            .iter()
+            .find(|r| r["name"] == c.nodes[a].name.as_str())?;
+        (r["state"] == "in recovery").then_some(())
+    })
+    .await;
+    let out = c.pgbaton(
+        a,
+        &["failover", "--to", &c.nodes[a].name.clone(), "--force"],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (p, a)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_diverged_old_primary_is_rewound() {
+    let mut c = TestCluster::new(2, StoreKind::Local);
+    let (old, new) = diverge(&mut c).await;
+    c.start(old);
+    let p = c.wait_healthy(UP).await;
+    assert_eq!(p, new);
+    assert!(c.log(old).contains("pg_rewind from"), "{}", c.log(old));
+    assert_eq!(
+        c.query_one(old, "select count(*) from kept")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        c.query_one(
+            old,
+            "select count(*) from pg_class where relname = 'divergent'"
+        )
+        .await
+        .as_deref(),
+        Some("0"),
+        "divergent rows survived"
+    );
+    let out = c.pgbaton(0, &["history", "--format", "json"]);
+    let h: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(h.len(), 1);
+    assert!(
+        h[0]["reason"].as_str().unwrap_or("").contains("forced"),
+        "{h:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_primary_that_cannot_be_rewound_is_recloned() {
+    let mut c = TestCluster::new(2, StoreKind::Local);
+    let (old, new) = diverge(&mut c).await;
+    // Remove the old primary's WAL from before the divergence: pg_rewind cannot work.
+    let wal = c.nodes[old].data_dir.join("pg_wal");
+    let mut segments: Vec<_> = std::fs::read_dir(&wal)
+        .expect("pg_wal")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.len() == 24)
+        .collect();
+    segments.sort();
+    for s in &segments[..segments.len() - 1] {
+        std::fs::remove_file(wal.join(s)).expect("remove segment");
+    }
+    c.start(old);
+    let p = c.wait_healthy(UP).await;
+    assert_eq!(p, new);
+    let log = c.log(old);
+    assert!(log.contains("re-cloning instead"), "{log}");
+    assert_eq!(
+        c.query_one(old, "select count(*) from kept")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reinit_rebuilds_a_running_replica() {
+    let mut c = TestCluster::new(2, StoreKind::Local);
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    let r = 1 - p;
+    let marker = c.nodes[r].data_dir.join("pgbaton-reinit-marker");
+    std::fs::write(&marker, "x").expect("marker");
+    let out = c.pgbaton(p, &["reinit", &c.nodes[r].name.clone(), "--force"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!marker.exists(), "the data directory was not rebuilt");
+    c.wait_healthy(UP).await;
+}

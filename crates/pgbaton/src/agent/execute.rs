@@ -88,6 +88,7 @@ impl Agent {
             Action::StopPostgres => {
                 self.pg.stop(StopMode::Fast, STOP_TIMEOUT).await?;
                 self.sql = None;
+                self.fence.stepped_down()?;
                 Ok(())
             }
             Action::AllowReplicationFrom { hosts } => {
@@ -203,6 +204,7 @@ impl Agent {
             Some(other) => bail!("member {other} holds the leader key"),
             None => Expect::Absent,
         };
+        let sent = crate::fence::now();
         if !self
             .store
             .put(KEY_LEADER, &self.cfg.name, Some(lease), expect)
@@ -210,6 +212,8 @@ impl Agent {
         {
             bail!("another member took the leader key first");
         }
+        // Armed before PostgreSQL can become writable.
+        self.fence.confirmed_leader(sent)?;
         tracing::info!("holding the leader key (lease {})", lease.0);
         Ok(())
     }
@@ -410,11 +414,16 @@ impl Agent {
         match self.pg.status() {
             Ok(Some(_)) => {
                 tracing::info!("stopping PostgreSQL");
-                if let Err(e) = self.pg.stop(StopMode::Fast, STOP_TIMEOUT).await {
-                    tracing::error!("stopping PostgreSQL failed: {e}");
+                match self.pg.stop(StopMode::Fast, STOP_TIMEOUT).await {
+                    Ok(_) => {
+                        let _ = self.fence.stepped_down();
+                    }
+                    Err(e) => tracing::error!("stopping PostgreSQL failed: {e}"),
                 }
             }
-            Ok(None) => {}
+            Ok(None) => {
+                let _ = self.fence.stepped_down();
+            }
             Err(e) => tracing::warn!("cannot tell whether PostgreSQL runs: {e}"),
         }
         if let Err(e) = self

@@ -20,7 +20,11 @@ pub struct LeaseState {
 }
 
 /// Start the keeper. It stops when the returned receiver and every clone are dropped.
-pub fn spawn(store: Arc<dyn Store>, ttl: Duration) -> watch::Receiver<LeaseState> {
+pub fn spawn(
+    store: Arc<dyn Store>,
+    ttl: Duration,
+    fence: Arc<crate::fence::FenceFeed>,
+) -> watch::Receiver<LeaseState> {
     let (tx, rx) = watch::channel(LeaseState {
         lease: None,
         renewed_at: None,
@@ -29,6 +33,8 @@ pub fn spawn(store: Arc<dyn Store>, ttl: Duration) -> watch::Receiver<LeaseState
     tokio::spawn(async move {
         let mut lease: Option<LeaseId> = None;
         loop {
+            // The fence deadline counts from when the request was sent, not answered.
+            let sent = crate::fence::now();
             let result = match lease {
                 None => store.grant_lease(ttl).await.map(|id| {
                     tracing::debug!(lease = id.0, "granted a new store lease");
@@ -38,6 +44,9 @@ pub fn spawn(store: Arc<dyn Store>, ttl: Duration) -> watch::Receiver<LeaseState
             };
             match result {
                 Ok(()) => {
+                    if let Err(e) = fence.renewed(sent, ttl) {
+                        tracing::error!("cannot feed the fence process: {e}");
+                    }
                     let state = LeaseState {
                         lease,
                         renewed_at: Some(Instant::now()),
@@ -61,7 +70,13 @@ pub fn spawn(store: Arc<dyn Store>, ttl: Duration) -> watch::Receiver<LeaseState
                     }
                     continue;
                 }
-                Err(e) => tracing::warn!("cannot renew the store lease: {e}"),
+                Err(e) => {
+                    // Retry soon: the lease may still be saved if the store answers
+                    // before it expires.
+                    tracing::warn!("cannot renew the store lease: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             }
             if tx.is_closed() {
                 return;

@@ -30,6 +30,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long a standby may fail to stream from its leader before its history is
+/// suspected to have diverged.
+const STALL_AFTER: Duration = Duration::from_secs(5);
+
 /// Run the agent of the member configured in `config_path` until SIGTERM or Ctrl-C.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let cfg = pgbaton_config::load(config_path)?;
@@ -76,6 +80,8 @@ pub(crate) struct Agent {
     start_failed: bool,
     /// Since when this agent has seen no leader key (ms since the Unix epoch).
     leaderless_since: Option<u64>,
+    /// Since when the running standby has not been streaming.
+    not_streaming_since: Option<Instant>,
     /// PostgreSQL was running at the end of the last cycle.
     pg_running: bool,
     /// Promotions done by this member.
@@ -85,6 +91,10 @@ pub(crate) struct Agent {
     /// Set when the agent must stop with an error (a refusal).
     fatal: Option<String>,
     shutdown: shutdown::Shutdown,
+    /// The fence process that stops PostgreSQL at the lease deadline.
+    fence: Arc<crate::fence::FenceFeed>,
+    /// How to start it again if it dies.
+    fence_opts: crate::fence::FenceOptions,
     /// The state the HTTP API answers from, replaced after every cycle.
     api_state: tokio::sync::watch::Sender<crate::api::AgentSnapshot>,
 }
@@ -102,12 +112,25 @@ impl Agent {
             "agent configured"
         );
         let ttl = Duration::from_secs(cluster_config.ttl);
-        let lease = lease::spawn(store.clone(), ttl);
+        let fence_opts = crate::fence::FenceOptions::from_config(&cfg, ttl)?;
+        let fence = tokio::task::spawn_blocking({
+            let o = fence_opts.clone();
+            move || crate::fence::Fence::spawn(o)
+        })
+        .await?
+        .context("starting the fence process")?;
+        let fence = Arc::new(crate::fence::FenceFeed::new(
+            fence,
+            Duration::from_secs(cfg.watchdog.safety_margin),
+        ));
+        let lease = lease::spawn(store.clone(), ttl, fence.clone());
         let (api_state, _) = tokio::sync::watch::channel(crate::api::AgentSnapshot::initial(
             &cfg.name,
             cluster_config.clone(),
         ));
         Ok(Agent {
+            fence,
+            fence_opts,
             api_state,
             cfg,
             store,
@@ -124,6 +147,7 @@ impl Agent {
             leaderless_since: None,
             promotions: 0,
             pg_running: false,
+            not_streaming_since: None,
             rewinds: 0,
             shutdown: shutdown::Shutdown::listen()?,
         })
@@ -201,6 +225,7 @@ impl Agent {
     /// One HA cycle. Returns the snapshot it decided on.
     async fn cycle(&mut self) -> anyhow::Result<Snapshot> {
         let started = Instant::now();
+        let read_sent = crate::fence::now();
         let snap = self.store.snapshot().await?;
         let (view, problems) = cluster_view(
             snap.entries.values().map(|e| RawEntry {
@@ -231,6 +256,16 @@ impl Agent {
         };
         let mut core = local.core.clone();
         core.start_failed = self.start_failed && !core.running;
+        // A standby that has not streamed for STALL_AFTER is stalled.
+        let standby = core.running && core.in_recovery == Some(true);
+        self.not_streaming_since = match (standby && !core.streaming, self.not_streaming_since) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(Instant::now()),
+        };
+        core.stream_stalled = self
+            .not_streaming_since
+            .is_some_and(|t| t.elapsed() >= STALL_AFTER);
         core.reinit_requested =
             snap.value(pgbaton_core::model::KEY_REINIT) == Some(self.cfg.name.as_str());
         let obs = Observation {
@@ -242,6 +277,7 @@ impl Agent {
             local: core,
             cluster: view,
         };
+        self.feed_fence(&obs, read_sent).await;
         let plan = decide(&obs);
         if plan.reason != self.last_reason {
             tracing::info!("{}", plan.reason);
@@ -271,6 +307,38 @@ impl Agent {
         Ok(snap)
     }
 
+    /// Tell the fence what this cycle saw: leading (re-arm from this read), or no
+    /// longer a writable primary (disarm). Restart the fence process if it died.
+    async fn feed_fence(&mut self, obs: &Observation, read_sent: Duration) {
+        let leads = obs.cluster.leader.as_deref() == Some(self.cfg.name.as_str())
+            && obs.my_lease.is_some()
+            && obs.cluster.leader_lease == obs.my_lease;
+        let writable = obs.local.running && obs.local.in_recovery == Some(false);
+        let fed = if leads {
+            self.fence.confirmed_leader(read_sent)
+        } else if !writable {
+            self.fence.stepped_down()
+        } else {
+            Ok(())
+        };
+        if let Err(e) = fed {
+            tracing::error!("cannot feed the fence process: {e}");
+        }
+        if !self.fence.is_alive() {
+            tracing::error!(
+                "the fence process died ({}); starting a new one",
+                self.fence.last_error().unwrap_or_default()
+            );
+            let fence = self.fence.clone();
+            let opts = self.fence_opts.clone();
+            match tokio::task::spawn_blocking(move || fence.respawn(opts)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("cannot restart the fence process: {e}"),
+                Err(e) => tracing::error!("cannot restart the fence process: {e}"),
+            }
+        }
+    }
+
     /// Hand the HTTP API a fresh copy of what this cycle saw.
     fn share_state(
         &self,
@@ -295,6 +363,8 @@ impl Agent {
             s.last_cycle_at = Some(Instant::now());
             s.last_cycle_ms = started.elapsed().as_millis() as u64;
             s.reason = reason.to_string();
+            s.fencing_actions = self.fence.fenced_count();
+            s.promotions_seen = obs.cluster.history.len() as u64;
         });
     }
 

@@ -38,6 +38,7 @@ impl Agent {
             .stop(StopMode::Fast, Duration::from_secs(120))
             .await?;
         self.sql = None;
+        self.fence.stepped_down()?;
         let stopped = ms(t0);
         let control = self.pg.controldata().await?;
         if !control.cluster_state.is_clean_shutdown() {

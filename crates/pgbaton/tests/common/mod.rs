@@ -40,10 +40,20 @@ pub struct TestCluster {
 
 pub const SUPERUSER_PASSWORD: &str = "su-secret";
 
-/// A free TCP port on 127.0.0.1 (tiny race accepted).
+/// A free TCP port on 127.0.0.1, below the kernel's ephemeral range (32768+) so that
+/// no outgoing connection can take it between now and the server's bind. Each test
+/// process walks its own block of ports.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let block = 12000 + (std::process::id() % 100) as u16 * 200;
+    for _ in 0..200 {
+        let port = block + NEXT.fetch_add(1, Ordering::SeqCst) % 200;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{block}+200");
 }
 
 /// Poll `f` every 100 ms until it returns Some, or panic after `timeout`.
@@ -207,6 +217,17 @@ impl TestCluster {
         let path = &self.nodes[i].config;
         let mut s = std::fs::read_to_string(path).expect("config");
         s.push_str(text);
+        std::fs::write(path, s).expect("write config");
+    }
+
+    /// Change the bootstrap timing in the config of member `i` (before it starts).
+    pub fn set_timing(&self, i: usize, ttl: u64, loop_wait: u64, retry_timeout: u64) {
+        let path = &self.nodes[i].config;
+        let s = std::fs::read_to_string(path).expect("config");
+        let s = s.replace(
+            "bootstrap:\n  ttl: 6\n  loop_wait: 1\n  retry_timeout: 2\n",
+            &format!("bootstrap:\n  ttl: {ttl}\n  loop_wait: {loop_wait}\n  retry_timeout: {retry_timeout}\n"),
+        );
         std::fs::write(path, s).expect("write config");
     }
 

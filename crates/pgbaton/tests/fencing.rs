@@ -1,0 +1,215 @@
+//! End-to-end: fencing. A frozen agent or an unreachable store stops the primary's
+//! writes before anyone else can be promoted; never two writable primaries.
+
+mod common;
+
+use common::{wait_for, StoreKind, TestCluster};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const UP: Duration = Duration::from_secs(90);
+
+/// Tries a write on every member every 20 ms and records when each was sent and
+/// acknowledged.
+struct Prober {
+    acks: Arc<Mutex<Vec<(usize, Instant, Instant)>>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Prober {
+    async fn start(c: &TestCluster) -> Prober {
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for (i, n) in c.nodes.iter().enumerate() {
+            let conn = format!(
+                "host=127.0.0.1 port={} user=postgres password={} dbname=postgres connect_timeout=1",
+                n.pg_port,
+                common::SUPERUSER_PASSWORD
+            );
+            let (acks, stop) = (acks.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut client: Option<tokio_postgres::Client> = None;
+                while !stop.load(Ordering::SeqCst) {
+                    if client.as_ref().is_none_or(|c| c.is_closed()) {
+                        client = match tokio_postgres::connect(&conn, tokio_postgres::NoTls).await {
+                            Ok((cl, connection)) => {
+                                tokio::spawn(connection);
+                                Some(cl)
+                            }
+                            Err(_) => None,
+                        };
+                    }
+                    if let Some(cl) = &client {
+                        let sent = Instant::now();
+                        let r = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            cl.execute("insert into probe values (default)", &[]),
+                        )
+                        .await;
+                        match r {
+                            Ok(Ok(_)) => acks.lock().expect("lock").push((i, sent, Instant::now())),
+                            Ok(Err(e)) if e.is_closed() => client = None,
+                            Ok(Err(_)) => {}
+                            Err(_) => client = None,
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }));
+        }
+        Prober { acks, stop, tasks }
+    }
+
+    async fn stop(self) -> Vec<(usize, Instant, Instant)> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let v = self.acks.lock().expect("lock").clone();
+        v
+    }
+
+    fn last_ack(&self, i: usize) -> Option<Instant> {
+        self.acks
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|a| a.0 == i)
+            .map(|a| a.2)
+            .max()
+    }
+}
+
+/// No instant at which two members both accepted a write: every write acknowledged by
+/// one member ended before the first write that another accepted was sent.
+fn assert_never_two_primaries(acks: &[(usize, Instant, Instant)]) {
+    let mut by_member: Vec<(usize, Instant, Instant)> = Vec::new();
+    for &(i, sent, ack) in acks {
+        match by_member.iter_mut().find(|m| m.0 == i) {
+            Some(m) => {
+                m.1 = m.1.min(sent);
+                m.2 = m.2.max(ack);
+            }
+            None => by_member.push((i, sent, ack)),
+        }
+    }
+    by_member.sort_by_key(|m| m.1);
+    for pair in by_member.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        assert!(
+            a.2 < b.1,
+            "member {} accepted writes until {:?} after member {} started accepting them",
+            a.0,
+            a.2 - b.1,
+            b.0
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_primary_agent_is_fenced_before_a_failover() {
+    let mut c = TestCluster::new(3, StoreKind::Local);
+    c.start_all();
+    let old = c.wait_healthy(UP).await;
+    c.connect(old)
+        .await
+        .batch_execute("create table probe (id bigserial)")
+        .await
+        .expect("table");
+    for i in 0..3 {
+        wait_for("the table everywhere", UP, || async {
+            c.query_one(i, "select count(*) from probe")
+                .await
+                .map(|_| ())
+        })
+        .await;
+    }
+    let prober = Prober::start(&c).await;
+    wait_for("writes on the primary", UP, || async {
+        prober.last_ack(old).map(|_| ())
+    })
+    .await;
+    let frozen_at = Instant::now();
+    c.signal_agent(old, nix::sys::signal::Signal::SIGSTOP);
+    let new = wait_for("a new primary accepting writes", UP, || async {
+        (0..3).find(|&i| i != old && prober.last_ack(i).is_some())
+    })
+    .await;
+    let old_last = prober.last_ack(old).expect("old primary acks");
+    // ttl 6 s minus the 2 s safety margin: the old primary stopped within about 4 s.
+    assert!(
+        old_last - frozen_at < Duration::from_millis(4600),
+        "old primary wrote for {:?}",
+        old_last - frozen_at
+    );
+    c.signal_agent(old, nix::sys::signal::Signal::SIGCONT);
+    let acks = prober.stop().await;
+    assert_never_two_primaries(&acks);
+    let p = c.wait_healthy(UP).await;
+    assert_eq!(p, new);
+    let log = c.log(old);
+    assert!(log.contains("fenced"), "the fence did not act: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_outage_fences_the_primary_and_it_carries_on_after() {
+    let mut c = TestCluster::new(2, StoreKind::Local);
+    for i in 0..2 {
+        c.set_timing(i, 10, 1, 2);
+    }
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    c.connect(p)
+        .await
+        .batch_execute("create table probe (id bigserial)")
+        .await
+        .expect("table");
+    wait_for("the table on the replica", UP, || async {
+        c.query_one(1 - p, "select count(*) from probe")
+            .await
+            .map(|_| ())
+    })
+    .await;
+    let prober = Prober::start(&c).await;
+    wait_for("writes on the primary", UP, || async {
+        prober.last_ack(p).map(|_| ())
+    })
+    .await;
+    let store_dir = c.dir.path().join("store");
+    let frozen_at = Instant::now();
+    let guard =
+        pgbaton_store::local::LocalStore::freeze_for_tests(&store_dir, &c.cluster).expect("freeze");
+    // The primary must stop accepting writes by ttl - safety margin (8 s).
+    wait_for(
+        "the primary to stop accepting writes",
+        Duration::from_secs(12),
+        || async {
+            let last = prober.last_ack(p)?;
+            (last.elapsed() > Duration::from_millis(300)).then_some(())
+        },
+    )
+    .await;
+    let stopped = prober.last_ack(p).expect("acks") - frozen_at;
+    assert!(
+        stopped < Duration::from_millis(8300),
+        "the primary wrote for {stopped:?} without the store"
+    );
+    drop(guard);
+    // The same primary carries on; nobody was promoted.
+    let before = prober.last_ack(p).expect("acks");
+    wait_for("writes again on the same primary", UP, || async {
+        (prober.last_ack(p)? > before).then_some(())
+    })
+    .await;
+    let acks = prober.stop().await;
+    assert!(
+        acks.iter().all(|a| a.0 == p),
+        "another member accepted writes"
+    );
+    assert_eq!(c.leader().as_deref(), Some(c.nodes[p].name.as_str()));
+    let out = c.pgbaton(0, &["history", "--format", "json"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+}
