@@ -12,13 +12,16 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${need[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-    # Debian starts etcd as a service on install; the tests start their own.
-    if command -v systemctl >/dev/null 2>&1; then systemctl stop etcd >/dev/null 2>&1 || true; fi
+    # Debian starts etcd and HAProxy as services on install; the tests start their own.
+    if command -v systemctl >/dev/null 2>&1; then
+      systemctl stop etcd haproxy >/dev/null 2>&1 || true
+    fi
   else
     echo "missing: ${need[*]} (install them, e.g. apt-get install -y ${need[*]})" >&2
     exit 1
