@@ -214,3 +214,28 @@ fn record_failure(
     };
     lock(log).push(Attempt { id, sent, outcome });
 }
+
+/// Write `log` as CSV (`id,sent_s,outcome,at_s,port_or_error`) to `path`, for digging
+/// into a run afterwards.
+pub fn write_csv(log: &[Attempt], path: &std::path::Path) -> crate::Result<()> {
+    let mut out = String::from("id,sent_s,outcome,at_s,port_or_error\n");
+    for a in log {
+        let line = match &a.outcome {
+            Outcome::Acked { at, port, .. } => format!(
+                "{},{:.6},ack,{:.6},{port}\n",
+                a.id,
+                a.sent.as_secs_f64(),
+                at.as_secs_f64()
+            ),
+            Outcome::Failed { at, error } => format!(
+                "{},{:.6},error,{:.6},\"{}\"\n",
+                a.id,
+                a.sent.as_secs_f64(),
+                at.as_secs_f64(),
+                error.replace('"', "'").replace('\n', " ")
+            ),
+        };
+        out.push_str(&line);
+    }
+    std::fs::write(path, out).map_err(|e| crate::BenchError::io("write writer log", path, e))
+}

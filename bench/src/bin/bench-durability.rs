@@ -75,6 +75,7 @@ async fn bench(args: Args) -> Result<()> {
         runs.push(run);
     }
     let log = writer.stop().await;
+    pgbaton_bench::writer::write_csv(&log, &cluster.root().join("writer.csv"))?;
     let latency = analysis::latencies(&log, Duration::ZERO, Duration::MAX);
     let check = check_rows(&cluster, &log, deadlines.healthy).await?;
     let body = render(&args, &cluster, &runs, &check, &latency);

@@ -70,6 +70,7 @@ async fn bench(args: Args) -> Result<()> {
         runs.push(run);
     }
     let log = writer.stop().await;
+    pgbaton_bench::writer::write_csv(&log, &cluster.root().join("writer.csv"))?;
     let check = check_rows(&cluster, &log, deadlines.healthy).await?;
     let body = render(&args, &cluster, &runs, &check, deadlines);
     println!("{body}");
@@ -96,7 +97,9 @@ fn render(
     let kills: Vec<Duration> = runs.iter().map(|r| r.killed_at).collect();
     let lost_per_run = analysis::lost_per_fault(&check.lost, &kills);
     let node = args.mode == FaultMode::Node;
-    let mut t = Table::new(&[
+    // Lease and rejoin columns only mean something for a node crash.
+    let keep = |c: &usize| node || ![4, 5, 6, 9].contains(c);
+    let headers = [
         "#",
         "killed",
         "what happened",
@@ -108,9 +111,14 @@ fn render(
         "failed writes",
         "restarted member streams after",
         "acked rows lost",
-    ]);
+    ];
+    let headers: Vec<&str> = (0..headers.len())
+        .filter(keep)
+        .map(|c| headers[c])
+        .collect();
+    let mut t = Table::new(&headers);
     for (i, r) in runs.iter().enumerate() {
-        t.row(vec![
+        let cells = vec![
             (i + 1).to_string(),
             r.victim.clone(),
             r.note.clone(),
@@ -128,7 +136,15 @@ fn render(
                 "—".into()
             },
             lost_per_run.get(i).copied().unwrap_or(0).to_string(),
-        ]);
+        ];
+        t.row(
+            cells
+                .into_iter()
+                .enumerate()
+                .filter(|(c, _)| keep(c))
+                .map(|(_, v)| v)
+                .collect(),
+        );
     }
     let recoveries: Vec<Duration> = runs.iter().filter_map(CrashRun::recovery).collect();
     let gaps: Vec<Duration> = runs.iter().filter_map(CrashRun::gap).collect();
@@ -235,8 +251,13 @@ fn render(
     } else {
         "`kill -9` of the primary's postmaster alone; its agent keeps running"
     };
+    let lease_note = if node {
+        " The lease is renewed every ttl/4, so it expires between 0.75·ttl and ttl after the kill; \"lease expired after kill\" is read from the local store right after the kill, and \"first write after lease expiry\" is pgbaton's own failover time."
+    } else {
+        ""
+    };
     format!(
-        "{members} members, local store, ttl {ttl} s, loop_wait {lw} s, retry_timeout {rt} s; writer: one row every 10 ms through `target_session_attrs=read-write` (asynchronous replication); {n} runs; fault: {what}. Times are from the kill to the ack of the first write sent after it. The lease is renewed every ttl/4, so it expires between 0.75·ttl and ttl after the kill; \"lease expired after kill\" is read from the local store right after the kill, and \"first write after lease expiry\" is pgbaton's own failover time.\n\n{runs}\n{summary}{none}\nRows: {acked} acknowledged, {present} in the table on the final primary {primary}, {lost} acknowledged rows lost{ids} (asynchronous replication: a node crash may lose the last commits).\n",
+        "{members} members, local store, ttl {ttl} s, loop_wait {lw} s, retry_timeout {rt} s; writer: one row every 10 ms through `target_session_attrs=read-write` (asynchronous replication); {n} runs; fault: {what}. Times are from the kill to the ack of the first write sent after it (on a new session).{lease_note}\n\n{runs}\n{summary}{none}\nRows: {acked} acknowledged, {present} in the table on the final primary {primary}, {lost} acknowledged rows lost{ids} (asynchronous replication: a node crash may lose the last commits).\n",
         members = args.members,
         ttl = timing.ttl,
         lw = timing.loop_wait,

@@ -136,6 +136,7 @@ async fn bench(args: Args) -> Result<()> {
         runs.push(run);
     }
     let log = writer.stop().await;
+    pgbaton_bench::writer::write_csv(&log, &cluster.root().join("writer.csv"))?;
     let check = check_rows(&cluster, &log, healthy).await?;
     let body = render(&args, &cluster, &runs, &check);
     println!("{body}");
