@@ -15,6 +15,8 @@ pub const KEY_CONFIG: &str = "config";
 pub const KEY_HISTORY: &str = "history";
 /// Store key of a pending switchover request.
 pub const KEY_SWITCHOVER: &str = "switchover";
+/// Store key of a pending `pgbaton restart` request (value: member name).
+pub const KEY_RESTART: &str = "restart";
 /// Store key of a pending `pgbaton reinit` request (value: member name).
 pub const KEY_REINIT: &str = "reinit";
 /// Store key of the synchronous-standby set.

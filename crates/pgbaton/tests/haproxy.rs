@@ -20,13 +20,22 @@ impl Drop for Haproxy {
 
 /// The docs example with this cluster's ports in place of the example ones.
 fn config(c: &TestCluster, rw: u16, ro: u16) -> String {
-    let mut text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/haproxy.cfg"))
-        .expect("docs/haproxy.cfg");
+    let mut text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/haproxy.cfg"
+    ))
+    .expect("docs/haproxy.cfg");
     text = text.replace("127.0.0.1:5000", &format!("127.0.0.1:{rw}"));
     text = text.replace("127.0.0.1:5001", &format!("127.0.0.1:{ro}"));
     for (i, n) in c.nodes.iter().enumerate() {
-        text = text.replace(&format!("127.0.0.1:5500{}", i + 1), &format!("127.0.0.1:{}", n.pg_port));
-        text = text.replace(&format!("port 5800{}", i + 1), &format!("port {}", n.api_port));
+        text = text.replace(
+            &format!("127.0.0.1:5500{}", i + 1),
+            &format!("127.0.0.1:{}", n.pg_port),
+        );
+        text = text.replace(
+            &format!("port 5800{}", i + 1),
+            &format!("port {}", n.api_port),
+        );
     }
     text
 }
@@ -36,10 +45,16 @@ async fn reached(port: u16) -> Option<u16> {
     let conn = format!(
         "host=127.0.0.1 port={port} user=postgres password={SUPERUSER_PASSWORD} dbname=postgres connect_timeout=2"
     );
-    let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.ok()?;
+    let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+        .await
+        .ok()?;
     tokio::spawn(connection);
-    let row = client.query_one("select inet_server_port()", &[]).await.ok()?;
-    row.get::<_, Option<i32>>(0).and_then(|p| u16::try_from(p).ok())
+    let row = client
+        .query_one("select inet_server_port()", &[])
+        .await
+        .ok()?;
+    row.get::<_, Option<i32>>(0)
+        .and_then(|p| u16::try_from(p).ok())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -54,8 +69,17 @@ async fn haproxy_routes_writes_to_the_primary_across_a_switchover() {
     let (rw, ro) = (free_port(), free_port());
     let cfg = c.dir.path().join("haproxy.cfg");
     std::fs::write(&cfg, config(&c, rw, ro)).expect("write haproxy.cfg");
-    let check = Command::new(haproxy).arg("-c").arg("-f").arg(&cfg).output().expect("haproxy -c");
-    assert!(check.status.success(), "the docs example is not valid: {}", String::from_utf8_lossy(&check.stderr));
+    let check = Command::new(haproxy)
+        .arg("-c")
+        .arg("-f")
+        .arg(&cfg)
+        .output()
+        .expect("haproxy -c");
+    assert!(
+        check.status.success(),
+        "the docs example is not valid: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let _proxy = Haproxy(
         Command::new(haproxy)
             .arg("-db")
@@ -71,15 +95,27 @@ async fn haproxy_routes_writes_to_the_primary_across_a_switchover() {
         (reached(rw).await? == primary_port).then_some(())
     })
     .await;
-    let replica = wait_for("the read-only port to reach a replica", UP, || async { reached(ro).await }).await;
+    let replica = wait_for("the read-only port to reach a replica", UP, || async {
+        reached(ro).await
+    })
+    .await;
     assert_ne!(replica, primary_port);
 
     let to = (0..3).find(|&i| i != p).expect("replica");
-    let out = c.pgbaton(p, &["switchover", "--to", &c.nodes[to].name.clone(), "--force"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = c.pgbaton(
+        p,
+        &["switchover", "--to", &c.nodes[to].name.clone(), "--force"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let new_port = c.nodes[to].pg_port;
-    wait_for("the read-write port to reach the new primary", UP, || async {
-        (reached(rw).await? == new_port).then_some(())
-    })
+    wait_for(
+        "the read-write port to reach the new primary",
+        UP,
+        || async { (reached(rw).await? == new_port).then_some(()) },
+    )
     .await;
 }

@@ -235,7 +235,7 @@ impl Agent {
         Ok(())
     }
 
-    async fn start_primary(&mut self, obs: &Observation) -> anyhow::Result<()> {
+    pub(super) async fn start_primary(&mut self, obs: &Observation) -> anyhow::Result<()> {
         let settings = managed_settings(&self.cfg, &self.cluster_config);
         let mut changed = self.pg.prepare_config(&settings, None)?;
         changed |= self.write_hba(&member_hosts(obs, &self.cfg.name))?;

@@ -14,6 +14,7 @@ mod execute;
 mod lease;
 mod observe;
 mod publish;
+mod reload;
 mod settings;
 mod shutdown;
 mod transitions;
@@ -38,7 +39,7 @@ const STALL_AFTER: Duration = Duration::from_secs(5);
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let cfg = pgbaton_config::load(config_path)?;
     crate::logging::init(cfg.log.level.as_deref(), &cfg.name);
-    let mut agent = Agent::new(cfg).await?;
+    let mut agent = Agent::new(cfg, config_path).await?;
     crate::api::spawn(crate::api::ApiContext {
         snapshot: agent.api_state.subscribe(),
         store: agent.store.clone(),
@@ -91,6 +92,12 @@ pub(crate) struct Agent {
     /// Set when the agent must stop with an error (a refusal).
     fatal: Option<String>,
     shutdown: shutdown::Shutdown,
+    /// Where the config file lives, for SIGHUP reloads.
+    config_path: std::path::PathBuf,
+    /// Raised by SIGHUP.
+    reload_requested: Arc<std::sync::atomic::AtomicBool>,
+    /// The config changed on reload: PostgreSQL's settings must be re-applied.
+    settings_dirty: bool,
     /// The fence process that stops PostgreSQL at the lease deadline.
     fence: Arc<crate::fence::FenceFeed>,
     /// How to start it again if it dies.
@@ -100,7 +107,7 @@ pub(crate) struct Agent {
 }
 
 impl Agent {
-    async fn new(cfg: NodeConfig) -> anyhow::Result<Agent> {
+    async fn new(cfg: NodeConfig, config_path: &Path) -> anyhow::Result<Agent> {
         let cluster_config = cfg.bootstrap.clone();
         let call_timeout = Duration::from_secs(cluster_config.retry_timeout.max(1));
         let store = crate::storeconn::open(&cfg, call_timeout).await?;
@@ -129,6 +136,9 @@ impl Agent {
             cluster_config.clone(),
         ));
         Ok(Agent {
+            config_path: config_path.to_path_buf(),
+            reload_requested: reload::listen()?,
+            settings_dirty: false,
             fence,
             fence_opts,
             api_state,
@@ -225,6 +235,13 @@ impl Agent {
     /// One HA cycle. Returns the snapshot it decided on.
     async fn cycle(&mut self) -> anyhow::Result<Snapshot> {
         let started = Instant::now();
+        if self
+            .reload_requested
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+            && self.reload_config()
+        {
+            self.settings_dirty = true;
+        }
         let read_sent = crate::fence::now();
         let snap = self.store.snapshot().await?;
         let (view, problems) = cluster_view(
@@ -278,6 +295,24 @@ impl Agent {
             cluster: view,
         };
         self.feed_fence(&obs, read_sent).await;
+        if snap.value(pgbaton_core::model::KEY_RESTART) == Some(self.cfg.name.as_str()) {
+            tracing::info!("restarting PostgreSQL: an operator asked for it (pgbaton restart)");
+            self.activity = Some(PgState::Starting);
+            let _ = self
+                .publish(&obs, &local, "restarting PostgreSQL on operator request")
+                .await;
+            if let Err(e) = self.restart_postgres(&obs).await {
+                tracing::error!("restart failed: {e:#}");
+            }
+            self.activity = None;
+            return Ok(snap);
+        }
+        if self.settings_dirty && local.core.running {
+            self.settings_dirty = false;
+            if let Err(e) = self.apply_settings(&obs).await {
+                tracing::error!("applying the reloaded settings failed: {e:#}");
+            }
+        }
         let plan = decide(&obs);
         if plan.reason != self.last_reason {
             tracing::info!("{}", plan.reason);

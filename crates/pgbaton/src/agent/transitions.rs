@@ -281,3 +281,57 @@ impl Agent {
         Ok(())
     }
 }
+
+impl Agent {
+    /// `pgbaton restart`: stop PostgreSQL cleanly and start it again in the same role.
+    pub(super) async fn restart_postgres(&mut self, obs: &Observation) -> anyhow::Result<()> {
+        let t0 = Instant::now();
+        let was_primary = obs.local.running && obs.local.in_recovery == Some(false);
+        if self.pg.status()?.is_some() {
+            self.pg
+                .stop(StopMode::Fast, Duration::from_secs(120))
+                .await?;
+            self.sql = None;
+        }
+        let leader = obs.cluster.leader.clone();
+        let result = match leader.as_deref() {
+            Some(l) if l == self.cfg.name && was_primary => self.start_primary(obs).await,
+            Some(l) if l != self.cfg.name && obs.local.data == pgbaton_core::DataDir::Standby => {
+                self.follow(obs, l).await
+            }
+            _ => self
+                .pg
+                .start(Duration::from_secs(120))
+                .await
+                .map(|_| ())
+                .map_err(Into::into),
+        };
+        let _ = self
+            .store
+            .delete(
+                pgbaton_core::model::KEY_RESTART,
+                Expect::Value(self.cfg.name.clone()),
+            )
+            .await;
+        result?;
+        tracing::info!(
+            elapsed_ms = ms(t0),
+            "PostgreSQL restarted on operator request"
+        );
+        Ok(())
+    }
+
+    /// After a config reload: rewrite `pgbaton.conf` and `pg_hba.conf` for the current
+    /// role, and reload PostgreSQL (restart it if a changed setting needs that).
+    pub(super) async fn apply_settings(&mut self, obs: &Observation) -> anyhow::Result<()> {
+        match obs.cluster.leader.as_deref() {
+            Some(l) if l == self.cfg.name && obs.local.in_recovery == Some(false) => {
+                self.start_primary(obs).await
+            }
+            Some(l) if l != self.cfg.name && obs.local.in_recovery == Some(true) => {
+                self.follow(obs, l).await
+            }
+            _ => Ok(()),
+        }
+    }
+}
