@@ -145,8 +145,28 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Few malloc arenas: the agent and the fence process are long-lived and small; one
+    // arena per thread would multiply their resident memory for nothing.
+    // SAFETY: mallopt only tunes the allocator, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+    // The fence process needs no async runtime (and no idle worker threads).
+    let command = match cli.command {
+        Command::FenceWatchdog(args) => {
+            return match fence::run_watchdog(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pgbaton: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        other => other,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(4)
         .enable_all()
         .build()
     {
@@ -157,7 +177,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Agent { config } => agent::run(&config).await,
             Command::CheckConfig { config } => cli::check_config(&config),
             Command::List { config, format } => cli::list(&config, format).await,
@@ -216,7 +236,8 @@ fn main() -> ExitCode {
                 };
                 demo::run(&opts).await
             }
-            Command::FenceWatchdog(args) => fence::run_watchdog(args),
+            // Dispatched before the runtime starts.
+            Command::FenceWatchdog(_) => Ok(()),
         }
     });
     match result {
