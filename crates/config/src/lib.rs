@@ -27,7 +27,9 @@ pub use types::{
     EtcdConfig, LogConfig, NodeConfig, PostgresConfig, StoreConfig, TlsConfig, WatchdogConfig,
     WatchdogMode,
 };
-pub use validate::{check_cluster_config, MAX_NAME_LEN};
+pub use validate::{
+    check_cluster_config, check_cluster_config_with_margin, min_safe_ttl, MAX_NAME_LEN,
+};
 
 /// Re-exported so callers can name the `bootstrap` and `tags` types from here.
 pub use pgbaton_core::model::{ClusterConfig, Tags};

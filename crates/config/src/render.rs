@@ -126,7 +126,7 @@ api:
 # tags: {{nofailover: false, failover_priority: 0, nosync: false, noloadbalance: false}}
 # Cluster-wide settings, used only by the member that bootstraps the cluster:
 # bootstrap:
-#   ttl: 10                   # lease seconds; loop_wait + retry_timeout must be < ttl
+#   ttl: 10                   # lease seconds; loop_wait + retry_timeout + safety_margin <= ttl
 #   loop_wait: 1
 #   retry_timeout: 3
 #   maximum_lag_on_failover: 1048576

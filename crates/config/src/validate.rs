@@ -35,7 +35,11 @@ impl NodeConfig {
         self.check_store(&mut out);
         self.check_postgres(&mut out);
         self.check_api(&mut out);
-        out.extend(check_cluster_config(&self.bootstrap, "bootstrap"));
+        out.extend(check_cluster_config_with_margin(
+            &self.bootstrap,
+            "bootstrap",
+            self.timing_margin(),
+        ));
         if let Some(level) = &self.log.level {
             if !LOG_LEVELS.contains(&level.as_str()) {
                 out.push(Problem::at(
@@ -54,7 +58,19 @@ impl NodeConfig {
         out
     }
 
+    /// The margin the `bootstrap` timing is checked with: this member's
+    /// `watchdog.safety_margin`, or 1 when that is itself wrong (reported on its own).
+    fn timing_margin(&self) -> u64 {
+        let m = self.watchdog.safety_margin;
+        if m < 1 || m >= self.bootstrap.ttl {
+            1
+        } else {
+            m
+        }
+    }
+
     /// The fence must fire before the lease can expire: `1 <= safety_margin < ttl`.
+    /// (`bootstrap` timing checks the rest: see [`check_cluster_config_with_margin`].)
     /// (The ttl checked is `bootstrap.ttl`; the agent re-checks against the ttl of the
     /// lease it actually holds and fences at once when the margin does not fit.)
     fn check_watchdog(&self, out: &mut Vec<Problem>) {
@@ -186,12 +202,28 @@ impl NodeConfig {
 }
 
 /// Checks the cluster-wide settings (the `bootstrap` section, or the store's `config`
-/// key when edited), naming keys under `prefix` (e.g. `bootstrap`).
-///
-/// Timing rule: a primary that cannot renew its lease must stop accepting writes before
-/// the lease can expire. It notices at the latest one `loop_wait` plus one store call
-/// (`retry_timeout`) after its last renewal, so `loop_wait + retry_timeout < ttl`.
+/// key when edited), naming keys under `prefix` (e.g. `bootstrap`), with the default
+/// fencing margin ([`crate::default_safety_margin`]). Prefer
+/// [`check_cluster_config_with_margin`] when a member's `watchdog.safety_margin` is known.
 pub fn check_cluster_config(c: &ClusterConfig, prefix: &str) -> Vec<Problem> {
+    check_cluster_config_with_margin(c, prefix, crate::types::default_safety_margin())
+}
+
+/// Checks the cluster-wide settings for a member whose fence fires `safety_margin`
+/// seconds before its lease can expire; every problem names its key under `prefix`.
+///
+/// Timing rule (see `docs/fencing.md`): a primary is fenced `ttl - safety_margin` after
+/// the older of its last lease renewal and its last leadership confirmation. A healthy
+/// primary confirms every `loop_wait` and renews every `ttl / 4`, each with a store call
+/// of up to `retry_timeout`, so it must hold that
+/// `max(loop_wait, ttl / 4) + retry_timeout + safety_margin <= ttl`; otherwise a healthy
+/// primary with a slow store fences itself, or its deadline is not safely before the
+/// lease expiry.
+pub fn check_cluster_config_with_margin(
+    c: &ClusterConfig,
+    prefix: &str,
+    safety_margin: u64,
+) -> Vec<Problem> {
     let key = |k: &str| {
         if prefix.is_empty() {
             k.to_string()
@@ -222,20 +254,45 @@ pub fn check_cluster_config(c: &ClusterConfig, prefix: &str) -> Vec<Problem> {
                 c.retry_timeout, c.ttl
             ),
         ));
-    } else if timing_ok && c.loop_wait + c.retry_timeout >= c.ttl {
-        out.push(Problem::at(
-            key("ttl"),
-            format!(
-                "loop_wait ({}) + retry_timeout ({}) must be less than ttl ({}), so a primary that cannot renew its lease stops accepting writes before the lease expires; raise ttl to at least {} or lower loop_wait/retry_timeout",
-                c.loop_wait,
-                c.retry_timeout,
-                c.ttl,
-                c.loop_wait + c.retry_timeout + 1
-            ),
-        ));
+    } else if timing_ok {
+        out.extend(check_fence_timing(c, &key("ttl"), safety_margin));
     }
     out.extend(check_parameters(&key("parameters"), &c.parameters));
     out
+}
+
+/// The smallest `ttl` that fits `loop_wait`, `retry_timeout` and `safety_margin`:
+/// `max(loop_wait, ttl / 4) + retry_timeout + safety_margin <= ttl`.
+pub fn min_safe_ttl(loop_wait: u64, retry_timeout: u64, safety_margin: u64) -> u64 {
+    let confirm = loop_wait + retry_timeout + safety_margin;
+    // ttl/4 + r + m <= ttl  <=>  4(r + m) <= 3 ttl
+    let renew = (4 * (retry_timeout + safety_margin)).div_ceil(3);
+    confirm.max(renew)
+}
+
+fn check_fence_timing(c: &ClusterConfig, ttl_key: &str, margin: u64) -> Option<Problem> {
+    let need = min_safe_ttl(c.loop_wait, c.retry_timeout, margin);
+    if c.ttl >= need {
+        return None;
+    }
+    let (lw, rt, ttl) = (c.loop_wait, c.retry_timeout, c.ttl);
+    let fix = format!(
+        "raise ttl to at least {need}, or lower loop_wait, retry_timeout or watchdog.safety_margin"
+    );
+    let message = if lw + rt + margin > ttl {
+        format!(
+            "loop_wait ({lw}) + retry_timeout ({rt}) + watchdog.safety_margin ({margin}) = {} is more than ttl ({ttl}): a primary is fenced ttl - safety_margin = {} s after it last confirmed its leadership, and a healthy one confirms only every loop_wait with a store call of up to retry_timeout, so it would fence itself whenever the store is slow; {fix}",
+            lw + rt + margin,
+            ttl.saturating_sub(margin),
+        )
+    } else {
+        format!(
+            "ttl / 4 ({:.2}) + retry_timeout ({rt}) + watchdog.safety_margin ({margin}) is more than ttl ({ttl}): the lease is renewed every ttl / 4 with a store call of up to retry_timeout, and the fence fires ttl - safety_margin = {} s after the last renewal, so a healthy primary would fence itself whenever the store is slow; {fix}",
+            ttl as f64 / 4.0,
+            ttl.saturating_sub(margin),
+        )
+    };
+    Some(Problem::at(ttl_key, message))
 }
 
 fn check_name(key: &str, name: &str) -> Option<Problem> {

@@ -341,7 +341,23 @@ fn unsafe_timing() {
     ));
     assert_has(
         &msg,
-        &["node1.yaml: bootstrap.ttl: loop_wait (5) + retry_timeout (5) must be less than ttl (10)", "raise ttl to at least 11"],
+        &["node1.yaml: bootstrap.ttl: loop_wait (5) + retry_timeout (5) + watchdog.safety_margin (2) = 12 is more than ttl (10)", "raise ttl to at least 12"],
+    );
+    // The member's own fencing margin counts.
+    let msg = err(&format!(
+        "{SPEC_EXAMPLE}bootstrap: {{ttl: 6, loop_wait: 1, retry_timeout: 2}}\nwatchdog: {{safety_margin: 4}}\n"
+    ));
+    assert_has(
+        &msg,
+        &["node1.yaml: bootstrap.ttl: loop_wait (1) + retry_timeout (2) + watchdog.safety_margin (4) = 7 is more than ttl (6)", "raise ttl to at least 8"],
+    );
+    // The lease renewal (every ttl / 4) must fit too.
+    let msg = err(&format!(
+        "{SPEC_EXAMPLE}bootstrap: {{ttl: 9, loop_wait: 1, retry_timeout: 5}}\n"
+    ));
+    assert_has(
+        &msg,
+        &["node1.yaml: bootstrap.ttl: ttl / 4 (2.25) + retry_timeout (5) + watchdog.safety_margin (2) is more than ttl (9)", "raise ttl to at least 10"],
     );
     let msg = err(&format!(
         "{SPEC_EXAMPLE}bootstrap: {{ttl: 5, retry_timeout: 5}}\n"
@@ -360,6 +376,28 @@ fn unsafe_timing() {
             "node1.yaml: bootstrap.loop_wait: 0 is too small; use at least 1",
         ],
     );
+}
+
+#[test]
+fn the_tightest_safe_timings_pass() {
+    for (ttl, lw, rt, margin) in [
+        (6, 1, 2, 2),
+        (7, 1, 2, 3),
+        (3, 1, 1, 1),
+        (10, 1, 3, 2),
+        (10, 5, 3, 2),
+        (4, 1, 1, 2),
+    ] {
+        let text = format!(
+            "{SPEC_EXAMPLE}bootstrap: {{ttl: {ttl}, loop_wait: {lw}, retry_timeout: {rt}}}\nwatchdog: {{safety_margin: {margin}}}\n"
+        );
+        pgbaton_config::parse(&text, "node1.yaml").unwrap_or_else(|e| {
+            panic!("ttl {ttl}, loop_wait {lw}, retry_timeout {rt}, margin {margin}: {e}")
+        });
+        assert!(pgbaton_config::min_safe_ttl(lw, rt, margin) <= ttl);
+    }
+    assert_eq!(pgbaton_config::min_safe_ttl(1, 5, 2), 10);
+    assert_eq!(pgbaton_config::min_safe_ttl(5, 5, 2), 12);
 }
 
 #[test]
