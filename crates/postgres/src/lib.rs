@@ -26,6 +26,7 @@ mod fsutil;
 mod hba;
 mod initdb;
 mod instance;
+mod orphans;
 mod osuser;
 mod passfile;
 mod process;

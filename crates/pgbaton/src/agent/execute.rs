@@ -81,7 +81,7 @@ impl Agent {
                 let settings = managed_settings(&self.cfg, &self.cluster_config);
                 self.pg.prepare_config(&settings, None)?;
                 self.pg.set_standby_signal(true)?;
-                self.pg.start(START_TIMEOUT).await?;
+                self.start_pg(START_TIMEOUT).await?;
                 tracing::info!("PostgreSQL started in recovery, without a primary to follow");
                 Ok(())
             }
@@ -132,6 +132,16 @@ impl Agent {
             Action::AdvanceSlots(slots) => self.advance_slots(slots).await,
             Action::Refuse(msg) => bail!("{msg}"),
         }
+    }
+
+    /// Start PostgreSQL, first killing server processes left by a dead postmaster (they
+    /// would hold the old shared memory and make the start fail).
+    pub(super) async fn start_pg(&self, timeout: Duration) -> pgbaton_postgres::Result<bool> {
+        let killed = self.pg.kill_orphans(Duration::from_secs(5)).await;
+        if killed > 0 {
+            tracing::info!("killed {killed} server processes left by a dead postmaster");
+        }
+        self.pg.start(timeout).await
     }
 
     pub(super) fn sql(&self) -> anyhow::Result<&pgbaton_postgres::Sql> {
@@ -253,7 +263,7 @@ impl Agent {
                 Duration::from_secs(self.cluster_config.primary_start_timeout.max(1))
             };
             let started = Instant::now();
-            if let Err(e) = self.pg.start(timeout).await {
+            if let Err(e) = self.start_pg(timeout).await {
                 self.start_failed = true;
                 return Err(e.into());
             }
@@ -284,7 +294,7 @@ impl Agent {
         if needs_restart {
             tracing::info!("a changed setting needs a restart: restarting PostgreSQL");
             self.pg.stop(StopMode::Fast, STOP_TIMEOUT).await?;
-            self.pg.start(START_TIMEOUT).await?;
+            self.start_pg(START_TIMEOUT).await?;
         }
         self.sql = None;
         Ok(())
@@ -385,7 +395,7 @@ impl Agent {
         self.write_hba(&member_hosts(obs, &self.cfg.name))?;
         if self.pg.status()?.is_none() {
             let started = Instant::now();
-            self.pg.start(START_TIMEOUT).await?;
+            self.start_pg(START_TIMEOUT).await?;
             tracing::info!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "PostgreSQL started as a replica of {leader} ({address})"

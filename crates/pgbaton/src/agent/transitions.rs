@@ -300,8 +300,7 @@ impl Agent {
                 self.follow(obs, l).await
             }
             _ => self
-                .pg
-                .start(Duration::from_secs(120))
+                .start_pg(Duration::from_secs(120))
                 .await
                 .map(|_| ())
                 .map_err(Into::into),

@@ -1,5 +1,5 @@
-//! Endpoints that change something: `PATCH /config` (compare-and-set merge into the
-//! cluster-wide config), `POST /reload`, and the not-yet-built actions (501).
+//! Config endpoints that change something: `PATCH /config` (compare-and-set merge into
+//! the cluster-wide config) and `POST /reload`. Operator requests are in `requests.rs`.
 //!
 //! TODO(issue 6): authentication (`api.auth`, basic auth) and TLS are not built yet:
 //! every unsafe method is open to whoever reaches `api.listen`.
@@ -11,7 +11,7 @@ use super::views::{etag, read_key, timed_out};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::{ETAG, IF_MATCH};
-use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pgbaton_core::model::KEY_CONFIG;
@@ -56,7 +56,7 @@ pub async fn patch_config(
             (v, Expect::Absent)
         }
     };
-    let config = patched_config(base, &patch)?;
+    let config = patched_config(base, &patch, server.ctx.cfg.watchdog.safety_margin)?;
     let text = serde_json::to_string(&config)
         .map_err(|e| ApiError::Internal(format!("cannot encode the config: {e}")))?;
     let written = tokio::time::timeout(
@@ -136,22 +136,4 @@ pub async fn reload(State(server): State<Shared>) -> Result<Json<Value>, ApiErro
         }
     };
     Ok(Json(body))
-}
-
-/// `POST /switchover`, `/failover`, `/restart`, `/reinitialize`: 501 until the agent
-/// can carry them out.
-///
-/// TODO(issues 4 and 5): switchover and failover; restart and reinitialize come with
-/// the agent's restart/re-clone actions. The routes exist so that only this handler
-/// needs replacing.
-pub async fn not_implemented(uri: Uri) -> ApiError {
-    let (what, cli) = match uri.path() {
-        "/switchover" => ("switchover", "pgbaton switchover"),
-        "/failover" => ("failover", "pgbaton failover"),
-        "/restart" => ("restart", "pgbaton restart NAME"),
-        _ => ("reinitialize", "pgbaton reinit NAME"),
-    };
-    ApiError::NotImplemented(format!(
-        "POST /{what} is not implemented in the HTTP API yet; use the CLI command `{cli}` once it is available"
-    ))
 }

@@ -1,5 +1,6 @@
 //! Why an API request failed, as a typed error that renders to a JSON answer.
 
+use crate::cli::ops::RequestError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,9 +17,17 @@ pub enum ApiError {
         /// One line per problem, when there are several (e.g. config validation).
         problems: Vec<String>,
     },
-    /// A compare-and-set lost against a concurrent change: 409.
+    /// Nothing to act on (e.g. no switchover to cancel): 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// A compare-and-set lost against a concurrent change, or the request clashes with
+    /// another request or the current primary: 409.
     #[error("{0}")]
     Conflict(String),
+    /// The cluster's state does not allow the request (unknown, down or lagging
+    /// candidate, no healthy primary, paused): 412.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// A dependency (the store) did not answer in time: 503.
     #[error("{0}")]
     Unavailable(String),
@@ -43,10 +52,25 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> ApiError {
+        match e {
+            RequestError::Invalid(m) => ApiError::bad_request(m),
+            RequestError::Refused(m) => ApiError::PreconditionFailed(m),
+            RequestError::Conflict(m) => ApiError::Conflict(m),
+            RequestError::NotFound(m) => ApiError::NotFound(m),
+            RequestError::Store(m) => ApiError::Unavailable(m),
+            RequestError::Damaged(m) => ApiError::Internal(m),
         }
     }
 }

@@ -39,16 +39,20 @@ pub fn parse_patch(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// Merge `patch` into `current` and check the result: unknown keys, wrong types and
-/// unsafe settings (see [`pgbaton_config::check_cluster_config`]) are a 400 that lists
-/// every problem.
-pub fn patched_config(mut current: Value, patch: &Value) -> Result<ClusterConfig, ApiError> {
+/// unsafe settings (see [`pgbaton_config::check_cluster_config_with_margin`], with this
+/// member's `watchdog.safety_margin`) are a 400 that lists every problem.
+pub fn patched_config(
+    mut current: Value,
+    patch: &Value,
+    safety_margin: u64,
+) -> Result<ClusterConfig, ApiError> {
     merge_patch(&mut current, patch);
     let config: ClusterConfig = serde_json::from_value(current).map_err(|e| {
         ApiError::bad_request(format!(
             "the patched config is not valid: {e}; see docs/configuration.md (bootstrap section) for the keys"
         ))
     })?;
-    let problems = pgbaton_config::check_cluster_config(&config, "");
+    let problems = pgbaton_config::check_cluster_config_with_margin(&config, "", safety_margin);
     if !problems.is_empty() {
         return Err(ApiError::BadRequest {
             message: format!(
@@ -89,6 +93,7 @@ mod tests {
         let c = patched_config(
             base(),
             &json!({"loop_wait": 2, "parameters": {"work_mem": "8MB"}}),
+            2,
         )
         .unwrap();
         assert_eq!(c.loop_wait, 2);
@@ -98,6 +103,7 @@ mod tests {
         let c = patched_config(
             serde_json::to_value(&c).unwrap(),
             &json!({"loop_wait": null}),
+            2,
         )
         .unwrap();
         assert_eq!(c.loop_wait, ClusterConfig::default().loop_wait);
@@ -105,17 +111,23 @@ mod tests {
 
     #[test]
     fn unknown_keys_wrong_types_and_unsafe_timing_are_400() {
-        let e = patched_config(base(), &json!({"loop_wiat": 2})).unwrap_err();
+        let e = patched_config(base(), &json!({"loop_wiat": 2}), 2).unwrap_err();
         assert_eq!(e.status(), 400);
         assert!(e.to_string().contains("loop_wiat"), "{e}");
-        let e = patched_config(base(), &json!({"ttl": "ten"})).unwrap_err();
+        let e = patched_config(base(), &json!({"ttl": "ten"}), 2).unwrap_err();
         assert_eq!(e.status(), 400);
         let e = patched_config(
             base(),
             &json!({"ttl": 3, "loop_wait": 2, "retry_timeout": 2}),
+            2,
         )
         .unwrap_err();
         assert_eq!(e.status(), 400);
+        // The member's fencing margin counts: 1 + 2 + 3 > 5.
+        let tight = json!({"ttl": 5, "loop_wait": 1, "retry_timeout": 2});
+        assert!(patched_config(base(), &tight, 1).is_ok());
+        let e = patched_config(base(), &tight, 3).unwrap_err();
+        assert!(e.to_string().contains("safety_margin (3)"), "{e}");
         match e {
             ApiError::BadRequest { problems, .. } => {
                 assert!(!problems.is_empty());

@@ -11,6 +11,7 @@ mod health;
 mod lag;
 mod merge;
 mod metrics;
+mod requests;
 mod server;
 pub mod snapshot;
 mod status;

@@ -5,7 +5,7 @@ use super::error::ApiError;
 use super::health::{evaluate, Check};
 use super::lag::parse_lag;
 use super::status::{status_body, StatusBody};
-use super::{control, views, AgentSnapshot, ApiContext};
+use super::{control, requests, views, AgentSnapshot, ApiContext};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -72,10 +72,13 @@ pub fn router(server: Shared) -> Router {
         .route("/metrics", get(views::metrics))
         .route("/config", get(views::config).patch(control::patch_config))
         .route("/reload", post(control::reload))
-        .route("/switchover", post(control::not_implemented))
-        .route("/failover", post(control::not_implemented))
-        .route("/restart", post(control::not_implemented))
-        .route("/reinitialize", post(control::not_implemented))
+        .route(
+            "/switchover",
+            post(requests::switchover).delete(requests::cancel_switchover),
+        )
+        .route("/failover", post(requests::failover))
+        .route("/restart", post(requests::restart))
+        .route("/reinitialize", post(requests::reinitialize))
         .fallback(not_found)
         .with_state(server)
 }

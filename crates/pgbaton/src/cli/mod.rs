@@ -4,6 +4,7 @@
 mod check_config;
 mod history;
 mod list;
+pub mod ops;
 mod remove;
 mod request;
 

@@ -4,7 +4,10 @@
 use super::client::{get, request};
 use super::{member, primary, replica};
 use crate::api::{serve, AgentSnapshot, ApiContext};
-use pgbaton_core::model::{member_key, PgState, Role, KEY_CONFIG, KEY_HISTORY};
+use pgbaton_core::model::{
+    member_key, PgState, Role, SwitchoverRequest, KEY_CONFIG, KEY_HISTORY, KEY_LEADER, KEY_REINIT,
+    KEY_SWITCHOVER,
+};
 use pgbaton_store::local::LocalStore;
 use pgbaton_store::{Expect, Store};
 use std::path::PathBuf;
@@ -316,7 +319,7 @@ async fn config_patch_is_a_compare_and_set() {
 }
 
 #[tokio::test]
-async fn reload_reports_the_file_s_problems_and_control_actions_are_501() {
+async fn reload_reports_the_file_s_problems_and_restart_is_501() {
     let h = start(primary(Instant::now())).await;
     let r = request(h.port, "POST", "/reload", &[], None).await;
     assert_eq!(r.status, 200);
@@ -329,20 +332,208 @@ async fn reload_reports_the_file_s_problems_and_control_actions_are_501() {
     assert_eq!(body["valid"], false);
     assert!(body["problems"].to_string().contains("bogus"), "{body}");
 
-    for (path, cli) in [
-        ("/switchover", "pgbaton switchover"),
-        ("/failover", "pgbaton failover"),
-        ("/restart", "pgbaton restart"),
-        ("/reinitialize", "pgbaton reinit"),
-    ] {
-        let r = request(h.port, "POST", path, &[], Some("{}")).await;
-        assert_eq!(r.status, 501, "{path}");
-        assert!(
-            r.json()["error"].as_str().unwrap_or_default().contains(cli),
-            "{path}: {}",
-            r.body
-        );
+    let r = request(h.port, "POST", "/restart", &[], Some("{}")).await;
+    assert_eq!(r.status, 501);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("restart"));
+}
+
+/// Publish a primary node1 (holding the leader key) and replicas node2 (streaming)
+/// and node3 (stopped) in the harness's store.
+async fn three_members(h: &Harness) {
+    let rows = [
+        member("node1", Role::Primary, PgState::Running, None),
+        member("node2", Role::Replica, PgState::Streaming, Some(0)),
+        member("node3", Role::Replica, PgState::Stopped, None),
+    ];
+    for m in rows {
+        let v = serde_json::to_string(&m).expect("json");
+        h.store
+            .put(&member_key(&m.name), &v, None, Expect::Any)
+            .await
+            .expect("put member");
     }
+    h.store
+        .put(KEY_LEADER, "node1", None, Expect::Any)
+        .await
+        .expect("put leader");
+}
+
+#[tokio::test]
+async fn switchover_requests_are_checked_written_and_cancelled() {
+    let h = start(primary(Instant::now())).await;
+    // An empty cluster has no healthy primary.
+    let r = request(h.port, "POST", "/switchover", &[], None).await;
+    assert_eq!(r.status, 412, "{}", r.body);
+    three_members(&h).await;
+    for (body, code, needle) in [
+        ("{", 400, "not valid"),
+        (r#"{"candidat": "node2"}"#, 400, "candidat"),
+        (r#"{"candidate": "node2", "to": "node3"}"#, 400, "differ"),
+        (
+            r#"{"candidate": "node2", "scheduled_at": "tomorrow"}"#,
+            400,
+            "RFC 3339",
+        ),
+        (r#"{"candidate": "node9"}"#, 412, "unknown member"),
+        (r#"{"candidate": "node3"}"#, 412, "not streaming"),
+        (r#"{"candidate": "node1"}"#, 412, "already the primary"),
+        (
+            r#"{"leader": "node2", "candidate": "node2"}"#,
+            412,
+            "not the primary",
+        ),
+    ] {
+        let r = request(h.port, "POST", "/switchover", &[], Some(body)).await;
+        assert_eq!(r.status, code, "{body}: {}", r.body);
+        let err = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(err.contains(needle), "{body}: {err}");
+        assert!(h.store.get(KEY_SWITCHOVER).await.expect("get").is_none());
+    }
+    let r = request(
+        h.port,
+        "POST",
+        "/switchover",
+        &[],
+        Some(r#"{"leader": "node1", "to": "node2", "scheduled_at": "2999-01-01T00:00:00+01:00"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.json()["scheduled_at"], "2998-12-31T23:00:00Z");
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("GET /cluster"));
+    let stored = h
+        .store
+        .get(KEY_SWITCHOVER)
+        .await
+        .expect("get")
+        .expect("request");
+    let req: SwitchoverRequest = serde_json::from_str(&stored.value).expect("json");
+    assert_eq!(
+        (req.from.as_deref(), req.to.as_str()),
+        (Some("node1"), "node2")
+    );
+    // A second request, or a failover, while one is pending: 409.
+    let r = request(h.port, "POST", "/switchover", &[], None).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = request(
+        h.port,
+        "POST",
+        "/failover",
+        &[],
+        Some(r#"{"candidate": "node2"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = request(h.port, "DELETE", "/switchover", &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(h.store.get(KEY_SWITCHOVER).await.expect("get").is_none());
+    let r = request(h.port, "DELETE", "/switchover", &[], None).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+}
+
+#[tokio::test]
+async fn failover_and_reinitialize_requests_are_checked() {
+    let h = start(primary(Instant::now())).await;
+    three_members(&h).await;
+    let r = request(h.port, "POST", "/failover", &[], Some("{}")).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = request(
+        h.port,
+        "POST",
+        "/failover",
+        &[],
+        Some(r#"{"candidate": "node2"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 409, "a healthy primary: {}", r.body);
+    assert!(r.body.contains("switchover"), "{}", r.body);
+    // Without a leader: node3 is stopped, node2 lags beyond the limit.
+    h.store
+        .delete(KEY_LEADER, Expect::Any)
+        .await
+        .expect("delete");
+    let lagging = member("node2", Role::Replica, PgState::Streaming, Some(1 << 40));
+    h.store
+        .put(
+            &member_key("node2"),
+            &serde_json::to_string(&lagging).expect("json"),
+            None,
+            Expect::Any,
+        )
+        .await
+        .expect("put");
+    let r = request(
+        h.port,
+        "POST",
+        "/failover",
+        &[],
+        Some(r#"{"candidate": "node3"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 412, "{}", r.body);
+    let r = request(h.port, "POST", "/failover", &[], Some(r#"{"to": "node2"}"#)).await;
+    assert_eq!(r.status, 412, "{}", r.body);
+    assert!(r.body.contains("force"), "{}", r.body);
+    assert!(h.store.get(KEY_SWITCHOVER).await.expect("get").is_none());
+    let r = request(
+        h.port,
+        "POST",
+        "/failover",
+        &[],
+        Some(r#"{"to": "node2", "force": true}"#),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let stored = h
+        .store
+        .get(KEY_SWITCHOVER)
+        .await
+        .expect("get")
+        .expect("request");
+    let req: SwitchoverRequest = serde_json::from_str(&stored.value).expect("json");
+    assert!(req.force && req.to == "node2", "{req:?}");
+
+    // Reinitialize: this member (node1) by default.
+    for (body, code) in [
+        (r#"{"member": "node9"}"#, 412),
+        (r#"{"member": "node2", "forse": true}"#, 400),
+    ] {
+        let r = request(h.port, "POST", "/reinitialize", &[], Some(body)).await;
+        assert_eq!(r.status, code, "{body}: {}", r.body);
+    }
+    h.store
+        .put(KEY_LEADER, "node2", None, Expect::Any)
+        .await
+        .expect("put");
+    let r = request(
+        h.port,
+        "POST",
+        "/reinitialize",
+        &[],
+        Some(r#"{"member": "node2"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 412, "the primary: {}", r.body);
+    let r = request(h.port, "POST", "/reinitialize", &[], None).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(
+        h.store.get(KEY_REINIT).await.expect("get").map(|e| e.value),
+        Some("node1".to_string())
+    );
+    let r = request(
+        h.port,
+        "POST",
+        "/reinitialize",
+        &[],
+        Some(r#"{"member": "node3", "force": true}"#),
+    )
+    .await;
+    assert_eq!(r.status, 409, "one reinit at a time: {}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
