@@ -104,7 +104,9 @@ impl Instance {
         }
         // A killed postmaster not yet reaped by its parent is a zombie: dead.
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", info.pid)) {
-            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
             if matches!(state, Some("Z" | "X")) {
                 return Ok(None);
             }
