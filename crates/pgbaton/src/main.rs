@@ -34,6 +34,24 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Print the cluster-wide config the store holds (YAML or JSON).
+    ShowConfig {
+        /// Any member's config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = cli::ConfigFormat::Yaml)]
+        format: cli::ConfigFormat,
+    },
+    /// Change the cluster-wide config in the store: checked, compare-and-set, diff printed.
+    EditConfig {
+        /// Any member's config file (its watchdog.safety_margin is used for the timing check).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// KEY=VALUE, e.g. loop_wait=2, paused=true, parameters.work_mem=8MB; KEY=null resets it.
+        #[arg(short, long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Show the cluster's members.
     List {
         /// Any member's config file (it names the store and the cluster).
@@ -180,6 +198,8 @@ fn main() -> ExitCode {
         match command {
             Command::Agent { config } => agent::run(&config).await,
             Command::CheckConfig { config } => cli::check_config(&config),
+            Command::ShowConfig { config, format } => cli::show_config(&config, format).await,
+            Command::EditConfig { config, set } => cli::edit_config(&config, &set).await,
             Command::List { config, format } => cli::list(&config, format).await,
             Command::Remove { config, name } => cli::remove(&config, &name).await,
             Command::Switchover {

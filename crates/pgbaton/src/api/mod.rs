@@ -20,6 +20,7 @@ mod views;
 #[cfg(test)]
 mod tests;
 
+pub use merge::merge_patch;
 pub use snapshot::AgentSnapshot;
 
 use anyhow::Context;

@@ -1,18 +1,24 @@
 //! The operator commands. They talk to the store, not to an agent, so they work with
 //! any member's config file.
 
+mod budget;
 mod check_config;
+mod cluster_config;
+mod edit_config;
 mod history;
 mod list;
 pub mod ops;
 mod remove;
 mod request;
+mod show_config;
 
 pub use check_config::check_config;
+pub use edit_config::edit_config;
 pub use history::history;
 pub use list::{fetch, list, table, Format};
 pub use remove::remove;
 pub use request::{failover, reinit, set_paused, switchover, SwitchoverArgs};
+pub use show_config::{show_config, ConfigFormat};
 
 use pgbaton_config::NodeConfig;
 use pgbaton_store::Store;
