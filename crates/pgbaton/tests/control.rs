@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{wait_for, StoreKind, TestCluster};
+use common::{postmaster_pid, wait_for, StoreKind, TestCluster};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -129,7 +129,12 @@ async fn control_over_http_and_config_edits() {
             412,
             "is the primary",
         ),
-        ("/restart", "{}".to_string(), 501, "restart"),
+        (
+            "/restart",
+            r#"{"member": "nosuch"}"#.to_string(),
+            412,
+            "unknown member",
+        ),
     ];
     for (path, body, code, needle) in &refused {
         let reply = request(api, "POST", path, Some(body)).await;
@@ -232,6 +237,17 @@ async fn control_over_http_and_config_edits() {
     );
     // The cluster keeps working with the new loop_wait.
     assert_eq!(c.wait_healthy(UP).await, r);
+
+    // POST /restart on the old primary's own API restarts its PostgreSQL in place.
+    let before = postmaster_pid(&c.nodes[p].data_dir).expect("PostgreSQL runs");
+    let reply = request(api, "POST", "/restart", None).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    wait_for("a new postmaster", UP, || async {
+        let now = postmaster_pid(&c.nodes[p].data_dir)?;
+        (now != before).then_some(())
+    })
+    .await;
+    assert_eq!(c.wait_healthy(UP).await, r, "a restart keeps the roles");
 }
 
 #[test]

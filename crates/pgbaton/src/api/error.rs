@@ -31,9 +31,6 @@ pub enum ApiError {
     /// A dependency (the store) did not answer in time: 503.
     #[error("{0}")]
     Unavailable(String),
-    /// The endpoint exists but its action is not built yet: 501.
-    #[error("{0}")]
-    NotImplemented(String),
     /// Something on our side is broken (e.g. damaged data in the store): 500.
     #[error("{0}")]
     Internal(String),
@@ -56,7 +53,6 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

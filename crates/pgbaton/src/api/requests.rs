@@ -50,6 +50,13 @@ struct ReinitBody {
     force: bool,
 }
 
+/// The body of `POST /restart`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestartBody {
+    member: Option<String>,
+}
+
 /// Where to follow a request's progress.
 const FOLLOW: &str = "follow it with `pgbaton list` or GET /cluster";
 
@@ -160,16 +167,22 @@ pub async fn reinitialize(State(server): State<Shared>, body: Bytes) -> Result<R
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-/// `POST /restart`: 501 until the agent carries out restart requests.
-///
-/// TODO(issue 6): the agent has no restart request path yet (a store key it watches,
-/// like `reinit`); once it has, check and write it here like `reinitialize`.
-pub async fn restart() -> ApiError {
-    ApiError::NotImplemented(
-        "POST /restart is not implemented yet: the agent cannot take restart requests yet; \
-         restart PostgreSQL by restarting the member's agent"
-            .to_string(),
-    )
+/// `POST /restart`: ask `member` (default: the member whose API is called) to restart
+/// its PostgreSQL in place, in the same role; 202. Its agent does it on its next cycle
+/// and clears the request.
+pub async fn restart(State(server): State<Shared>, body: Bytes) -> Result<Response, ApiError> {
+    let b: RestartBody = parse_body(&body, "{\"member\": \"node2\"}")?;
+    let name = b.member.unwrap_or_else(|| server.ctx.cfg.name.clone());
+    let store = server.ctx.store.as_ref();
+    bounded(async {
+        ops::check_restart(store, &name).await?;
+        ops::submit_restart(store, &name).await
+    })
+    .await?;
+    let message = format!("restart of {name}'s PostgreSQL requested; {FOLLOW}");
+    tracing::warn!("{message} (through the HTTP API)");
+    let body = json!({"message": message, "member": name});
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 /// 202 with the message and the request as written to the store.

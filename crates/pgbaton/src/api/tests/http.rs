@@ -6,7 +6,7 @@ use super::{member, primary, replica};
 use crate::api::{serve, AgentSnapshot, ApiContext};
 use pgbaton_core::model::{
     member_key, PgState, Role, SwitchoverRequest, KEY_CONFIG, KEY_HISTORY, KEY_LEADER, KEY_REINIT,
-    KEY_SWITCHOVER,
+    KEY_RESTART, KEY_SWITCHOVER,
 };
 use pgbaton_store::local::LocalStore;
 use pgbaton_store::{Expect, Store};
@@ -319,7 +319,7 @@ async fn config_patch_is_a_compare_and_set() {
 }
 
 #[tokio::test]
-async fn reload_reports_the_file_s_problems_and_restart_is_501() {
+async fn reload_reports_the_file_s_problems() {
     let h = start(primary(Instant::now())).await;
     let r = request(h.port, "POST", "/reload", &[], None).await;
     assert_eq!(r.status, 200);
@@ -331,13 +331,54 @@ async fn reload_reports_the_file_s_problems_and_restart_is_501() {
     let body = r.json();
     assert_eq!(body["valid"], false);
     assert!(body["problems"].to_string().contains("bogus"), "{body}");
+}
 
-    let r = request(h.port, "POST", "/restart", &[], Some("{}")).await;
-    assert_eq!(r.status, 501);
+#[tokio::test]
+async fn restart_requests_are_checked_and_written() {
+    let h = start(primary(Instant::now())).await;
+    three_members(&h).await;
+    let r = request(
+        h.port,
+        "POST",
+        "/restart",
+        &[],
+        Some(r#"{"member": "node9"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 412, "{}", r.body);
+    let r = request(
+        h.port,
+        "POST",
+        "/restart",
+        &[],
+        Some(r#"{"membr": "node2"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // This member (node1) by default.
+    let r = request(h.port, "POST", "/restart", &[], None).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(
+        h.store
+            .get(KEY_RESTART)
+            .await
+            .expect("get")
+            .map(|e| e.value),
+        Some("node1".to_string())
+    );
+    let r = request(
+        h.port,
+        "POST",
+        "/restart",
+        &[],
+        Some(r#"{"member": "node2"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 409, "one restart at a time: {}", r.body);
     assert!(r.json()["error"]
         .as_str()
         .unwrap_or_default()
-        .contains("restart"));
+        .contains("of node1"));
 }
 
 /// Publish a primary node1 (holding the leader key) and replicas node2 (streaming)

@@ -1,16 +1,18 @@
 //! The rules and store writes behind the operator requests (`switchover`, `failover`,
-//! `reinit`), shared by the CLI and the HTTP API: they validate against the cluster as
+//! `reinit`, `restart`), shared by the CLI and the HTTP API: they validate against the cluster as
 //! the store shows it, write the request key with a compare-and-set, and print nothing.
 
 mod error;
 mod failover;
 mod reinit;
+mod restart;
 mod switchover;
 mod when;
 
 pub use error::RequestError;
 pub use failover::plan_failover;
 pub use reinit::{check_reinit, submit_reinit};
+pub use restart::{check_restart, submit_restart};
 pub use switchover::{cancel_switchover, plan_switchover, submit, SwitchoverAsk};
 pub use when::{parse_at, parse_rfc3339, rfc3339};
 
