@@ -29,6 +29,10 @@ pub const MANAGED_PARAMETERS: &[(&str, &str)] = &[
         "pgbaton manages one replication slot per member; remove it",
     ),
     (
+        "synchronous_standby_names",
+        "set synchronous_mode (off, on, quorum) and synchronous_node_count in the cluster config",
+    ),
+    (
         "hot_standby",
         "pgbaton needs hot_standby = on to watch replicas; remove it",
     ),

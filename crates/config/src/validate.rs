@@ -257,6 +257,12 @@ pub fn check_cluster_config_with_margin(
     } else if timing_ok {
         out.extend(check_fence_timing(c, &key("ttl"), safety_margin));
     }
+    if c.synchronous_node_count < 1 {
+        out.push(Problem::at(
+            key("synchronous_node_count"),
+            "0 is too small; use at least 1 (how many synchronous standbys, or the k of ANY k)",
+        ));
+    }
     out.extend(check_parameters(&key("parameters"), &c.parameters));
     out
 }

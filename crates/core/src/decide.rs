@@ -12,12 +12,14 @@
 use crate::failover::elect;
 use crate::model::{
     MemberStatus, PgState, PrimaryStatus, RequestKind, Role, SwitchoverPhase, SwitchoverRequest,
+    SyncState, SynchronousMode,
 };
 use crate::observation::{DataDir, Observation};
 use crate::plan::{Action, Plan};
 use crate::registry::slot_work;
 use crate::rejoin::{must_rewind, WalEnd};
 use crate::slots::slot_name;
+use crate::sync::{names_at_start, sync_candidates, sync_step, SyncInput};
 use std::collections::BTreeSet;
 
 /// Decide what this member does now. Pure: same observation, same plan.
@@ -218,7 +220,19 @@ fn primary_duties(obs: &Observation) -> Plan {
         }
         if local.running && local.in_recovery == Some(true) {
             // Holding the key as a replica happens only between taking it and
-            // promoting (a crash in between): finish the promotion.
+            // promoting (a crash in between): finish the promotion. In synchronous
+            // mode only once the sync key names this member as the leader (the winner
+            // writes it before promoting); otherwise let go and let the election rerun.
+            if sync_mode(obs)
+                && obs.cluster.sync.as_ref().map(|(s, _)| s.leader.as_str())
+                    != Some(obs.me.as_str())
+            {
+                return Plan::one(
+                    Action::ReleaseLeader,
+                    "this member holds the leader key but is still a replica, and the sync \
+                     key does not name it: letting go so that the election runs again",
+                );
+            }
             actions.push(Action::Promote {
                 reason: "finishing an interrupted promotion".into(),
                 old_primary: None,
@@ -227,6 +241,9 @@ fn primary_duties(obs: &Observation) -> Plan {
                 actions,
                 reason: "this member holds the leader key but is still a replica: promoting".into(),
             };
+        }
+        if !local.running && sync_mode(obs) {
+            actions.push(Action::SetSynchronousStandbyNames(names_at_start(obs)));
         }
         actions.push(Action::StartPrimary);
         return Plan {
@@ -281,7 +298,47 @@ fn primary_duties(obs: &Observation) -> Plan {
         updated_ms: obs.now_ms,
         registry: work.registry,
     }));
+    // Synchronous replication last: a failed compare-and-set of the sync key must not
+    // keep the status from being published.
+    let sync = sync_step(&SyncInput::from_observation(obs));
+    if !sync.note.is_empty() {
+        reason.push_str("; ");
+        reason.push_str(&sync.note);
+    }
+    actions.extend(sync.actions);
     Plan { actions, reason }
+}
+
+/// Synchronous replication is on (either mode).
+fn sync_mode(obs: &Observation) -> bool {
+    obs.cluster.config.synchronous_mode != SynchronousMode::Off
+}
+
+/// What a member does right before it promotes itself in synchronous mode: rewrite the
+/// sync key to name it as the leader with no synchronous standby (its own standbys are
+/// not synchronous yet), and set `synchronous_standby_names` to what a new primary
+/// starts with (`*` in strict mode). Nothing in asynchronous mode.
+fn before_promotion(obs: &Observation) -> Vec<Action> {
+    if !sync_mode(obs) {
+        return Vec::new();
+    }
+    let quorum = (obs.cluster.config.synchronous_mode == SynchronousMode::Quorum).then_some(0);
+    let names = if obs.cluster.config.synchronous_mode_strict {
+        "*"
+    } else {
+        ""
+    };
+    vec![
+        Action::WriteSync {
+            state: SyncState {
+                leader: obs.me.clone(),
+                members: Vec::new(),
+                quorum,
+            },
+            expect: obs.cluster.sync.as_ref().map(|(_, r)| *r),
+        },
+        Action::SetSynchronousStandbyNames(names.into()),
+    ]
 }
 
 fn replica_duties(obs: &Observation, leader: &str) -> Plan {
@@ -463,6 +520,29 @@ pub fn candidate_fit(obs: &Observation, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// In synchronous mode, whether this member may be promoted by a (non-forced) operator
+/// failover: it must be listed in the sync key (in quorum mode, as the most advanced of
+/// enough reporting members).
+fn sync_fit(obs: &Observation) -> Result<(), String> {
+    if !sync_mode(obs) {
+        return Ok(());
+    }
+    let mut members = obs.cluster.members.clone();
+    members.retain(|_, m| m.role == Role::Replica || m.name == obs.me);
+    let election = elect(&members, obs.cluster.status.as_ref(), u64::MAX, 0, true);
+    let last = obs.cluster.status.as_ref().map(|s| s.primary.as_str());
+    let ranking = sync_candidates(
+        obs.cluster.sync.as_ref().map(|(s, _)| s),
+        last,
+        &election.ranking,
+    )?;
+    if ranking.iter().any(|c| c.name == obs.me) {
+        Ok(())
+    } else {
+        Err(format!("{} is not a synchronous standby", obs.me))
+    }
+}
+
 fn no_leader(obs: &Observation) -> Plan {
     if let Some((req, revision)) = &obs.cluster.switchover {
         if let Some(plan) = requested_takeover(obs, req, *revision) {
@@ -485,8 +565,13 @@ fn no_leader(obs: &Observation) -> Plan {
         if obs.cluster.config.paused && !local.running {
             return Plan::idle("paused: no leader and PostgreSQL is down; not restarting it");
         }
+        let mut actions = vec![Action::AcquireLeader];
+        if !local.running && sync_mode(obs) {
+            actions.push(Action::SetSynchronousStandbyNames(names_at_start(obs)));
+        }
+        actions.push(Action::StartPrimary);
         return Plan {
-            actions: vec![Action::AcquireLeader, Action::StartPrimary],
+            actions,
             reason: "no leader in the store and this member was the last primary: taking \
                      the leader key back"
                 .into(),
@@ -523,13 +608,30 @@ fn failover(obs: &Observation) -> Plan {
     let grace_ms = config.failover_grace.max(1) * 1000;
     let mut members = obs.cluster.members.clone();
     members.retain(|_, m| m.role == Role::Replica || m.name == obs.me);
-    let election = elect(
+    let mut election = elect(
         &members,
         obs.cluster.status.as_ref(),
         config.maximum_lag_on_failover,
         since,
         waited >= grace_ms,
     );
+    if sync_mode(obs) {
+        let last = obs.cluster.status.as_ref().map(|s| s.primary.as_str());
+        let key = obs.cluster.sync.as_ref().map(|(s, _)| s);
+        match sync_candidates(key, last, &election.ranking) {
+            Ok(ranking) => {
+                for c in &election.ranking {
+                    if !ranking.iter().any(|r| r.name == c.name) {
+                        election
+                            .excluded
+                            .push(format!("{} is not a synchronous standby", c.name));
+                    }
+                }
+                election.ranking = ranking;
+            }
+            Err(why) => return Plan::idle(why),
+        }
+    }
     if obs.tags.nofailover {
         return Plan::idle(format!(
             "no leader: this member is tagged nofailover; {}",
@@ -556,18 +658,20 @@ fn failover(obs: &Observation) -> Plan {
         Some(p) => format!("failover: the primary {p} is gone"),
         None => "failover: no primary".to_string(),
     };
+    let mut actions = vec![Action::AcquireLeader];
+    actions.extend(before_promotion(obs));
+    actions.push(Action::Promote {
+        reason: reason.clone(),
+        old_primary: old,
+    });
+    let what = if sync_mode(obs) {
+        "the most advanced eligible synchronous standby"
+    } else {
+        "the most advanced eligible replica"
+    };
     Plan {
-        actions: vec![
-            Action::AcquireLeader,
-            Action::Promote {
-                reason: reason.clone(),
-                old_primary: old,
-            },
-        ],
-        reason: format!(
-            "{reason}; this member is the most advanced eligible replica (rank {})",
-            rank + 1
-        ),
+        actions,
+        reason: format!("{reason}; this member is {what} (rank {})", rank + 1),
     }
 }
 
@@ -608,20 +712,22 @@ fn requested_takeover(obs: &Observation, req: &SwitchoverRequest, revision: i64)
                          running as a replica): cancelling so that the old primary resumes",
                     ));
                 }
+                let mut actions = vec![
+                    Action::WaitForWal {
+                        lsn: *checkpoint_lsn,
+                    },
+                    Action::AcquireLeader,
+                ];
+                actions.extend(before_promotion(obs));
+                actions.push(Action::Promote {
+                    reason: format!(
+                        "switchover from {}",
+                        req.from.as_deref().unwrap_or("the old primary")
+                    ),
+                    old_primary: req.from.clone(),
+                });
                 return Some(Plan {
-                    actions: vec![
-                        Action::WaitForWal {
-                            lsn: *checkpoint_lsn,
-                        },
-                        Action::AcquireLeader,
-                        Action::Promote {
-                            reason: format!(
-                                "switchover from {}",
-                                req.from.as_deref().unwrap_or("the old primary")
-                            ),
-                            old_primary: req.from.clone(),
-                        },
-                    ],
+                    actions,
                     reason: format!(
                         "switchover: promoting once this member has received the shutdown \
                          checkpoint at {checkpoint_lsn}"
@@ -675,24 +781,34 @@ fn requested_takeover(obs: &Observation, req: &SwitchoverRequest, revision: i64)
                         ),
                     ));
                 }
+                if let Err(why) = sync_fit(obs) {
+                    return Some(Plan::one(
+                        Action::ClearSwitchover { revision },
+                        format!(
+                            "operator failover refused: {why} (use --force to accept the loss \
+                             of acknowledged commits)"
+                        ),
+                    ));
+                }
             }
             let old = obs.cluster.status.as_ref().map(|s| s.primary.clone());
-            let reason = if req.force {
-                "operator failover (forced: commits not received by this member are lost)"
-                    .to_string()
-            } else {
-                "operator failover".to_string()
+            let reason = match (req.force, sync_mode(obs)) {
+                (true, true) => "operator failover (forced in synchronous mode: acknowledged \
+                     commits not received by this member are lost)"
+                    .to_string(),
+                (true, false) => {
+                    "operator failover (forced: commits not received by this member are lost)"
+                        .to_string()
+                }
+                _ => "operator failover".to_string(),
             };
-            Some(Plan {
-                actions: vec![
-                    Action::AcquireLeader,
-                    Action::Promote {
-                        reason: reason.clone(),
-                        old_primary: old,
-                    },
-                ],
-                reason,
-            })
+            let mut actions = vec![Action::AcquireLeader];
+            actions.extend(before_promotion(obs));
+            actions.push(Action::Promote {
+                reason: reason.clone(),
+                old_primary: old,
+            });
+            Some(Plan { actions, reason })
         }
     }
 }

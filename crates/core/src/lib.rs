@@ -14,9 +14,10 @@ pub mod plan;
 pub mod registry;
 pub mod rejoin;
 pub mod slots;
+pub mod sync;
 pub mod view;
 
 pub use decide::decide;
 pub use lsn::Lsn;
-pub use observation::{ClusterView, Control, DataDir, Local, Observation, SlotObs};
+pub use observation::{ClusterView, Control, DataDir, Local, Observation, SlotObs, StandbyObs};
 pub use plan::{Action, Plan};

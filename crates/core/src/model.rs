@@ -284,6 +284,12 @@ pub struct ClusterConfig {
     /// Seconds a member may stay away before the primary drops its replication slot
     /// and forgets it (default one day). Until then WAL is kept for it.
     pub member_slot_retention: u64,
+    /// Synchronous replication: `off`, `on` (FIRST semantics) or `quorum` (ANY k).
+    pub synchronous_mode: SynchronousMode,
+    /// How many synchronous standbys (`on`), or the `k` of `ANY k` (`quorum`).
+    pub synchronous_node_count: u32,
+    /// Never run standalone: with no eligible standby, commits wait instead.
+    pub synchronous_mode_strict: bool,
     /// Extra PostgreSQL settings for every member.
     pub parameters: BTreeMap<String, serde_json::Value>,
 }
@@ -301,7 +307,97 @@ impl Default for ClusterConfig {
             reclone_on_rewind_failure: true,
             switchover_timeout: 30,
             failover_grace: 2,
+            synchronous_mode: SynchronousMode::Off,
+            synchronous_node_count: 1,
+            synchronous_mode_strict: false,
             parameters: BTreeMap::new(),
         }
+    }
+}
+
+/// The cluster's synchronous replication mode.
+///
+/// Written as `off`, `on` or `quorum`; YAML booleans (`true`/`false`, which `on`/`off`
+/// may be read as) are accepted too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SynchronousMode {
+    /// Asynchronous replication.
+    #[default]
+    Off,
+    /// `synchronous_node_count` standbys, PostgreSQL's FIRST semantics.
+    On,
+    /// `ANY synchronous_node_count` of the eligible standbys.
+    Quorum,
+}
+
+impl SynchronousMode {
+    /// The text used in config files and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SynchronousMode::Off => "off",
+            SynchronousMode::On => "on",
+            SynchronousMode::Quorum => "quorum",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SynchronousMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(SynchronousMode::On),
+            Raw::Bool(false) => Ok(SynchronousMode::Off),
+            Raw::Text(t) => match t.to_ascii_lowercase().as_str() {
+                "off" | "false" => Ok(SynchronousMode::Off),
+                "on" | "true" => Ok(SynchronousMode::On),
+                "quorum" => Ok(SynchronousMode::Quorum),
+                other => Err(serde::de::Error::custom(format!(
+                    "unknown synchronous_mode {other:?}; use off, on or quorum"
+                ))),
+            },
+        }
+    }
+}
+
+/// The value of the `sync` key: the standbys known to hold every acknowledged commit
+/// of `leader`.
+///
+/// - `quorum: None` (mode `on`): every member listed holds every acknowledged commit.
+/// - `quorum: Some(q)` (mode `quorum`): every acknowledged commit is on at least `q` of
+///   `members`, so the most advanced of any `members.len() - q + 1` of them has them all.
+///
+/// A member appears here only once PostgreSQL waits for it and it has caught up; it
+/// leaves this key before PostgreSQL stops waiting for it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SyncState {
+    /// The primary this set belongs to.
+    pub leader: String,
+    /// The synchronous standbys (sorted by name).
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// Quorum mode: how many of `members` hold each acknowledged commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
+}
+
+impl SyncState {
+    /// How many of `members` hold each acknowledged commit (0 when empty).
+    pub fn holders(&self) -> usize {
+        match self.quorum {
+            _ if self.members.is_empty() => 0,
+            None => self.members.len(),
+            Some(q) => (q as usize).min(self.members.len()),
+        }
+    }
+
+    /// Whether `name` is listed.
+    pub fn lists(&self, name: &str) -> bool {
+        self.members.iter().any(|m| m == name)
     }
 }

@@ -1,7 +1,8 @@
 //! What one member observed at the start of an HA cycle: the input of [`crate::decide`].
 
 use crate::model::{
-    ClusterConfig, HistoryEntry, Initialize, MemberStatus, PrimaryStatus, SwitchoverRequest, Tags,
+    ClusterConfig, HistoryEntry, Initialize, MemberStatus, PrimaryStatus, SwitchoverRequest,
+    SyncState, Tags,
 };
 use crate::Lsn;
 use std::collections::BTreeMap;
@@ -72,6 +73,23 @@ pub struct Local {
     pub start_failed: bool,
     /// An operator asked to re-clone this member (`pgbaton reinit`).
     pub reinit_requested: bool,
+    /// Primary: the standbys connected to it (`pg_stat_replication`).
+    pub standbys: Vec<StandbyObs>,
+    /// Primary: `synchronous_standby_names` as PostgreSQL uses it now (`SHOW`).
+    pub synchronous_standby_names: Option<String>,
+}
+
+/// One standby connected to the local primary, from `pg_stat_replication`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandbyObs {
+    /// Its `application_name` (pgbaton sets it to the member name).
+    pub name: String,
+    /// Its WAL sender is in state `streaming` (not `startup`/`catchup`/`backup`).
+    pub streaming: bool,
+    /// The last position it flushed to disk.
+    pub flush_lsn: Option<Lsn>,
+    /// `sync`, `quorum`, `potential` or `async`, as PostgreSQL sees it now.
+    pub sync_state: String,
 }
 
 /// What `pg_controldata` says about a stopped data directory.
@@ -113,4 +131,6 @@ pub struct ClusterView {
     pub switchover: Option<(SwitchoverRequest, i64)>,
     /// Every promotion so far, oldest first.
     pub history: Vec<HistoryEntry>,
+    /// The synchronous-standby set, with its store revision.
+    pub sync: Option<(SyncState, i64)>,
 }

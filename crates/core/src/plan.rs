@@ -1,6 +1,6 @@
 //! The output of [`crate::decide`]: actions for the agent to carry out, and why.
 
-use crate::model::PrimaryStatus;
+use crate::model::{PrimaryStatus, SyncState};
 use crate::Lsn;
 
 /// What to do this cycle. The agent executes `actions` in order and stops at the first
@@ -120,6 +120,17 @@ pub enum Action {
     /// Move replication slots of other members forward to this replica's replay
     /// position, so they hold no more WAL than needed.
     AdvanceSlots(Vec<String>),
+    /// Set `synchronous_standby_names` in pgbaton's managed config and reload a running
+    /// PostgreSQL (a stopped one gets it at its next start).
+    SetSynchronousStandbyNames(String),
+    /// Write the `sync` key, only if its store revision is still `expect` (`None`: the
+    /// key must be absent). Fails when someone changed it meanwhile.
+    WriteSync {
+        /// The new value.
+        state: SyncState,
+        /// The revision it must still have.
+        expect: Option<i64>,
+    },
     /// Refuse to go on: log the message, publish it, and touch nothing.
     Refuse(String),
 }

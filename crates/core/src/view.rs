@@ -5,8 +5,8 @@
 
 use crate::model::{
     ClusterConfig, HistoryEntry, Initialize, MemberStatus, PrimaryStatus, SwitchoverRequest,
-    KEY_CONFIG, KEY_HISTORY, KEY_INITIALIZE, KEY_LEADER, KEY_STATUS, KEY_SWITCHOVER,
-    MEMBERS_PREFIX,
+    SyncState, KEY_CONFIG, KEY_HISTORY, KEY_INITIALIZE, KEY_LEADER, KEY_STATUS, KEY_SWITCHOVER,
+    KEY_SYNC, MEMBERS_PREFIX,
 };
 use crate::observation::ClusterView;
 
@@ -57,6 +57,10 @@ pub fn cluster_view<'a>(
             KEY_HISTORY => match serde_json::from_str::<Vec<HistoryEntry>>(e.value) {
                 Ok(h) => view.history = h,
                 Err(err) => problems.push(bad("history", err)),
+            },
+            KEY_SYNC => match serde_json::from_str::<SyncState>(e.value) {
+                Ok(s) => view.sync = Some((s, e.mod_revision)),
+                Err(err) => problems.push(bad("synchronous-standby set", err)),
             },
             KEY_CONFIG => match serde_json::from_str::<ClusterConfig>(e.value) {
                 Ok(c) => view.config = c,

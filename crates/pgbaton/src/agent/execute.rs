@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use pgbaton_config::NodeConfig;
 use pgbaton_core::model::{
     Initialize, MemberStatus, KEY_CONFIG, KEY_INITIALIZE, KEY_LEADER, KEY_STATUS, KEY_SWITCHOVER,
+    KEY_SYNC,
 };
 use pgbaton_core::slots::slot_name;
 use pgbaton_core::{Action, Observation};
@@ -78,7 +79,9 @@ impl Agent {
             Action::CloneFrom { leader } => self.clone_from(obs, leader).await,
             Action::Follow { leader } => self.follow(obs, leader).await,
             Action::StartStandby => {
-                let settings = managed_settings(&self.cfg, &self.cluster_config);
+                self.sync_names = None;
+                self.standby_target = None;
+                let settings = self.settings();
                 self.pg.prepare_config(&settings, None)?;
                 self.pg.set_standby_signal(true)?;
                 self.start_pg(START_TIMEOUT).await?;
@@ -130,8 +133,59 @@ impl Agent {
             Action::Rewind { leader } => self.rewind(obs, leader).await,
             Action::Reclone { leader } => self.reclone(obs, leader).await,
             Action::AdvanceSlots(slots) => self.advance_slots(slots).await,
+            Action::SetSynchronousStandbyNames(names) => self.set_sync_names(names).await,
+            Action::WriteSync { state, expect } => {
+                let value = serde_json::to_string(state)?;
+                let expect = match expect {
+                    Some(r) => Expect::ModRevision(*r),
+                    None => Expect::Absent,
+                };
+                if !self.store.put(KEY_SYNC, &value, None, expect).await? {
+                    bail!("the sync key changed meanwhile; re-planning");
+                }
+                tracing::info!(
+                    "sync key: leader {}, synchronous standbys [{}]{}",
+                    state.leader,
+                    state.members.join(", "),
+                    state
+                        .quorum
+                        .map(|q| format!(", each commit on {q}"))
+                        .unwrap_or_default()
+                );
+                Ok(())
+            }
             Action::Refuse(msg) => bail!("{msg}"),
         }
+    }
+
+    /// The settings for `pgbaton.conf` now.
+    pub(super) fn settings(&self) -> std::collections::BTreeMap<String, String> {
+        managed_settings(&self.cfg, &self.cluster_config, self.sync_names.as_deref())
+    }
+
+    /// Put `synchronous_standby_names` into `pgbaton.conf` and reload a running
+    /// PostgreSQL (a replica only when its standby config is known, so that it is
+    /// written back unchanged); a stopped one gets it at its next start.
+    async fn set_sync_names(&mut self, names: &str) -> anyhow::Result<()> {
+        self.sync_names = Some(names.to_string());
+        if self.pg.status()?.is_none() {
+            return Ok(());
+        }
+        let settings = self.settings();
+        let probe = self.sql()?.probe().await?;
+        let changed = if probe.in_recovery {
+            match self.standby_target.clone() {
+                Some(t) => self.pg.prepare_config(&settings, Some(&t))?,
+                None => return Ok(()),
+            }
+        } else {
+            self.pg.prepare_config(&settings, None)?
+        };
+        if changed {
+            self.pg.reload().await?;
+            tracing::info!("synchronous_standby_names set to '{names}'");
+        }
+        Ok(())
     }
 
     /// Start PostgreSQL, first killing server processes left by a dead postmaster (they
@@ -140,6 +194,9 @@ impl Agent {
         let killed = self.pg.kill_orphans(Duration::from_secs(5)).await;
         if killed > 0 {
             tracing::info!("killed {killed} server processes left by a dead postmaster");
+        }
+        if self.pg.clear_stale_pid_file()? {
+            tracing::info!("removed the postmaster.pid of a dead postmaster");
         }
         self.pg.start(timeout).await
     }
@@ -246,7 +303,8 @@ impl Agent {
     }
 
     pub(super) async fn start_primary(&mut self, obs: &Observation) -> anyhow::Result<()> {
-        let settings = managed_settings(&self.cfg, &self.cluster_config);
+        self.standby_target = None;
+        let settings = self.settings();
         let mut changed = self.pg.prepare_config(&settings, None)?;
         changed |= self.write_hba(&member_hosts(obs, &self.cfg.name))?;
         if self.pg.status()?.is_none() {
@@ -390,8 +448,12 @@ impl Agent {
             upstream: target,
             slot_name: Some(slot_name(&self.cfg.name)),
         };
-        let settings = managed_settings(&self.cfg, &self.cluster_config);
+        // A replica's synchronous_standby_names matters only once it is promoted, and
+        // the promotion sets it first.
+        self.sync_names = None;
+        let settings = self.settings();
         let changed = self.pg.prepare_config(&settings, Some(&standby))?;
+        self.standby_target = Some(standby);
         self.write_hba(&member_hosts(obs, &self.cfg.name))?;
         if self.pg.status()?.is_none() {
             let started = Instant::now();

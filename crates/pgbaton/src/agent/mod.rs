@@ -73,6 +73,11 @@ pub(crate) struct Agent {
     sql: Option<pgbaton_postgres::Sql>,
     /// The `host:port` the standby config was last pointed at.
     following: Option<String>,
+    /// The standby config last written, to rewrite `pgbaton.conf` on a replica.
+    standby_target: Option<pgbaton_postgres::StandbyTarget>,
+    /// `synchronous_standby_names` as pgbaton manages it (`None`: not managed yet; a
+    /// running primary's value is adopted as observed).
+    sync_names: Option<String>,
     /// What the member is busy with, shown in its status while an action runs.
     activity: Option<PgState>,
     /// The last plan reason, to log changes only.
@@ -150,6 +155,8 @@ impl Agent {
             system_identifier: None,
             sql: None,
             following: None,
+            standby_target: None,
+            sync_names: None,
             activity: None,
             last_reason: String::new(),
             fatal: None,
@@ -400,6 +407,11 @@ impl Agent {
             s.reason = reason.to_string();
             s.fencing_actions = self.fence.fenced_count();
             s.promotions_seen = obs.cluster.history.len() as u64;
+            s.sync_standby = obs.cluster.sync.as_ref().is_some_and(|(k, _)| {
+                k.holders() > 0
+                    && k.lists(&obs.me)
+                    && obs.cluster.leader.as_deref() == Some(k.leader.as_str())
+            });
         });
     }
 

@@ -2,7 +2,7 @@
 
 use super::Agent;
 use anyhow::Context;
-use pgbaton_core::{Control, DataDir, Local, Lsn, SlotObs};
+use pgbaton_core::{Control, DataDir, Local, Lsn, SlotObs, StandbyObs};
 use pgbaton_postgres::DataDirState;
 
 /// What the agent saw of its PostgreSQL: the core's part plus details for publishing.
@@ -106,6 +106,16 @@ impl Agent {
                 .is_some_and(|w| w.status == "streaming");
         } else {
             view.core.lsn = probe.current_lsn;
+            standbys_of(sql, &mut view).await;
+            // Adopt a running primary's setting when pgbaton does not manage one yet
+            // (e.g. after an agent restart), so that rewriting pgbaton.conf keeps it.
+            if self.sync_names.is_none() {
+                self.sync_names = view
+                    .core
+                    .synchronous_standby_names
+                    .clone()
+                    .filter(|v| !v.is_empty());
+            }
         }
         match sql.slots().await {
             Ok(slots) => {
@@ -121,5 +131,30 @@ impl Agent {
             Err(e) => tracing::debug!("listing slots failed: {e}"),
         }
         Ok(view)
+    }
+}
+
+/// Primary: the connected standbys and the `synchronous_standby_names` in effect.
+async fn standbys_of(sql: &pgbaton_postgres::Sql, view: &mut LocalView) {
+    match sql.show("synchronous_standby_names").await {
+        Ok(v) => view.core.synchronous_standby_names = Some(v),
+        Err(e) => tracing::debug!("reading synchronous_standby_names failed: {e}"),
+    }
+    match sql.replication().await {
+        Ok(peers) => {
+            view.core.standbys = peers
+                .into_iter()
+                .map(|p| StandbyObs {
+                    name: p.application_name,
+                    streaming: p.state.as_deref() == Some("streaming"),
+                    flush_lsn: p.flush_lsn,
+                    sync_state: p.sync_state.unwrap_or_default(),
+                })
+                .collect();
+        }
+        Err(e) => {
+            tracing::debug!("reading pg_stat_replication failed: {e}");
+            view.core.synchronous_standby_names = None;
+        }
     }
 }

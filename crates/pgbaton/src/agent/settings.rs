@@ -52,8 +52,13 @@ pub fn sibling(cfg: &NodeConfig, suffix: &str) -> PathBuf {
 }
 
 /// The settings written into `pgbaton.conf`: replication essentials, then the cluster's
-/// parameters, then this member's own (which win).
-pub fn managed_settings(cfg: &NodeConfig, cluster: &ClusterConfig) -> BTreeMap<String, String> {
+/// parameters, then this member's own (which win), then `synchronous_standby_names`
+/// when the synchronous replication manager set one (`sync_names`).
+pub fn managed_settings(
+    cfg: &NodeConfig,
+    cluster: &ClusterConfig,
+    sync_names: Option<&str>,
+) -> BTreeMap<String, String> {
     let mut s = BTreeMap::new();
     for (k, v) in [
         ("wal_level", "replica"),
@@ -74,6 +79,9 @@ pub fn managed_settings(cfg: &NodeConfig, cluster: &ClusterConfig) -> BTreeMap<S
         .chain(cfg.postgres.parameters.iter())
     {
         s.insert(k.clone(), scalar(v));
+    }
+    if let Some(names) = sync_names {
+        s.insert("synchronous_standby_names".into(), names.to_string());
     }
     s
 }

@@ -129,7 +129,17 @@ impl Agent {
             "promoted: accepting writes ({reason})"
         );
         self.following = None;
+        self.standby_target = None;
         self.promotions += 1;
+        if let Some(names) = self.sync_names.clone() {
+            // Synchronous mode: the primary's config now, with the setting the plan
+            // chose before the promotion (`*` in strict mode).
+            let settings = self.settings();
+            if self.pg.prepare_config(&settings, None)? {
+                self.pg.reload().await?;
+            }
+            tracing::info!("synchronous_standby_names is '{names}' on the new primary");
+        }
         let switch_lsn = self
             .pg
             .timeline_switch_point(probe.timeline)

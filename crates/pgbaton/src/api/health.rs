@@ -115,7 +115,14 @@ pub fn evaluate(
     match check {
         Check::Primary => primary(snap, now),
         Check::Replica => replica(snap, now, lag_limit, true),
-        Check::Async => replica(snap, now, lag_limit, false),
+        Check::Async => {
+            let r = replica(snap, now, lag_limit, false);
+            if r.ok && snap.sync_standby {
+                Verdict::fail("a synchronous standby (listed in the sync key), not asynchronous")
+            } else {
+                r
+            }
+        }
         Check::ReadOnly => {
             let p = primary(snap, now);
             if p.ok {
@@ -133,15 +140,17 @@ pub fn evaluate(
                 p.reason, r.reason
             ))
         }
-        // TODO(issue 7, synchronous replication): answer from the `sync` key once the
-        // agent maintains the synchronous-standby set; until then no member is one, so
-        // /sync is always 503 and /async is any healthy streaming replica.
-        Check::Sync => match staleness(snap, now) {
-            Some(why) => Verdict::fail(why),
-            None => Verdict::fail(
-                "not a synchronous standby: synchronous replication is not implemented yet",
-            ),
-        },
+        // A synchronous standby is a streaming replica the `sync` key lists.
+        Check::Sync => {
+            let r = replica(snap, now, lag_limit, false);
+            match (r.ok, snap.sync_standby) {
+                (true, true) => Verdict::pass(format!("synchronous standby; {}", r.reason)),
+                (true, false) => {
+                    Verdict::fail("not a synchronous standby (the sync key does not list it)")
+                }
+                (false, _) => r,
+            }
+        }
         Check::Health => {
             if let Some(why) = staleness(snap, now) {
                 Verdict::fail(why)

@@ -33,6 +33,8 @@ pub struct AgentSnapshot {
     pub promotions_seen: u64,
     /// Fencing actions taken by this member.
     pub fencing_actions: u64,
+    /// The `sync` key lists this member as a synchronous (or quorum) standby.
+    pub sync_standby: bool,
 }
 
 impl AgentSnapshot {
@@ -52,6 +54,7 @@ impl AgentSnapshot {
             reason: String::new(),
             promotions_seen: 0,
             fencing_actions: 0,
+            sync_standby: false,
         }
     }
 

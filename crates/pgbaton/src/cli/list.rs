@@ -1,7 +1,7 @@
 //! `pgbaton list`: the members as a table, or as JSON for scripts.
 
-use pgbaton_core::model::PrimaryStatus;
 use pgbaton_core::model::{MemberStatus, PgState, Role, KEY_LEADER, KEY_STATUS};
+use pgbaton_core::model::{PrimaryStatus, SyncState, KEY_SYNC};
 use pgbaton_store::Store;
 use serde::Serialize;
 use std::path::Path;
@@ -38,6 +38,8 @@ pub struct Row {
     pub tags: Vec<String>,
     /// Whether the member holds the leader key.
     pub leader: bool,
+    /// `sync` (mode `on`) or `quorum` when the `sync` key lists it; null otherwise.
+    pub sync: Option<String>,
     /// Why the member is doing what it does.
     pub note: Option<String>,
 }
@@ -47,7 +49,13 @@ pub fn rows(
     members: &[MemberStatus],
     leader: Option<&str>,
     status: Option<&PrimaryStatus>,
+    sync: Option<&SyncState>,
 ) -> Vec<Row> {
+    let sync_of = |name: &str| {
+        let s =
+            sync.filter(|s| s.holders() > 0 && s.lists(name) && leader == Some(s.leader.as_str()))?;
+        Some(if s.quorum.is_some() { "quorum" } else { "sync" }.to_string())
+    };
     let mut rows: Vec<Row> = members
         .iter()
         .map(|m| {
@@ -64,6 +72,7 @@ pub fn rows(
                 lag_bytes: if primary { None } else { m.lag_bytes },
                 tags: tag_list(m),
                 leader: is_leader,
+                sync: sync_of(&m.name),
                 note: m.note.clone(),
             }
         })
@@ -82,6 +91,7 @@ pub fn rows(
                     lag_bytes: None,
                     tags: Vec::new(),
                     leader: false,
+                    sync: None,
                     note: Some("agent not running; its slot is kept".into()),
                 });
             }
@@ -123,10 +133,10 @@ pub fn table(cluster: &str, rows: &[Row]) -> String {
                 } else {
                     format!("{}:{}", r.host, r.port)
                 },
-                if r.leader {
-                    format!("{} *", r.role)
-                } else {
-                    r.role.clone()
+                match (&r.sync, r.leader) {
+                    (_, true) => format!("{} *", r.role),
+                    (Some(s), false) => format!("{} ({s})", r.role),
+                    (None, false) => r.role.clone(),
                 },
                 r.state.clone(),
                 r.timeline
@@ -179,7 +189,15 @@ pub async fn fetch(store: &dyn Store) -> anyhow::Result<Vec<Row>> {
     let status: Option<PrimaryStatus> = snap
         .value(KEY_STATUS)
         .and_then(|v| serde_json::from_str(v).ok());
-    Ok(rows(&members, snap.value(KEY_LEADER), status.as_ref()))
+    let sync: Option<SyncState> = snap
+        .value(KEY_SYNC)
+        .and_then(|v| serde_json::from_str(v).ok());
+    Ok(rows(
+        &members,
+        snap.value(KEY_LEADER),
+        status.as_ref(),
+        sync.as_ref(),
+    ))
 }
 
 /// Read the cluster from the store and print it.

@@ -231,6 +231,25 @@ impl TestCluster {
         std::fs::write(path, s).expect("write config");
     }
 
+    /// Add `lines` (e.g. `"  synchronous_mode: on\n"`, indented by two spaces) to the
+    /// `bootstrap:` section of member `i`'s config (before the cluster is created).
+    pub fn add_bootstrap(&self, i: usize, lines: &str) {
+        let path = &self.nodes[i].config;
+        let s = std::fs::read_to_string(path).expect("config");
+        assert!(s.contains("bootstrap:\n"), "no bootstrap section");
+        let s = s.replacen("bootstrap:\n", &format!("bootstrap:\n{lines}"), 1);
+        std::fs::write(path, s).expect("write config");
+    }
+
+    /// The members `list` marks as synchronous (`sync` or `quorum`), by name.
+    pub fn sync_members(&self) -> Vec<String> {
+        self.list(0)
+            .iter()
+            .filter(|r| r["sync"].is_string())
+            .filter_map(|r| r["name"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// The name of the member holding the leader key, per `list`.
     pub fn leader(&self) -> Option<String> {
         self.list(0)

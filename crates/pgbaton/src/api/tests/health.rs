@@ -68,6 +68,11 @@ fn a_streaming_replica_and_its_lag_limit() {
         !evaluate(Check::Sync, &s, now, None, now).ok,
         "no sync set yet"
     );
+    assert!(evaluate(Check::Async, &s, now, None, now).ok);
+    let mut sync = replica(now, 0);
+    sync.sync_standby = true;
+    assert!(evaluate(Check::Sync, &sync, now, None, now).ok);
+    assert!(!evaluate(Check::Async, &sync, now, None, now).ok);
     // readiness defaults to maximum_lag_on_failover
     let far = replica(now, s.cluster_config.maximum_lag_on_failover + 1);
     assert!(!evaluate(Check::Readiness, &far, now, None, now).ok);
