@@ -44,3 +44,53 @@ impl Instance {
         pids.len()
     }
 }
+
+impl Instance {
+    /// Remove `postmaster.pid` when the postmaster it names is dead (or a zombie that its
+    /// parent has not reaped yet: PostgreSQL would take that for a live postmaster and
+    /// refuse to start). Returns whether a file was removed.
+    pub fn clear_stale_pid_file(&self) -> crate::error::Result<bool> {
+        let path = self.data_file("postmaster.pid");
+        if !path.exists() || self.status()?.is_some() {
+            return Ok(false);
+        }
+        // The socket's lock file names the same dead postmaster.
+        let lock = self.socket_dir.join(format!(".s.PGSQL.{}.lock", self.port));
+        if let Ok(text) = std::fs::read_to_string(&lock) {
+            let owner = text
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse::<i32>().ok());
+            if owner.is_some_and(dead_or_zombie) {
+                let _ = std::fs::remove_file(&lock);
+                let _ =
+                    std::fs::remove_file(self.socket_dir.join(format!(".s.PGSQL.{}", self.port)));
+            }
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(crate::error::Error::io(
+                "remove stale postmaster.pid",
+                &path,
+                e,
+            )),
+        }
+    }
+}
+
+/// True if `pid` no longer runs (gone, or a zombie waiting to be reaped).
+fn dead_or_zombie(pid: i32) -> bool {
+    if matches!(
+        kill(Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    ) {
+        return true;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        matches!(state, Some("Z" | "X"))
+    })
+}
