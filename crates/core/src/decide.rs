@@ -131,15 +131,18 @@ fn bootstrapping(obs: &Observation, owner: &str, revision: i64) -> Plan {
 fn running_cluster(obs: &Observation) -> Plan {
     let leader = obs.cluster.leader.as_deref();
     if obs.local.reinit_requested {
-        return match leader {
-            Some(l) if l != obs.me && obs.local.data != DataDir::Empty => Plan::one(
-                Action::Reclone {
-                    leader: l.to_string(),
-                },
-                format!("an operator asked to re-clone this member from {l}"),
-            ),
-            _ => Plan::idle("an operator asked to re-clone this member, but it leads or no primary runs: ignored"),
-        };
+        // Only a replica of a running primary is re-cloned; otherwise the request is
+        // ignored and the member goes on with its duties (the CLI withdraws it).
+        if let Some(l) = leader.filter(|l| *l != obs.me && obs.local.data != DataDir::Empty) {
+            if leader_ready(obs, l).is_ok() {
+                return Plan::one(
+                    Action::Reclone {
+                        leader: l.to_string(),
+                    },
+                    format!("an operator asked to re-clone this member from {l}"),
+                );
+            }
+        }
     }
     match (obs.local.data, leader) {
         (DataDir::Empty, Some(l)) if l == obs.me => Plan::one(
@@ -505,7 +508,12 @@ pub fn candidate_fit(obs: &Observation, name: &str) -> Result<(), String> {
         .members
         .get(name)
         .ok_or_else(|| format!("{name} is not running"))?;
-    if m.state != PgState::Streaming {
+    // With a live primary the candidate must stream; without one (operator failover)
+    // no replica can, and a running one within the lag limit is fit.
+    let primary_alive = obs.cluster.leader.is_some();
+    let fit_state = m.state == PgState::Streaming
+        || (!primary_alive && m.state == PgState::InRecovery && m.role == Role::Replica);
+    if !fit_state {
         return Err(format!("{name} is {}, not streaming", m.state.as_str()));
     }
     let lag = m.lag_bytes.unwrap_or(0);
@@ -544,6 +552,29 @@ fn sync_fit(obs: &Observation) -> Result<(), String> {
 }
 
 fn no_leader(obs: &Observation) -> Plan {
+    let writable = obs.local.running && obs.local.in_recovery == Some(false);
+    let last_is_me =
+        obs.cluster.status.as_ref().map(|s| s.primary.as_str()) == Some(obs.me.as_str());
+    if writable && !last_is_me {
+        return Plan::one(
+            Action::StopPostgres,
+            "no leader in the store and this member was not the last primary: stopping \
+             PostgreSQL so that it cannot accept writes",
+        );
+    }
+    // A request that names the next primary (an operator failover, or a switchover
+    // already handed over) must not meet a writable old primary; a switchover still
+    // waiting for its time changes nothing yet.
+    let takeover_pending = obs.cluster.switchover.as_ref().is_some_and(|(r, _)| {
+        r.kind == RequestKind::Failover || r.phase != SwitchoverPhase::Requested
+    });
+    if writable && takeover_pending {
+        return Plan::one(
+            Action::StopPostgres,
+            "no leader in the store and an operator request is pending: stopping \
+             PostgreSQL so that it cannot accept writes until the request settles",
+        );
+    }
     if let Some((req, revision)) = &obs.cluster.switchover {
         if let Some(plan) = requested_takeover(obs, req, *revision) {
             return plan;
@@ -701,6 +732,20 @@ fn requested_takeover(obs: &Observation, req: &SwitchoverRequest, revision: i64)
             },
         ) => {
             let late = obs.now_ms.saturating_sub(*stopped_ms) > timeout_ms;
+            let from_alive = req
+                .from
+                .as_ref()
+                .is_some_and(|f| *f == obs.me || obs.cluster.members.contains_key(f));
+            if late && !from_alive {
+                return Some(Plan::one(
+                    Action::ClearSwitchover { revision },
+                    format!(
+                        "switchover to {} timed out and the old primary is gone: dropping it so \
+                         that a failover can happen",
+                        req.to
+                    ),
+                ));
+            }
             if req.to == obs.me {
                 if late {
                     return Some(Plan::idle("switchover timed out: not promoting"));

@@ -886,11 +886,12 @@ fn switchover_rules() {
             "cannot take over",
         ),
         case(
-            "a candidate too late does not promote",
+            "a candidate too late does not promote (the old primary is gone: the request is dropped)",
             stopped("b", 31_000).local(local_replica("host-a:5432", 0x6000)),
-            &[],
+            &["ClearSwitchover"],
             "timed out",
-        ),
+        )
+        .never(&["AcquireLeader", "Promote"]),
         case(
             "the old primary waits while the switchover runs",
             stopped("a", 500).local(local_stopped(

@@ -30,7 +30,7 @@ fn in_recovery(name: &str) -> MemberStatus {
 /// `streaming`, so an unforced failover to a replica that has every byte the primary
 /// published is refused: "c is in recovery, not streaming (use --force ...)".
 #[test]
-#[ignore = "bug: unforced operator failover is refused for every replica of a dead primary (candidate_fit requires state streaming)"]
+
 fn unforced_failover_to_an_up_to_date_replica_of_a_dead_primary() {
     let (_, plan) = plan_of(
         Obs::new("c")
@@ -58,7 +58,7 @@ fn unforced_failover_to_an_up_to_date_replica_of_a_dead_primary() {
 /// progress", and only `a` (gone) would clear the request. Nobody ever deletes the
 /// `switchover` key, so the cluster stays without a primary until an operator cancels.
 #[test]
-#[ignore = "bug: a timed-out switchover whose old primary is gone blocks automatic failover forever"]
+
 fn timed_out_switchover_without_its_old_primary_falls_back_to_failover() {
     let view = |me: &str| {
         Obs::new(me)
@@ -86,7 +86,7 @@ fn timed_out_switchover_without_its_old_primary_falls_back_to_failover() {
 /// running: an operator failover to another member, a switchover in progress to
 /// another member, and a reinit request naming this member.
 #[test]
-#[ignore = "bug: a pending failover/switchover/reinit request leaves a writable PostgreSQL running without the leader key"]
+
 fn writable_primary_without_the_key_stops_even_with_a_pending_request() {
     let base = || {
         Obs::new("d")
@@ -125,7 +125,7 @@ fn writable_primary_without_the_key_stops_even_with_a_pending_request() {
 /// PostgreSQL is neither restarted nor is the key released, and no status is published,
 /// until the CLI withdraws the request at its timeout.
 #[test]
-#[ignore = "bug: a reinit request naming the leader suspends all primary duties (no restart, no key release)"]
+
 fn reinit_request_does_not_suspend_the_primary() {
     let (_, plan) = plan_of(
         Obs::new("a")

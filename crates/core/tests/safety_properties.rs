@@ -344,7 +344,7 @@ mod known_gaps {
         /// No leader key: a writable PostgreSQL either takes the key back (it was the
         /// last primary) or stops; it never just keeps running.
         #[test]
-        #[ignore = "bug: a pending operator request or reinit request leaves a writable PostgreSQL running without the leader key (see rule_gaps.rs)"]
+
         fn writable_without_any_leader_stops_or_reclaims(o in observation()) {
             let plan = decide(&o);
             if running_cluster(&o) && writable(&o) && o.cluster.leader.is_none() {
