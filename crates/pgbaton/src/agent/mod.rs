@@ -113,9 +113,36 @@ pub(crate) struct Agent {
 
 impl Agent {
     async fn new(cfg: NodeConfig, config_path: &Path) -> anyhow::Result<Agent> {
-        let cluster_config = cfg.bootstrap.clone();
+        let bootstrap_timeout = Duration::from_secs(cfg.bootstrap.retry_timeout.max(1));
+        let mut store = crate::storeconn::open(&cfg, bootstrap_timeout).await?;
+        // Once the cluster exists, its timing lives in the store's `config` key
+        // (`pgbaton edit-config`); the file's `bootstrap` section only seeds it.
+        let cluster_config = match store.get(pgbaton_core::model::KEY_CONFIG).await {
+            Ok(Some(e)) => match serde_json::from_str::<ClusterConfig>(&e.value) {
+                Ok(c) => c,
+                Err(err) => {
+                    tracing::warn!("the store's config key is unreadable ({err}); using bootstrap");
+                    cfg.bootstrap.clone()
+                }
+            },
+            Ok(None) => cfg.bootstrap.clone(),
+            Err(err) => {
+                tracing::warn!(
+                    "cannot read the cluster config from the store ({err}); using bootstrap"
+                );
+                cfg.bootstrap.clone()
+            }
+        };
         let call_timeout = Duration::from_secs(cluster_config.retry_timeout.max(1));
-        let store = crate::storeconn::open(&cfg, call_timeout).await?;
+        if call_timeout != bootstrap_timeout {
+            store = crate::storeconn::open(&cfg, call_timeout).await?;
+        }
+        tracing::info!(
+            ttl = cluster_config.ttl,
+            loop_wait = cluster_config.loop_wait,
+            retry_timeout = cluster_config.retry_timeout,
+            "cluster timing"
+        );
         let pg = settings::instance(&cfg).context("preparing PostgreSQL control")?;
         tracing::info!(
             store = %store.describe(),
