@@ -290,3 +290,101 @@ async fn check_no_loss_on(c: &TestCluster, p: usize, acked: &[i64]) {
         "acknowledged rows lost"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mode_changes_at_run_time_without_a_restart() {
+    let c = cluster("").await;
+    let p = c.wait_healthy(UP).await;
+    let pid = common::postmaster_pid(&c.nodes[p].data_dir);
+    let ssn = |want: &'static str| {
+        let c = &c;
+        async move {
+            let v = c.query_one(p, "show synchronous_standby_names").await?;
+            v.starts_with(want).then_some(v)
+        }
+    };
+    let edit = |set: &str| {
+        let out = c.pgbaton(0, &["edit-config", "--set", set]);
+        assert!(
+            out.status.success(),
+            "edit-config {set}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    edit("synchronous_mode=on");
+    wait_sync_members(&c, 1).await;
+    wait_for("FIRST 1 in effect", UP, || ssn("FIRST 1 (")).await;
+    edit("synchronous_mode=quorum");
+    wait_sync_members(&c, 2).await;
+    wait_for("ANY 1 in effect", UP, || ssn("ANY 1 (")).await;
+    edit("synchronous_mode=off");
+    wait_for("an empty sync key", UP, || async {
+        c.sync_members().is_empty().then_some(())
+    })
+    .await;
+    wait_for("no synchronous standby names", UP, || async {
+        (c.query_one(p, "show synchronous_standby_names")
+            .await
+            .as_deref()
+            == Some(""))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        common::postmaster_pid(&c.nodes[p].data_dir),
+        pid,
+        "PostgreSQL was restarted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_failover_without_a_synchronous_standby_unless_forced() {
+    let mut c = cluster("  synchronous_mode: on\n").await;
+    let sync = wait_sync_members(&c, 1).await;
+    let x = c.index(&sync[0]);
+    let p = c.wait_healthy(UP).await;
+    let y = (0..3).find(|&i| i != p && i != x).expect("other");
+    // The primary dies first (so the sync key still names x), then x.
+    c.kill_agent(p);
+    c.kill_postgres(p);
+    c.kill_agent(x);
+    c.kill_postgres(x);
+    let note = wait_for("the reason why no failover happens", UP, || async {
+        let rows = c.list(y);
+        let r = rows
+            .iter()
+            .find(|r| r["name"] == c.nodes[y].name.as_str())?;
+        let note = r["note"].as_str()?.to_string();
+        note.contains("no failover").then_some(note)
+    })
+    .await;
+    assert!(
+        note.contains("synchronous mode and no synchronous standby is running"),
+        "{note}"
+    );
+    // Well past the lease: nobody was promoted.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(8) {
+        assert_eq!(c.leader(), None, "a non-synchronous standby was promoted");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The operator's override.
+    let name = c.nodes[y].name.clone();
+    let out = c.pgbaton(y, &["failover", "--to", &name, "--force"]);
+    assert!(
+        out.status.success(),
+        "forced failover: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(c.leader().as_deref(), Some(name.as_str()));
+    let out = c.pgbaton(y, &["history", "--format", "json"]);
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        h[0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("forced in synchronous mode"),
+        "{h}"
+    );
+    assert!(c.log(y).contains("forced failover"), "not logged");
+}
