@@ -25,6 +25,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 #[cfg(test)]
+mod failover_tests;
+#[cfg(test)]
 mod props;
 
 /// A value of `synchronous_standby_names`, as far as pgbaton understands it.
