@@ -154,9 +154,26 @@ async fn a_frozen_primary_agent_is_fenced_before_a_failover() {
     assert!(log.contains("fenced"), "the fence did not act: {log}");
 }
 
+/// How the test cuts the store off, and restores it.
+enum Outage {
+    /// Hold the local store's lock (its documented test hook).
+    LocalFreeze(Option<pgbaton_store::local::FreezeGuard>),
+    /// SIGSTOP the etcd member.
+    EtcdPause,
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_store_outage_fences_the_primary_and_it_carries_on_after() {
-    let mut c = TestCluster::new(2, StoreKind::Local);
+    store_outage(StoreKind::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_etcd_outage_fences_the_primary_and_it_carries_on_after() {
+    store_outage(StoreKind::Etcd).await;
+}
+
+async fn store_outage(kind: StoreKind) {
+    let mut c = TestCluster::new(2, kind);
     for i in 0..2 {
         c.set_timing(i, 10, 1, 2);
     }
@@ -180,8 +197,16 @@ async fn a_store_outage_fences_the_primary_and_it_carries_on_after() {
     .await;
     let store_dir = c.dir.path().join("store");
     let frozen_at = Instant::now();
-    let guard =
-        pgbaton_store::local::LocalStore::freeze_for_tests(&store_dir, &c.cluster).expect("freeze");
+    let mut outage = match kind {
+        StoreKind::Local => Outage::LocalFreeze(Some(
+            pgbaton_store::local::LocalStore::freeze_for_tests(&store_dir, &c.cluster)
+                .expect("freeze"),
+        )),
+        StoreKind::Etcd => {
+            c.etcd.as_ref().expect("etcd").pause(0);
+            Outage::EtcdPause
+        }
+    };
     // The primary must stop accepting writes by ttl - safety margin (8 s).
     wait_for(
         "the primary to stop accepting writes",
@@ -197,7 +222,10 @@ async fn a_store_outage_fences_the_primary_and_it_carries_on_after() {
         stopped < Duration::from_millis(8300),
         "the primary wrote for {stopped:?} without the store"
     );
-    drop(guard);
+    match &mut outage {
+        Outage::LocalFreeze(guard) => drop(guard.take()),
+        Outage::EtcdPause => c.etcd.as_ref().expect("etcd").resume(0),
+    }
     // The same primary carries on; nobody was promoted.
     let before = prober.last_ack(p).expect("acks");
     wait_for("writes again on the same primary", UP, || async {
