@@ -17,6 +17,9 @@ pub fn render_effective(cfg: &NodeConfig) -> String {
     let mut c = cfg.clone();
     c.postgres.superuser.password = REDACTED.to_string();
     c.postgres.replication.password = REDACTED.to_string();
+    if let Some(auth) = c.api.auth.as_mut() {
+        auth.password = REDACTED.to_string();
+    }
     if let Some(etcd) = c.store.etcd.as_mut() {
         if etcd.password.is_some() {
             etcd.password = Some(REDACTED.to_string());

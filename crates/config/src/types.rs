@@ -142,6 +142,10 @@ pub struct ApiConfig {
     /// is a wildcard address). Added by the config crate; optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_address: Option<String>,
+    /// HTTP basic-auth credentials every unsafe request (POST, PATCH, PUT, DELETE) must
+    /// carry; `None` (the default) leaves the API open. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Credentials>,
 }
 
 /// Agent logging.

@@ -188,6 +188,9 @@ impl NodeConfig {
                 }
             }
         }
+        if let Some(auth) = &self.api.auth {
+            check_api_auth(auth, out);
+        }
         let pg = host_port(&self.postgres.listen).ok();
         if let (Some((ah, ap)), Some((ph, pp))) = (api, pg) {
             let same_host = ah == ph || is_wildcard(&ah) || is_wildcard(&ph);
@@ -357,6 +360,31 @@ fn check_credentials(key: &str, c: &Credentials, out: &mut Vec<Problem>) {
         out.push(Problem::at(
             format!("{key}.password"),
             "is empty; give a password",
+        ));
+    }
+}
+
+/// `api.auth`: a basic-auth user name cannot be empty or hold a `:` (the header splits
+/// user and password at the first one), and the password cannot be empty.
+fn check_api_auth(c: &Credentials, out: &mut Vec<Problem>) {
+    if c.username.trim().is_empty() {
+        out.push(Problem::at(
+            "api.auth.username",
+            "is empty; give a user name or remove api.auth",
+        ));
+    } else if c.username.contains(':') {
+        out.push(Problem::at(
+            "api.auth.username",
+            format!(
+                "{:?} contains ':', which basic auth cannot carry in a user name; choose one without it",
+                c.username
+            ),
+        ));
+    }
+    if c.password.is_empty() {
+        out.push(Problem::at(
+            "api.auth.password",
+            "is empty; give a password or remove api.auth",
         ));
     }
 }
