@@ -206,7 +206,19 @@ pub async fn list(config: &Path, format: Format) -> anyhow::Result<()> {
     let rows = fetch(store.as_ref()).await?;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        Format::Table => print!("{}", table(&cfg.cluster, &rows)),
+        Format::Table => {
+            print!("{}", table(&cfg.cluster, &rows));
+            let paused = store
+                .get(pgbaton_core::model::KEY_CONFIG)
+                .await?
+                .and_then(|e| {
+                    serde_json::from_str::<pgbaton_core::model::ClusterConfig>(&e.value).ok()
+                })
+                .is_some_and(|c| c.paused);
+            if paused {
+                println!("Maintenance mode: paused (no automatic failover, restart or rejoin; `pgbaton resume` ends it)");
+            }
+        }
     }
     Ok(())
 }
