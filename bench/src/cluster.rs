@@ -126,6 +126,9 @@ pub struct ListRow {
     /// Why it does what it does.
     #[serde(default)]
     pub note: Option<String>,
+    /// `sync` or `quorum` when the `sync` key lists it as a synchronous standby.
+    #[serde(default)]
+    pub sync: Option<String>,
 }
 
 /// A running (or stopped) local cluster.
