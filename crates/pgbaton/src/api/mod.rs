@@ -5,6 +5,7 @@
 //! milliseconds. Cluster-wide views read the store with a deadline. The endpoints are
 //! documented in `docs/http-api.md`.
 
+mod auth;
 mod control;
 mod error;
 mod health;

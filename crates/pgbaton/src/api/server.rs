@@ -5,7 +5,7 @@ use super::error::ApiError;
 use super::health::{evaluate, Check};
 use super::lag::parse_lag;
 use super::status::{status_body, StatusBody};
-use super::{control, requests, views, AgentSnapshot, ApiContext};
+use super::{auth, control, requests, views, AgentSnapshot, ApiContext};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -56,8 +56,11 @@ pub const PROBES: &[(&str, Check)] = &[
     ("/readiness", Check::Readiness),
 ];
 
-/// Every route of the API, on `server`.
+/// Every route of the API, on `server`. With `api.auth` set, every route (and the
+/// fallback) sits behind [`auth::require`], which answers 401 to an unsafe request
+/// without the right credentials before any handler runs.
 pub fn router(server: Shared) -> Router {
+    let guard = auth::Guard::from_config(server.ctx.cfg.api.auth.as_ref());
     let probe_methods = MethodFilter::GET
         .or(MethodFilter::HEAD)
         .or(MethodFilter::OPTIONS);
@@ -65,7 +68,8 @@ pub fn router(server: Shared) -> Router {
     for (path, _) in PROBES {
         r = r.route(path, on(probe_methods, probe));
     }
-    r.route("/status", get(views::status))
+    let app = r
+        .route("/status", get(views::status))
         .route("/patroni", get(views::status))
         .route("/cluster", get(views::cluster))
         .route("/history", get(views::history))
@@ -80,7 +84,11 @@ pub fn router(server: Shared) -> Router {
         .route("/restart", post(requests::restart))
         .route("/reinitialize", post(requests::reinitialize))
         .fallback(not_found)
-        .with_state(server)
+        .with_state(server);
+    match guard {
+        Some(guard) => app.layer(axum::middleware::from_fn_with_state(guard, auth::require)),
+        None => app,
+    }
 }
 
 /// A health answer's JSON: the check's verdict and the member's status.

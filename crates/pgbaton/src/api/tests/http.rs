@@ -15,16 +15,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-struct Harness {
-    port: u16,
+/// A served API on a loopback port, with its store and config file in a temp dir.
+pub(super) struct Harness {
+    pub(super) port: u16,
     tx: watch::Sender<AgentSnapshot>,
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     store_dir: PathBuf,
     config_path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 async fn start(snap: AgentSnapshot) -> Harness {
+    start_with(snap, |_| {}).await
+}
+
+/// Like `start`, after `edit` changed the parsed example config (e.g. to set `api.auth`).
+pub(super) async fn start_with(
+    snap: AgentSnapshot,
+    edit: impl FnOnce(&mut pgbaton_config::NodeConfig),
+) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let store_dir = dir.path().join("store");
     let text = pgbaton_config::render_example(
@@ -37,7 +46,8 @@ async fn start(snap: AgentSnapshot) -> Harness {
     );
     let config_path = dir.path().join("node1.yaml");
     std::fs::write(&config_path, &text).expect("write config");
-    let cfg = pgbaton_config::parse(&text, "node1.yaml").expect("example config parses");
+    let mut cfg = pgbaton_config::parse(&text, "node1.yaml").expect("example config parses");
+    edit(&mut cfg);
     let store: Arc<dyn Store> = Arc::new(
         LocalStore::open(&store_dir, "test", Duration::from_millis(500)).expect("open store"),
     );
@@ -383,7 +393,7 @@ async fn restart_requests_are_checked_and_written() {
 
 /// Publish a primary node1 (holding the leader key) and replicas node2 (streaming)
 /// and node3 (stopped) in the harness's store.
-async fn three_members(h: &Harness) {
+pub(super) async fn three_members(h: &Harness) {
     let rows = [
         member("node1", Role::Primary, PgState::Running, None),
         member("node2", Role::Replica, PgState::Streaming, Some(0)),

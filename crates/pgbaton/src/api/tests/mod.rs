@@ -1,6 +1,7 @@
 //! Tests of the API: pure rules on hand-made snapshots, and the real HTTP server on a
 //! loopback port backed by a real local store in a temp dir.
 
+mod auth;
 mod client;
 mod health;
 mod http;
