@@ -118,6 +118,25 @@ enum Command {
         #[arg(long, value_enum, default_value_t = cli::Format::Table)]
         format: cli::Format,
     },
+    /// Restart a member's PostgreSQL in its current role.
+    Restart {
+        /// Any member's config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The member whose PostgreSQL restarts.
+        name: String,
+        /// Seconds to wait for it to run again.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Make a member's agent re-read its config file (tags, parameters, pg_hba lines).
+    Reload {
+        /// Any member's config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The member to reload.
+        name: String,
+    },
     /// Re-clone a replica from the primary.
     Reinit {
         /// Any member's config file.
@@ -228,6 +247,12 @@ fn main() -> ExitCode {
             Command::Pause { config } => cli::set_paused(&config, true).await,
             Command::Resume { config } => cli::set_paused(&config, false).await,
             Command::History { config, format } => cli::history(&config, format).await,
+            Command::Restart {
+                config,
+                name,
+                timeout,
+            } => cli::restart(&config, &name, std::time::Duration::from_secs(timeout)).await,
+            Command::Reload { config, name } => cli::reload(&config, &name).await,
             Command::Reinit {
                 config,
                 name,

@@ -4,7 +4,6 @@
 mod common;
 
 use common::{postmaster_pid, wait_for, StoreKind, TestCluster};
-use pgbaton_store::{Expect, Store};
 use std::time::Duration;
 
 const UP: Duration = Duration::from_secs(90);
@@ -17,23 +16,17 @@ async fn restart_request_restarts_postgres_in_place() {
     let r = 1 - p;
     for i in [r, p] {
         let before = postmaster_pid(&c.nodes[i].data_dir).expect("running");
-        let store = pgbaton_store::local::LocalStore::open(
-            &c.dir.path().join("store"),
-            &c.cluster,
-            Duration::from_secs(2),
-        )
-        .expect("store");
-        assert!(store
-            .put("restart", &c.nodes[i].name, None, Expect::Absent)
-            .await
-            .expect("put"));
+        let name = c.nodes[i].name.clone();
+        let out = c.pgbaton(p, &["restart", &name]);
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         wait_for("a new postmaster", UP, || async {
             let now = postmaster_pid(&c.nodes[i].data_dir)?;
             (now != before).then_some(())
-        })
-        .await;
-        wait_for("the request to be cleared", UP, || async {
-            store.get("restart").await.ok()?.is_none().then_some(())
         })
         .await;
         assert_eq!(c.wait_healthy(UP).await, p, "the primary changed");
@@ -53,7 +46,17 @@ async fn sighup_reloads_tags_and_parameters() {
         let text = text.replace("fsync: off}", "fsync: off, work_mem: 7MB}")
             + "tags: {noloadbalance: true}\n";
         std::fs::write(&path, text).expect("write");
-        c.signal_agent(i, nix::sys::signal::Signal::SIGHUP);
+        if i == p {
+            // Through the member's API, as `pgbaton reload` does it.
+            let out = c.pgbaton(r, &["reload", &c.nodes[p].name.clone()]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        } else {
+            c.signal_agent(i, nix::sys::signal::Signal::SIGHUP);
+        }
     }
     for i in [p, r] {
         wait_for("the new work_mem", UP, || async {

@@ -45,6 +45,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         store: agent.store.clone(),
         cfg: agent.cfg.clone(),
         config_path: config_path.to_path_buf(),
+        reload: Some(agent.reload_requested.clone()),
     })
     .await
     .with_context(|| {

@@ -1,8 +1,6 @@
 //! Config endpoints that change something: `PATCH /config` (compare-and-set merge into
 //! the cluster-wide config) and `POST /reload`. Operator requests are in `requests.rs`.
-//!
-//! TODO(issue 6): authentication (`api.auth`, basic auth) and TLS are not built yet:
-//! every unsafe method is open to whoever reaches `api.listen`.
+//! Unsafe methods need `api.auth` credentials when it is set (see `auth.rs`).
 
 use super::error::ApiError;
 use super::merge::{parse_patch, patched_config};
@@ -105,8 +103,8 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 /// `POST /reload`: re-read and validate the member's config file. Always 200 when the
 /// file could be checked; the body says whether it is valid and lists the problems.
 ///
-/// The agent does not apply a reloaded file yet (`applied: false`): restart the agent
-/// to use a changed file.
+/// A valid file is handed to the agent (as SIGHUP does). The agent applies tags, PostgreSQL parameters and `pg_hba` lines at
+/// its next cycle, and refuses (in its log) changes to keys that need a restart.
 pub async fn reload(State(server): State<Shared>) -> Result<Json<Value>, ApiError> {
     let path = server.ctx.config_path.clone();
     let origin = path.display().to_string();
@@ -114,13 +112,26 @@ pub async fn reload(State(server): State<Shared>) -> Result<Json<Value>, ApiErro
         .await
         .map_err(|e| ApiError::Internal(format!("the reload task failed: {e}")))?;
     let body = match loaded {
-        Ok(_) => serde_json::json!({
-            "file": origin,
-            "valid": true,
-            "applied": false,
-            "problems": [],
-            "message": "the config file is valid; the agent does not apply a reloaded file yet, restart the agent to use it",
-        }),
+        Ok(_) => {
+            let handed = match &server.ctx.reload {
+                Some(flag) => {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    true
+                }
+                None => false,
+            };
+            serde_json::json!({
+                "file": origin,
+                "valid": true,
+                "applied": handed,
+                "problems": [],
+                "message": if handed {
+                    "the config file is valid; the agent applies it at its next cycle (see its log)"
+                } else {
+                    "the config file is valid; no agent runs behind this API to apply it"
+                },
+            })
+        }
         Err(e) => {
             let problems: Vec<String> = match e.problems() {
                 [] => vec![e.to_string()],

@@ -43,6 +43,9 @@ pub struct ApiContext {
     pub cfg: NodeConfig,
     /// Where the config file lives (for reload).
     pub config_path: PathBuf,
+    /// Raised by `POST /reload` once the file checks out: the agent re-reads it at its
+    /// next cycle (the same flag SIGHUP raises). `None`: nobody applies reloads.
+    pub reload: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Bind `api.listen` and serve in a background task for the rest of the process.

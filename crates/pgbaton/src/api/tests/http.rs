@@ -63,6 +63,7 @@ pub(super) async fn start_with(
             store: store.clone(),
             cfg,
             config_path: config_path.clone(),
+            reload: None,
         },
     );
     Harness {
