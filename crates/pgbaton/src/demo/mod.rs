@@ -174,12 +174,14 @@ async fn watch(
         text.push_str(&format!(
             "\n{store}\nTry, in another terminal:\n  \
              pgbaton list -c {cfg}\n  \
-             psql 'host=127.0.0.1 port={port} user=postgres password=pgbaton-demo-superuser' -c 'select * from pg_stat_replication'\n  \
+             psql '{conn}' -c 'select * from pg_stat_replication'   # the primary, wherever it is\n  \
+             pgbaton switchover -c {cfg} --force      # hand the primary role to the best replica\n  \
+             pgbaton history -c {cfg}\n  \
              tail -f {logs}/node1.log\n\
              Configs, data and logs: {dir}\nPress Ctrl-C to stop the cluster.\n",
             store = screen.store,
             cfg = screen.first.display(),
-            port = configs::ports(1).0,
+            conn = demo_conninfo(rows.len().max(1)),
             logs = screen.dir.join("logs").display(),
             dir = screen.dir.display(),
         ));
@@ -225,4 +227,16 @@ async fn stop_all(children: &mut [(String, Child)]) {
             }
         }
     }
+}
+
+/// A libpq connection string that reaches whichever demo member is the primary.
+fn demo_conninfo(members: usize) -> String {
+    let hosts = vec!["127.0.0.1"; members].join(",");
+    let ports: Vec<String> = (1..=members)
+        .map(|i| configs::ports(i as u16).0.to_string())
+        .collect();
+    format!(
+        "host={hosts} port={} user=postgres password=pgbaton-demo-superuser target_session_attrs=read-write",
+        ports.join(",")
+    )
 }
