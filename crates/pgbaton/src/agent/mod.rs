@@ -212,13 +212,17 @@ impl Agent {
         let mut last: Option<Snapshot> = None;
         while !self.shutdown.requested() {
             let started = Instant::now();
-            match self.cycle().await {
-                Ok(snap) => last = Some(snap),
+            let failed = match self.cycle().await {
+                Ok(snap) => {
+                    last = Some(snap);
+                    false
+                }
                 Err(e) => {
                     tracing::warn!("HA cycle failed: {e:#}");
                     self.pg_running = matches!(self.pg.status(), Ok(Some(_)));
+                    true
                 }
-            }
+            };
             if let Some(msg) = self.fatal.take() {
                 anyhow::bail!("{msg}");
             }
@@ -226,7 +230,15 @@ impl Agent {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "cycle done"
             );
-            self.wait(last.as_ref()).await;
+            if failed {
+                // Retry soon, not after loop_wait: the store client has moved to another
+                // endpoint, and a leader must confirm its key again before its fence
+                // deadline.
+                let retry = Instant::now() + Duration::from_millis(100);
+                self.shutdown.sleep_until(retry).await;
+            } else {
+                self.wait(last.as_ref()).await;
+            }
         }
         tracing::info!("shutdown requested");
         Ok(())
