@@ -62,10 +62,16 @@ impl NodeConfig {
         }
     }
 
-    /// URL of this member's API, e.g. `http://127.0.0.1:8008` (what `MemberStatus.api_url` holds).
+    /// URL of this member's API, e.g. `http://127.0.0.1:8008`, or `https://...` when
+    /// `api.tls` is set (what `MemberStatus.api_url` holds).
     pub fn api_url(&self) -> String {
         let (host, port) = self.api_connect();
-        format!("http://{}:{port}", url_host(&host))
+        let scheme = if self.api.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}:{port}", url_host(&host))
     }
 
     /// The OS user that runs PostgreSQL (default `postgres`).

@@ -11,7 +11,7 @@ pub const REQUIRED_PROGRAMS: &[&str] =
 
 /// Checks what the config refers to on this machine: `postgres.bin_dir` (if set) exists
 /// and holds [`REQUIRED_PROGRAMS`]; `data_dir`, `postgres.socket_dir` and `store.local`
-/// are directories if they exist; the etcd TLS files exist; and, when this process runs
+/// are directories if they exist; the etcd and API TLS files exist; and, when this process runs
 /// as root, the OS user `postgres.os_user` exists (looked up in `/etc/passwd`, so users
 /// from LDAP/NSS are not seen; the caller may treat that problem as a warning).
 ///
@@ -65,6 +65,16 @@ pub fn check_environment(cfg: &NodeConfig) -> Vec<Problem> {
                         format!("{} does not exist or is not a file", p.display()),
                     ));
                 }
+            }
+        }
+    }
+    if let Some(tls) = &cfg.api.tls {
+        for (name, p) in [("cert", &tls.cert), ("key", &tls.key)] {
+            if !p.is_file() {
+                out.push(Problem::at(
+                    format!("api.tls.{name}"),
+                    format!("{} does not exist or is not a file", p.display()),
+                ));
             }
         }
     }

@@ -7,7 +7,7 @@
 
 use crate::error::Problem;
 use crate::types::{
-    ApiConfig, Credentials, EtcdConfig, LogConfig, NodeConfig, PostgresConfig, StoreConfig,
+    ApiConfig, ApiTls, Credentials, EtcdConfig, LogConfig, NodeConfig, PostgresConfig, StoreConfig,
     TlsConfig, WatchdogConfig,
 };
 use pgbaton_core::model::{ClusterConfig, Tags};
@@ -27,6 +27,7 @@ pub(crate) fn known_keys(path: &str) -> Option<&'static [&'static str]> {
         "postgres" => fields_of::<PostgresConfig>(),
         "postgres.superuser" | "postgres.replication" | "api.auth" => fields_of::<Credentials>(),
         "api" => fields_of::<ApiConfig>(),
+        "api.tls" => fields_of::<ApiTls>(),
         "tags" => fields_of::<Tags>(),
         "bootstrap" => fields_of::<ClusterConfig>(),
         "log" => fields_of::<LogConfig>(),

@@ -23,7 +23,7 @@ pub use params::MANAGED_PARAMETERS;
 pub use parse::{load, parse};
 pub use render::{render_effective, render_example, render_example_etcd, REDACTED};
 pub use types::{
-    default_prefix, default_safety_margin, default_watchdog_device, ApiConfig, Credentials,
+    default_prefix, default_safety_margin, default_watchdog_device, ApiConfig, ApiTls, Credentials,
     EtcdConfig, LogConfig, NodeConfig, PostgresConfig, StoreConfig, TlsConfig, WatchdogConfig,
     WatchdogMode,
 };

@@ -146,6 +146,20 @@ pub struct ApiConfig {
     /// carry; `None` (the default) leaves the API open. Optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<Credentials>,
+    /// Serve HTTPS with these PEM files instead of plain HTTP; `None` (the default)
+    /// serves plain HTTP. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ApiTls>,
+}
+
+/// The certificate and private key the HTTP API serves HTTPS with.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTls {
+    /// Server certificate chain (PEM), leaf first; absolute path.
+    pub cert: PathBuf,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1); absolute path.
+    pub key: PathBuf,
 }
 
 /// Agent logging.

@@ -191,6 +191,10 @@ impl NodeConfig {
         if let Some(auth) = &self.api.auth {
             check_api_auth(auth, out);
         }
+        if let Some(tls) = &self.api.tls {
+            out.extend(check_abs("api.tls.cert", &tls.cert));
+            out.extend(check_abs("api.tls.key", &tls.key));
+        }
         let pg = host_port(&self.postgres.listen).ok();
         if let (Some((ah, ap)), Some((ph, pp))) = (api, pg) {
             let same_host = ah == ph || is_wildcard(&ah) || is_wildcard(&ph);

@@ -1,5 +1,5 @@
 //! `api.auth`: the optional basic-auth credentials of the HTTP API parse, are checked,
-//! and never show up in the effective config.
+//! and never show up in the effective config; `api.tls` parses and is checked too.
 
 use pgbaton_config::{parse, render_effective, REDACTED};
 
@@ -65,8 +65,8 @@ fn empty_or_unusable_credentials_are_rejected() {
 fn unknown_keys_under_api_are_named() {
     let msg = err(&with_api_lines("  auth: {username: admin, pasword: pw}\n"));
     assert!(msg.contains("unknown key \"api.auth.pasword\""), "{msg}");
-    let msg = err(&with_api_lines("  tls: {cert: /c, key: /k}\n"));
-    assert!(msg.contains("unknown key \"api.tls\""), "{msg}");
+    let msg = err(&with_api_lines("  tsl: {cert: /c, key: /k}\n"));
+    assert!(msg.contains("unknown key \"api.tsl\""), "{msg}");
 }
 
 #[test]
@@ -79,4 +79,37 @@ fn effective_config_hides_the_api_password() {
     assert_eq!(out.matches(REDACTED).count(), 3, "{out}");
     let back = parse(&out.replace(REDACTED, "x"), "effective.yaml").expect("parses back");
     assert_eq!(back.api.auth.map(|a| a.password), Some("x".to_string()));
+}
+
+#[test]
+fn api_tls_is_optional_parses_and_switches_the_url_to_https() {
+    let c = parse(BASE, "node1.yaml").expect("valid without tls");
+    assert!(c.api.tls.is_none());
+    assert_eq!(c.api_url(), "http://127.0.0.1:58001");
+    let c = parse(
+        &with_api_lines("  tls: {cert: /etc/pgbaton/api.crt, key: /etc/pgbaton/api.key}\n"),
+        "node1.yaml",
+    )
+    .expect("valid with tls");
+    let tls = c.api.tls.clone().expect("tls set");
+    assert_eq!(tls.cert, std::path::PathBuf::from("/etc/pgbaton/api.crt"));
+    assert_eq!(tls.key, std::path::PathBuf::from("/etc/pgbaton/api.key"));
+    assert_eq!(c.api_url(), "https://127.0.0.1:58001");
+}
+
+#[test]
+fn api_tls_paths_must_be_absolute_and_both_given() {
+    let e = err(&with_api_lines("  tls: {cert: api.crt, key: /etc/k.pem}\n"));
+    assert!(e.contains("api.tls.cert"), "{e}");
+    assert!(e.contains("relative path"), "{e}");
+    let e = err(&with_api_lines("  tls: {cert: /etc/c.pem}\n"));
+    assert!(e.contains("key"), "{e}");
+}
+
+#[test]
+fn api_tls_unknown_key_is_reported_with_its_path() {
+    let e = err(&with_api_lines(
+        "  tls: {cert: /etc/c.pem, key: /etc/k.pem, ca: /etc/ca.pem}\n",
+    ));
+    assert!(e.contains("api.tls.ca"), "{e}");
 }

@@ -16,6 +16,7 @@ mod requests;
 mod server;
 pub mod snapshot;
 mod status;
+mod tls;
 mod views;
 
 #[cfg(test)]
@@ -48,25 +49,44 @@ pub struct ApiContext {
     pub reload: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
-/// Bind `api.listen` and serve in a background task for the rest of the process.
+/// Bind `api.listen` and serve in a background task for the rest of the process: HTTPS
+/// when `api.tls` is set, plain HTTP otherwise.
 ///
-/// Fails (and serves nothing) when the address cannot be bound, e.g. it is taken.
+/// Fails (and serves nothing) when the address cannot be bound, e.g. it is taken, or when
+/// the `api.tls` files are missing, unreadable or not PEM (the error names the key and file).
 pub async fn spawn(ctx: ApiContext) -> anyhow::Result<()> {
+    let tls = match &ctx.cfg.api.tls {
+        Some(files) => Some(tls::load(files).await?),
+        None => None,
+    };
     let (host, port) = ctx.cfg.api_listen();
     let listener = tokio::net::TcpListener::bind((host.as_str(), port))
         .await
         .with_context(|| format!("cannot listen on {host}:{port} for the HTTP API"))?;
-    tracing::info!("HTTP API listening on {host}:{port}");
-    serve(listener, ctx);
+    match tls {
+        Some(config) => {
+            tls::serve(listener, config, app(ctx))
+                .with_context(|| format!("cannot serve HTTPS on {host}:{port}"))?;
+            tracing::info!("HTTPS API listening on {host}:{port}");
+        }
+        None => {
+            tracing::info!("HTTP API listening on {host}:{port}");
+            serve(listener, ctx);
+        }
+    }
     Ok(())
+}
+
+fn app(ctx: ApiContext) -> axum::Router {
+    server::router(Arc::new(server::Server {
+        ctx,
+        started: Instant::now(),
+    }))
 }
 
 /// Serve the API on an already bound `listener` in a background task.
 fn serve(listener: tokio::net::TcpListener, ctx: ApiContext) {
-    let app = server::router(Arc::new(server::Server {
-        ctx,
-        started: Instant::now(),
-    }));
+    let app = app(ctx);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("the HTTP API stopped serving: {e}");

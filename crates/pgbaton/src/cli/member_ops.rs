@@ -43,6 +43,10 @@ pub async fn reload(config: &Path, name: &str) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("member {name} is not running (no key {key})"))?;
     let member: pgbaton_core::model::MemberStatus = serde_json::from_str(&entry.value)?;
+    if member.api_url.starts_with("https://") {
+        let url = member.api_url.trim_end_matches('/');
+        bail!("the API of {name} uses TLS: use curl -X POST {url}/reload (add --cacert FILE and -u USER:PASSWORD as needed)");
+    }
     let address = member
         .api_url
         .strip_prefix("http://")

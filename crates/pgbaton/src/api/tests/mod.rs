@@ -6,6 +6,7 @@ mod client;
 mod health;
 mod http;
 mod metrics;
+mod tls;
 
 use super::AgentSnapshot;
 use pgbaton_core::model::{ClusterConfig, MemberStatus, PgState, Role, Tags};
