@@ -25,7 +25,9 @@ pub(crate) fn known_keys(path: &str) -> Option<&'static [&'static str]> {
         "store.etcd" => fields_of::<EtcdConfig>(),
         "store.etcd.tls" => fields_of::<TlsConfig>(),
         "postgres" => fields_of::<PostgresConfig>(),
-        "postgres.superuser" | "postgres.replication" | "api.auth" => fields_of::<Credentials>(),
+        "postgres.superuser" | "postgres.replication" | "postgres.rewind" | "api.auth" => {
+            fields_of::<Credentials>()
+        }
         "api" => fields_of::<ApiConfig>(),
         "api.tls" => fields_of::<ApiTls>(),
         "tags" => fields_of::<Tags>(),

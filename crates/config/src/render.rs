@@ -16,6 +16,9 @@ pub const REDACTED: &str = "********";
 pub fn render_effective(cfg: &NodeConfig) -> String {
     let mut c = cfg.clone();
     c.postgres.superuser.password = REDACTED.to_string();
+    if let Some(r) = c.postgres.rewind.as_mut() {
+        r.password = REDACTED.to_string();
+    }
     c.postgres.replication.password = REDACTED.to_string();
     if let Some(auth) = c.api.auth.as_mut() {
         auth.password = REDACTED.to_string();

@@ -123,6 +123,10 @@ pub struct PostgresConfig {
     pub superuser: Credentials,
     /// The role replicas stream with.
     pub replication: Credentials,
+    /// A dedicated, non-superuser role for pg_rewind (given only the functions
+    /// pg_rewind needs). Without it pg_rewind connects as the superuser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewind: Option<Credentials>,
     /// Extra `postgresql.conf` settings for this member (override `bootstrap.parameters`).
     #[serde(default)]
     pub parameters: BTreeMap<String, serde_json::Value>,

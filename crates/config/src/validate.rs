@@ -150,6 +150,17 @@ impl NodeConfig {
         }
         check_credentials("postgres.superuser", &pg.superuser, out);
         check_credentials("postgres.replication", &pg.replication, out);
+        if let Some(rewind) = &pg.rewind {
+            check_credentials("postgres.rewind", rewind, out);
+            if rewind.username == pg.superuser.username
+                || rewind.username == pg.replication.username
+            {
+                out.push(Problem::at(
+                    "postgres.rewind.username",
+                    "must differ from the superuser and replication roles (pgbaton creates it with only the rights pg_rewind needs)",
+                ));
+            }
+        }
         out.extend(check_parameters("postgres.parameters", &pg.parameters));
         for (i, line) in pg.pg_hba.iter().enumerate() {
             let kind = line.split_whitespace().next().unwrap_or("");

@@ -336,11 +336,39 @@ async fn diverge(c: &mut TestCluster) -> (usize, usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_diverged_old_primary_is_rewound() {
     let mut c = TestCluster::new(2, StoreKind::Local);
+    // pg_rewind through a dedicated, non-superuser role.
+    for n in &c.nodes {
+        let text = std::fs::read_to_string(&n.config).expect("config");
+        let text = text.replace(
+            "  replication: {username: replicator, password: repl-secret}\n",
+            "  replication: {username: replicator, password: repl-secret}\n  rewind: {username: rewinder, password: rw-secret}\n",
+        );
+        assert!(
+            text.contains("rewinder"),
+            "the harness config changed: {text}"
+        );
+        std::fs::write(&n.config, text).expect("write config");
+    }
     let (old, new) = diverge(&mut c).await;
     c.start(old);
     let p = c.wait_healthy(UP).await;
     assert_eq!(p, new);
     assert!(c.log(old).contains("pg_rewind from"), "{}", c.log(old));
+    assert!(
+        !c.log(old).contains("re-cloning instead"),
+        "pg_rewind failed: {}",
+        c.log(old)
+    );
+    assert_eq!(
+        c.query_one(
+            new,
+            "select rolsuper::text from pg_roles where rolname = 'rewinder'"
+        )
+        .await
+        .as_deref(),
+        Some("false"),
+        "the rewind role must exist and not be a superuser"
+    );
     assert_eq!(
         c.query_one(old, "select count(*) from kept")
             .await

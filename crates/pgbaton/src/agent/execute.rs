@@ -338,6 +338,11 @@ impl Agent {
         self.sql()?
             .ensure_replication_role(&repl.username, &repl.password)
             .await?;
+        if let Some(rewind) = &self.cfg.postgres.rewind {
+            self.sql()?
+                .ensure_rewind_role(&rewind.username, &rewind.password)
+                .await?;
+        }
         Ok(())
     }
 
@@ -370,10 +375,15 @@ impl Agent {
     }
 
     /// The connection to another member's PostgreSQL, with a passfile holding the
-    /// replication and superuser (for pg_rewind) passwords.
+    /// replication and pg_rewind (dedicated role, else superuser) passwords.
     pub(super) fn upstream(&self, primary: &MemberStatus) -> anyhow::Result<ConnTarget> {
         let repl = &self.cfg.postgres.replication;
-        let su = &self.cfg.postgres.superuser;
+        let su = self
+            .cfg
+            .postgres
+            .rewind
+            .as_ref()
+            .unwrap_or(&self.cfg.postgres.superuser);
         let pass = passfile(&self.cfg);
         self.pg.write_passfile(
             &pass,

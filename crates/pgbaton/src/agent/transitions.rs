@@ -206,7 +206,11 @@ impl Agent {
             .clone();
         let t0 = Instant::now();
         let mut source = self.upstream(&primary)?;
-        source.user = self.cfg.postgres.superuser.username.clone();
+        // A dedicated rewind role when configured (PostgreSQL 11+), else the superuser.
+        source.user = match &self.cfg.postgres.rewind {
+            Some(r) => r.username.clone(),
+            None => self.cfg.postgres.superuser.username.clone(),
+        };
         tracing::info!("rewinding from {leader} ({}:{})", source.host, source.port);
         match self.pg.rewind(&source, false, REWIND_TIMEOUT).await {
             Ok(report) => {

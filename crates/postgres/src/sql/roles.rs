@@ -37,4 +37,38 @@ impl Sql {
             .map_err(|e| self.err(&format!("{verb} ROLE {user:?}"), e))?;
         Ok(!exists)
     }
+
+    /// Make sure the pg_rewind role `user` exists with this password: a plain login
+    /// role granted only the functions pg_rewind calls (PostgreSQL 11+), so rewinds need
+    /// no superuser. Idempotent. Returns `true` when the role was created.
+    pub async fn ensure_rewind_role(&self, user: &str, password: &str) -> Result<bool> {
+        if user.is_empty() || user.contains('\0') || password.contains('\0') {
+            return Err(Error::invalid(
+                "role name",
+                user,
+                "must be non-empty and without NUL bytes",
+            ));
+        }
+        let exists = self
+            .client
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+            .await
+            .map_err(|e| self.err("look up role", e))?
+            .is_some();
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        let role = quote_ident(user);
+        let sql = format!(
+            "{verb} ROLE {role} WITH LOGIN PASSWORD {};
+             GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO {role};
+             GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO {role};
+             GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO {role};
+             GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO {role};",
+            quote_literal(password)
+        );
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| self.err(&format!("{verb} ROLE {user:?} for pg_rewind"), e))?;
+        Ok(!exists)
+    }
 }
