@@ -1,4 +1,5 @@
-//! Roles pgbaton needs on the primary (the replication user), created without SQL injection.
+//! Roles pgbaton needs on the primary (the replication user, the pg_rewind user),
+//! created without SQL injection.
 
 use super::Sql;
 use crate::error::{Error, Result};
@@ -12,36 +13,31 @@ impl Sql {
     /// The password travels inside the statement text (utility statements take no parameters),
     /// properly quoted; keep `log_statement` below `ddl` if that matters.
     pub async fn ensure_replication_role(&self, user: &str, password: &str) -> Result<bool> {
-        if user.is_empty() || user.contains('\0') || password.contains('\0') {
-            return Err(Error::invalid(
-                "role name",
-                user,
-                "must be non-empty and without NUL bytes",
-            ));
-        }
-        let exists = self
-            .client
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
-            .await
-            .map_err(|e| self.err("look up role", e))?
-            .is_some();
-        let verb = if exists { "ALTER" } else { "CREATE" };
-        let sql = format!(
-            "{verb} ROLE {} WITH LOGIN REPLICATION PASSWORD {}",
-            quote_ident(user),
-            quote_literal(password)
-        );
-        self.client
-            .batch_execute(&sql)
-            .await
-            .map_err(|e| self.err(&format!("{verb} ROLE {user:?}"), e))?;
-        Ok(!exists)
+        self.ensure_role(user, password, "LOGIN REPLICATION", &[]).await
     }
 
     /// Make sure the pg_rewind role `user` exists with this password: a plain login
     /// role granted only the functions pg_rewind calls (PostgreSQL 11+), so rewinds need
     /// no superuser. Idempotent. Returns `true` when the role was created.
     pub async fn ensure_rewind_role(&self, user: &str, password: &str) -> Result<bool> {
+        const FUNCTIONS: [&str; 4] = [
+            "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+            "pg_catalog.pg_stat_file(text, boolean)",
+            "pg_catalog.pg_read_binary_file(text)",
+            "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+        ];
+        self.ensure_role(user, password, "LOGIN", &FUNCTIONS).await
+    }
+
+    /// Create or alter role `user` with `attributes` and `password`, then grant it
+    /// EXECUTE on `functions`. Returns `true` when the role was created.
+    async fn ensure_role(
+        &self,
+        user: &str,
+        password: &str,
+        attributes: &str,
+        functions: &[&str],
+    ) -> Result<bool> {
         if user.is_empty() || user.contains('\0') || password.contains('\0') {
             return Err(Error::invalid(
                 "role name",
@@ -57,18 +53,17 @@ impl Sql {
             .is_some();
         let verb = if exists { "ALTER" } else { "CREATE" };
         let role = quote_ident(user);
-        let sql = format!(
-            "{verb} ROLE {role} WITH LOGIN PASSWORD {};
-             GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO {role};
-             GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO {role};
-             GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO {role};
-             GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO {role};",
+        let mut sql = format!(
+            "{verb} ROLE {role} WITH {attributes} PASSWORD {};",
             quote_literal(password)
         );
+        for f in functions {
+            sql.push_str(&format!("GRANT EXECUTE ON FUNCTION {f} TO {role};"));
+        }
         self.client
             .batch_execute(&sql)
             .await
-            .map_err(|e| self.err(&format!("{verb} ROLE {user:?} for pg_rewind"), e))?;
+            .map_err(|e| self.err(&format!("{verb} ROLE {user:?}"), e))?;
         Ok(!exists)
     }
 }
