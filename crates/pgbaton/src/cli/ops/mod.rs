@@ -4,6 +4,7 @@
 
 mod error;
 mod failover;
+mod member_request;
 mod reinit;
 mod restart;
 mod switchover;
