@@ -137,10 +137,10 @@ async fn killed_member_can_be_restarted() {
 }
 
 #[tokio::test]
-async fn connect_refuses_tls_and_bad_options() {
+async fn connect_refuses_https_without_tls_and_bad_options() {
     let mut opts = EtcdOptions::new(vec!["https://127.0.0.1:1".into()], "c");
     let err = EtcdStore::connect(opts.clone()).await.unwrap_err();
-    assert!(err.to_string().contains("TLS"), "{err}");
+    assert!(err.to_string().contains("store.etcd.tls"), "{err}");
     opts.endpoints = vec![];
     assert!(matches!(
         EtcdStore::connect(opts.clone()).await,

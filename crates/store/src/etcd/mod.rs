@@ -8,6 +8,7 @@
 mod errors;
 mod options;
 mod pool;
+mod tls;
 mod watcher;
 
 pub use options::{EtcdOptions, EtcdTls, DEFAULT_CALL_TIMEOUT, DEFAULT_PREFIX};
@@ -60,13 +61,17 @@ impl std::fmt::Debug for EtcdStore {
 impl EtcdStore {
     /// Prepare clients for `opts` and start the background watch. Must be called inside
     /// a tokio runtime. Connections are made lazily, so this succeeds while etcd is down
-    /// (calls then fail with `Unreachable`). Fails with `Other` on bad options, including
-    /// any TLS setting or `https://` endpoint (TLS is not built in; see [`EtcdTls`]).
+    /// (calls then fail with `Unreachable`). Fails with `Other` on bad options: mixed
+    /// `http://`/`https://` endpoints, `https://` without `tls` or `tls` without
+    /// `https://`, and missing or unreadable TLS files (see [`EtcdTls`]).
     pub async fn connect(opts: EtcdOptions) -> Result<EtcdStore> {
         validate(&opts)?;
         let mut copts = ConnectOptions::new()
             .with_connect_timeout(opts.call_timeout)
             .with_keep_alive(KEEPALIVE_INTERVAL, opts.call_timeout);
+        if let Some(t) = &opts.tls {
+            copts = copts.with_tls(tls::tls_options(t)?);
+        }
         match (&opts.username, &opts.password) {
             (Some(u), Some(p)) => copts = copts.with_user(u.clone(), p.clone()),
             (None, None) => {}
@@ -181,12 +186,20 @@ fn validate(opts: &EtcdOptions) -> Result<()> {
             opts.cluster
         )));
     }
-    let https = opts.endpoints.iter().any(|e| e.starts_with("https://"));
-    if opts.tls.is_some() || https {
+    let https = opts
+        .endpoints
+        .iter()
+        .filter(|e| e.starts_with("https://"))
+        .count();
+    if opts.tls.is_some() && https != opts.endpoints.len() {
+        return Err(StoreError::Other(format!(
+            "store.etcd.tls is set, so every etcd endpoint must be https:// (got {})",
+            opts.endpoints.join(", ")
+        )));
+    }
+    if opts.tls.is_none() && https > 0 {
         return Err(StoreError::Other(
-            "TLS to etcd is not supported by this build of pgbaton (etcd-client is built \
-             without its `tls` feature); use http:// endpoints or a local TLS proxy"
-                .into(),
+            "https:// etcd endpoints need store.etcd.tls (at least its ca)".into(),
         ));
     }
     Ok(())

@@ -12,9 +12,9 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Paths of PEM files for TLS to etcd.
 ///
-/// Not supported by this build: etcd-client is compiled without its `tls` feature, so
-/// [`super::EtcdStore::connect`] refuses any `tls` setting (and `https://` endpoints) with
-/// a clear error instead of silently connecting in plain text.
+/// Files are read by [`super::EtcdStore::connect`]. `ca_file` is required (no system
+/// trust roots are used); `cert_file` and `key_file` go together and enable client
+/// certificate authentication. All endpoints must then be `https://`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EtcdTls {
     /// CA certificate that signed the etcd server certificates.
@@ -35,7 +35,7 @@ pub struct EtcdOptions {
     pub username: Option<String>,
     /// Password of `username`.
     pub password: Option<String>,
-    /// TLS files; see [`EtcdTls`] (unsupported in this build).
+    /// TLS files; see [`EtcdTls`]. When set, every endpoint must be `https://`.
     pub tls: Option<EtcdTls>,
     /// Root of pgbaton's keys (default [`DEFAULT_PREFIX`]); keys live under
     /// `<prefix>/<cluster>/`.
