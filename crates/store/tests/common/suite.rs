@@ -357,7 +357,7 @@ pub async fn wait_times_out_with_same_revision<B: Backend>(b: B) {
 
 pub async fn unreachable_within_call_timeout<B: Backend>(b: B) {
     let call_timeout = Duration::from_millis(500);
-    let limit = call_timeout + Duration::from_millis(300);
+    let limit = call_timeout + Duration::from_millis(1000);
     let s = b.client_for("main", call_timeout).await;
     s.put("config", "x", None, Expect::Any).await.unwrap();
     let lease = s.grant_lease(Duration::from_secs(30)).await.unwrap();
