@@ -426,8 +426,14 @@ fn check_etcd(etcd: &EtcdConfig, out: &mut Vec<Problem>) {
         }
         if etcd.tls.is_some() && url.starts_with("http://") {
             out.push(Problem::at(
-                key,
+                key.clone(),
                 format!("{url:?} is plain http but store.etcd.tls is set; use https://"),
+            ));
+        }
+        if etcd.tls.is_none() && url.starts_with("https://") {
+            out.push(Problem::at(
+                key,
+                format!("{url:?} is https but store.etcd.tls is not set; add store.etcd.tls.ca"),
             ));
         }
     }
@@ -457,6 +463,12 @@ fn check_etcd(etcd: &EtcdConfig, out: &mut Vec<Problem>) {
         (None, None) => {}
     }
     if let Some(tls) = &etcd.tls {
+        if tls.ca.is_none() {
+            out.push(Problem::at(
+                "store.etcd.tls.ca",
+                "is missing; give the CA certificate that signed the etcd servers' certificates",
+            ));
+        }
         if tls.cert.is_some() != tls.key.is_some() {
             out.push(Problem::at(
                 "store.etcd.tls",
