@@ -13,7 +13,8 @@ impl Sql {
     /// The password travels inside the statement text (utility statements take no parameters),
     /// properly quoted; keep `log_statement` below `ddl` if that matters.
     pub async fn ensure_replication_role(&self, user: &str, password: &str) -> Result<bool> {
-        self.ensure_role(user, password, "LOGIN REPLICATION", &[]).await
+        self.ensure_role(user, password, "LOGIN REPLICATION", &[])
+            .await
     }
 
     /// Make sure the pg_rewind role `user` exists with this password: a plain login
