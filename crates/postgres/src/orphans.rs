@@ -81,12 +81,14 @@ impl Instance {
 
 /// True if `pid` no longer runs (gone, or a zombie waiting to be reaped).
 fn dead_or_zombie(pid: i32) -> bool {
-    if matches!(
+    matches!(
         kill(Pid::from_raw(pid), None),
         Err(nix::errno::Errno::ESRCH)
-    ) {
-        return true;
-    }
+    ) || is_zombie(pid)
+}
+
+/// True if `pid` has exited but its parent has not reaped it yet (`/proc` state Z or X).
+pub(crate) fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         let state = stat
             .rsplit_once(')')

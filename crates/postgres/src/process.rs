@@ -103,13 +103,8 @@ impl Instance {
             }
         }
         // A killed postmaster not yet reaped by its parent is a zombie: dead.
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", info.pid)) {
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next());
-            if matches!(state, Some("Z" | "X")) {
-                return Ok(None);
-            }
+        if crate::orphans::is_zombie(raw) {
+            return Ok(None);
         }
         Ok(Some(info))
     }
