@@ -200,6 +200,54 @@ impl TestCluster {
         let _ = child.wait();
     }
 
+    /// A crash of the whole host: `kill -9` every agent, everything it started (fence,
+    /// initdb, pg_ctl, ...) and every postmaster with its server processes, all at once,
+    /// and wait until they are gone.
+    pub fn crash_all(&mut self) {
+        let mut pids = Vec::new();
+        for node in &self.nodes {
+            if let Some(child) = node.agent.as_ref() {
+                pids.push(child.id());
+            }
+            if let Some(pid) = postmaster_pid(&node.data_dir) {
+                pids.push(pid);
+            }
+        }
+        let mut all = pids.clone();
+        for pid in pids {
+            all.extend(descendants(pid));
+        }
+        for &pid in &all {
+            signal(pid, nix::sys::signal::Signal::SIGSTOP);
+        }
+        for &pid in &all {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.agent.take() {
+                let _ = child.wait();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while all.iter().any(|&p| alive(p)) {
+            assert!(Instant::now() < deadline, "processes survived kill -9");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The value of `key` in the local store, read straight from its state file.
+    pub fn local_key(&self, key: &str) -> Option<String> {
+        let path = self
+            .dir
+            .path()
+            .join("store")
+            .join(&self.cluster)
+            .join("state.json");
+        let text = std::fs::read_to_string(path).ok()?;
+        let state: Value = serde_json::from_str(&text).ok()?;
+        state["keys"][key]["value"].as_str().map(str::to_string)
+    }
+
     /// `kill -9` the postmaster of member `i`.
     pub fn kill_postgres(&self, i: usize) {
         let pid = postmaster_pid(&self.nodes[i].data_dir).expect("postmaster running");
@@ -394,6 +442,49 @@ fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::Exit
             return None;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every process below `pid` (children, their children, ...), from `/proc`.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if let Some(pp) = ppid {
+            parent_of.push((p, pp));
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for &(child, parent) in &parent_of {
+            if parent == p && !out.contains(&child) {
+                out.push(child);
+                todo.push(child);
+            }
+        }
+    }
+    out
+}
+
+/// Whether `pid` runs (a zombie does not count).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
     }
 }
 
