@@ -174,6 +174,11 @@ enum Command {
         /// them the demo starts its own etcd on 127.0.0.1:52379.
         #[arg(long, value_delimiter = ',', value_name = "URL,...")]
         etcd_endpoints: Vec<String>,
+        /// Also run a client that commits a row every 10 ms through the multi-host
+        /// connection string and shows how many commits succeeded and failed (try a
+        /// `pgbaton switchover` in another terminal).
+        #[arg(long)]
+        writer: bool,
     },
     /// Internal: the fence process the agent starts to enforce its lease deadline.
     #[command(hide = true)]
@@ -272,12 +277,14 @@ fn main() -> ExitCode {
                 nodes,
                 store,
                 etcd_endpoints,
+                writer,
             } => {
                 let opts = demo::Options {
                     dir,
                     nodes,
                     store,
                     etcd_endpoints,
+                    writer,
                 };
                 demo::run(&opts).await
             }

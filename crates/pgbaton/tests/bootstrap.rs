@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{wait_for, StoreKind, TestCluster, SUPERUSER_PASSWORD};
+use common::{wait_for, Moment, StoreKind, TestCluster, SUPERUSER_PASSWORD};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -269,41 +269,10 @@ fn bad_configs_get_clear_errors() {
     }
 }
 
-/// Moments of a bootstrap at which the whole host crashes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Moment {
-    /// A member holds the `initialize` key.
-    Claimed,
-    /// `initdb` is writing `<data_dir>.initdb-tmp`.
-    InitdbTmp,
-    /// The new data directory has been moved into place.
-    DataInPlace,
-    /// A postmaster runs on it.
-    PostmasterUp,
-    /// A member holds the leader key.
-    LeaderTaken,
-}
-
 /// Whether the bootstrap of `c` has reached `m`.
 fn reached(c: &TestCluster, m: Moment) -> bool {
-    let tmp = |n: &common::Node| {
-        let mut s = n.data_dir.clone().into_os_string();
-        s.push(".initdb-tmp");
-        std::path::PathBuf::from(s).exists()
-    };
-    match m {
-        Moment::Claimed => c.local_key("initialize").is_some(),
-        Moment::InitdbTmp => c.nodes.iter().any(tmp),
-        Moment::DataInPlace => c
-            .nodes
-            .iter()
-            .any(|n| n.data_dir.join("PG_VERSION").exists()),
-        Moment::PostmasterUp => c
-            .nodes
-            .iter()
-            .any(|n| common::postmaster_pid(&n.data_dir).is_some()),
-        Moment::LeaderTaken => c.local_key("leader").is_some(),
-    }
+    let dirs: Vec<_> = c.nodes.iter().map(|n| n.data_dir.clone()).collect();
+    m.reached(|k| c.local_key(k), &dirs)
 }
 
 /// Poll (every 2 ms: the moments last tens of milliseconds) until `m`.

@@ -56,6 +56,48 @@ pub fn free_port() -> u16 {
     panic!("no free port in 127.0.0.1:{block}+200");
 }
 
+/// Moments of a bootstrap at which a test interrupts or crashes the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// A member holds the `initialize` key.
+    Claimed,
+    /// `initdb` is writing `<data_dir>.initdb-tmp`.
+    InitdbTmp,
+    /// The new data directory has been moved into place.
+    DataInPlace,
+    /// A postmaster runs on it.
+    PostmasterUp,
+    /// A member holds the leader key.
+    LeaderTaken,
+}
+
+impl Moment {
+    /// Whether a bootstrap has reached this moment, given a reader of store keys and
+    /// the members' data directories.
+    pub fn reached(self, key: impl Fn(&str) -> Option<String>, data_dirs: &[PathBuf]) -> bool {
+        let tmp = |d: &PathBuf| {
+            let mut s = d.clone().into_os_string();
+            s.push(".initdb-tmp");
+            PathBuf::from(s).exists()
+        };
+        match self {
+            Moment::Claimed => key("initialize").is_some(),
+            Moment::InitdbTmp => data_dirs.iter().any(tmp),
+            Moment::DataInPlace => data_dirs.iter().any(|d| d.join("PG_VERSION").exists()),
+            Moment::PostmasterUp => data_dirs.iter().any(|d| postmaster_pid(d).is_some()),
+            Moment::LeaderTaken => key("leader").is_some(),
+        }
+    }
+}
+
+/// The value of `key` in the local store of `cluster` under `store_dir`, read straight
+/// from its state file.
+pub fn local_store_key(store_dir: &Path, cluster: &str, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(store_dir.join(cluster).join("state.json")).ok()?;
+    let state: Value = serde_json::from_str(&text).ok()?;
+    state["keys"][key]["value"].as_str().map(str::to_string)
+}
+
 /// Poll `f` every 100 ms until it returns Some, or panic after `timeout`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
@@ -237,15 +279,7 @@ impl TestCluster {
 
     /// The value of `key` in the local store, read straight from its state file.
     pub fn local_key(&self, key: &str) -> Option<String> {
-        let path = self
-            .dir
-            .path()
-            .join("store")
-            .join(&self.cluster)
-            .join("state.json");
-        let text = std::fs::read_to_string(path).ok()?;
-        let state: Value = serde_json::from_str(&text).ok()?;
-        state["keys"][key]["value"].as_str().map(str::to_string)
+        local_store_key(&self.dir.path().join("store"), &self.cluster, key)
     }
 
     /// `kill -9` the postmaster of member `i`.
