@@ -171,7 +171,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = demo::StoreArg::Local)]
         store: demo::StoreArg,
         /// Client URLs of a running etcd, comma-separated (with `--store etcd`). Without
-        /// them the demo starts its own etcd on 127.0.0.1:52379.
+        /// them the demo starts its own etcd on 127.0.0.1:22379.
         #[arg(long, value_delimiter = ',', value_name = "URL,...")]
         etcd_endpoints: Vec<String>,
         /// Also run a client that commits a row every 10 ms through the multi-host

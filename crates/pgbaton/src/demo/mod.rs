@@ -53,7 +53,8 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
     let started = Instant::now();
     let nodes = opts.nodes;
     anyhow::ensure!((1..=9).contains(&nodes), "--nodes must be between 1 and 9");
-    let own_etcd = etcd::endpoints();
+    let etcd_ports = etcd::ports(&opts.dir);
+    let own_etcd = etcd::endpoints(etcd_ports);
     let backend = match opts.store {
         StoreArg::Local if !opts.etcd_endpoints.is_empty() => {
             return Err(DemoError::EndpointsWithoutEtcd.into())
@@ -78,7 +79,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
     let members = configs::prepare(&dir, nodes, &backend, &own_etcd)?;
     configs::check_ports(&members)?;
     let mut local_etcd = if starts_etcd {
-        Some(LocalEtcd::start(&dir).await?)
+        Some(LocalEtcd::start(&dir, etcd_ports).await?)
     } else {
         None
     };
@@ -104,8 +105,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
         etcd.stop().await;
     }
     println!(
-        "\nAll members stopped. Run `{}` again to resume.",
-        backend.command_line(&dir, nodes, &own_etcd)
+        "\nAll members stopped. Run `{}{}` again to resume.",
+        backend.command_line(&dir, nodes, &own_etcd),
+        if opts.writer { " --writer" } else { "" }
     );
     result
 }
