@@ -20,7 +20,7 @@ use crate::registry::slot_work;
 use crate::rejoin::{must_rewind, WalEnd};
 use crate::slots::slot_name;
 use crate::sync::{names_at_start, sync_candidates, sync_step, SyncInput};
-use crate::takeback::{may_take_back, was_last_primary};
+use crate::takeback::may_take_back;
 use std::collections::BTreeSet;
 
 /// Decide what this member does now. Pure: same observation, same plan.
@@ -613,12 +613,17 @@ fn sync_fit(obs: &Observation) -> Result<Option<Plan>, String> {
 
 fn no_leader(obs: &Observation) -> Plan {
     let writable = obs.local.running && obs.local.in_recovery == Some(false);
-    if writable && !was_last_primary(obs) {
-        return Plan::one(
-            Action::StopPostgres,
-            "no leader in the store and this member was not the last primary: stopping \
-             PostgreSQL so that it cannot accept writes",
-        );
+    if writable {
+        if let Err(why) = may_take_back(obs) {
+            return Plan::one(
+                Action::StopPostgres,
+                format!(
+                    "no leader in the store and this member was not the last primary, or \
+                     may not take the key back ({why}): stopping PostgreSQL so that it \
+                     cannot accept writes"
+                ),
+            );
+        }
     }
     // A request that names the next primary (an operator failover, or a switchover
     // already handed over) must not meet a writable old primary; a switchover still
@@ -640,7 +645,7 @@ fn no_leader(obs: &Observation) -> Plan {
     }
     let local = &obs.local;
     let was_primary = local.data == DataDir::Primary;
-    if was_primary && !local.start_failed && was_last_primary(obs) {
+    if was_primary && !local.start_failed {
         match may_take_back(obs) {
             Ok(()) => {
                 if obs.cluster.config.paused && !local.running {
@@ -660,19 +665,10 @@ fn no_leader(obs: &Observation) -> Plan {
                         .into(),
                 };
             }
-            Err(why) if writable => {
-                return Plan::one(
-                    Action::StopPostgres,
-                    format!(
-                        "no leader in the store, and this former primary may not take the \
-                         key back ({why}): stopping PostgreSQL so that it cannot accept writes"
-                    ),
-                );
-            }
             Err(why) => {
                 return Plan::idle(format!(
-                    "no leader in the store, and this former primary may not take the key \
-                     back: {why}; waiting for the member that holds the newest history"
+                    "no leader in the store: waiting for a replica to be promoted (this \
+                     former primary may not take the key back: {why})"
                 ));
             }
         }

@@ -6,7 +6,8 @@
 //! the cluster back makes every commit acknowledged on the newer one disappear when the
 //! others rewind (safety review finding 1). So every piece of evidence in the store
 //! must agree that no other member has been promoted since:
-//! - the `status` key names this member (or, before any status, it won the bootstrap);
+//! - the `status` key names this member, or reports an older timeline than this
+//!   member's (or, before any status, this member won the bootstrap);
 //! - no promotion in `history` is newer than this member's timeline, or another
 //!   member's promotion to that very timeline;
 //! - this member's own timeline is not older than the newest promotion's, nor than the
@@ -26,38 +27,35 @@ pub fn my_timeline(obs: &Observation) -> Option<u32> {
     }
 }
 
-/// Whether this member's data directory is the last primary's, by the `status` key (or,
-/// before any primary published one, by the bootstrap claim).
-pub fn was_last_primary(obs: &Observation) -> bool {
-    let me = obs.me.as_str();
-    match &obs.cluster.status {
-        Some(s) => s.primary == me,
-        None => obs
-            .cluster
-            .initialize
-            .as_ref()
-            .is_some_and(|(i, _)| i.owner == me),
-    }
-}
-
 /// `Ok` when this former primary may take the leader key back without an election;
 /// otherwise why not, for the plan's reason.
 pub fn may_take_back(obs: &Observation) -> Result<(), String> {
     if obs.local.data != DataDir::Primary {
         return Err("its data directory is not a primary".into());
     }
-    if !was_last_primary(obs) {
-        let last = obs
-            .cluster
-            .status
-            .as_ref()
-            .map(|s| s.primary.as_str())
-            .unwrap_or("another member");
-        return Err(format!("the last primary was {last}"));
-    }
     let Some(mine) = my_timeline(obs) else {
         return Err("the timeline of its data directory is unknown".into());
     };
+    // The `status` key names the last primary. A member on a newer timeline than the
+    // one `status` reports promoted after it was written (and died before publishing):
+    // it is the newer primary, as long as the history and the sync key agree below.
+    match &obs.cluster.status {
+        Some(s) if s.primary == obs.me || s.timeline < mine => {}
+        Some(s) => return Err(format!("the last primary was {}", s.primary)),
+        None => {
+            let owner = obs
+                .cluster
+                .initialize
+                .as_ref()
+                .map(|(i, _)| i.owner.as_str());
+            if owner != Some(obs.me.as_str()) {
+                return Err(format!(
+                    "the cluster was created by {}",
+                    owner.unwrap_or("another member")
+                ));
+            }
+        }
+    }
     // A promotion newer than this data directory's timeline, or another member's
     // promotion to this very timeline, means the cluster moved on without it. A
     // history older than its timeline is fine: this member promoted and the history

@@ -129,6 +129,18 @@ fn f1_the_newest_primary_takes_the_key_back() {
         .leaderless_for(60_000)
         .build();
     assert!(takes_key(&decide(&obs)));
+    // A stale `status` naming the old primary on an older timeline does not block the
+    // member that promoted after it was written.
+    let obs = Obs::new("r")
+        .status(status("p", LSN, &[]))
+        .history(vec![promotion(2, "p", "r")])
+        .local(local_stopped(
+            DataDir::Primary,
+            Some(control(false, LSN, 2)),
+        ))
+        .leaderless_for(60_000)
+        .build();
+    assert!(takes_key(&decide(&obs)));
 }
 
 /// Finding 1: every promotion names its winner in the `status` key before PostgreSQL
