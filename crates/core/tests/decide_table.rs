@@ -312,6 +312,16 @@ fn interrupted_bootstrap_rules() {
         )
         .never(&["SetAsideDataDir"]),
         case(
+            "the owner recorded the id and crashed before the leader key: it takes it",
+            Obs::new("a").my_lease(LEASE).local(local_stopped(
+                DataDir::Primary,
+                Some(control(true, 0x100, 1)),
+            )),
+            &["AcquireLeader"],
+            "",
+        )
+        .has(Action::StartPrimary),
+        case(
             "the claim was released: claim again to adopt my own initdb",
             Obs::new("a").no_cluster().local(unborn(SYSID)),
             &["ClaimInitialize"],
