@@ -330,6 +330,11 @@ async fn crash_after_initdb_converges() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn crash_after_the_identifier_is_recorded_converges() {
+    crash_bootstrap_at(Moment::Recorded).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn crash_after_the_first_start_converges() {
     crash_bootstrap_at(Moment::PostmasterUp).await;
 }

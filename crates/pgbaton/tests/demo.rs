@@ -201,6 +201,7 @@ async fn a_demo_interrupted_at_any_moment_heals_when_started_again() {
         Moment::Claimed,
         Moment::InitdbTmp,
         Moment::DataInPlace,
+        Moment::Recorded,
         Moment::PostmasterUp,
         Moment::LeaderTaken,
     ] {

@@ -65,6 +65,8 @@ pub enum Moment {
     InitdbTmp,
     /// The new data directory has been moved into place.
     DataInPlace,
+    /// The `initialize` key records a system identifier.
+    Recorded,
     /// A postmaster runs on it.
     PostmasterUp,
     /// A member holds the leader key.
@@ -84,6 +86,7 @@ impl Moment {
             Moment::Claimed => key("initialize").is_some(),
             Moment::InitdbTmp => data_dirs.iter().any(tmp),
             Moment::DataInPlace => data_dirs.iter().any(|d| d.join("PG_VERSION").exists()),
+            Moment::Recorded => key("initialize").is_some_and(|v| v.contains("system_identifier")),
             Moment::PostmasterUp => data_dirs.iter().any(|d| postmaster_pid(d).is_some()),
             Moment::LeaderTaken => key("leader").is_some(),
         }
