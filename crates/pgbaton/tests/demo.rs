@@ -218,3 +218,22 @@ async fn a_demo_interrupted_at_any_moment_heals_when_started_again() {
         demo.interrupt();
     }
 }
+
+/// Ctrl-C while the demo is still starting its members: it stops them and exits
+/// cleanly (it must not die of the signal and leave them to the kernel), and the next
+/// start converges.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_while_the_demo_starts_stops_it_cleanly() {
+    let mut demo = Demo::new();
+    demo.start();
+    let config = demo.dir.path().join("node1.yaml");
+    let deadline = Instant::now() + UP;
+    while !config.exists() {
+        assert!(Instant::now() < deadline, "no config written");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    demo.interrupt();
+    demo.start();
+    demo.wait_converged("after Ctrl-C during startup").await;
+    demo.interrupt();
+}

@@ -51,6 +51,9 @@ pub struct Options {
 /// an agent or the demo's etcd exits by itself; either way everything started is stopped.
 pub async fn run(opts: &Options) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Listen before starting anything: a Ctrl-C at any moment stops the demo cleanly
+    // (the default action would kill it without stopping its members).
+    let mut stop = Stop::listen()?;
     let nodes = opts.nodes;
     anyhow::ensure!((1..=9).contains(&nodes), "--nodes must be between 1 and 9");
     let etcd_ports = etcd::ports(&opts.dir);
@@ -96,7 +99,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
                 conninfo,
                 started,
             };
-            watch(&screen, &mut children, local_etcd.as_mut()).await
+            watch(&screen, &mut children, local_etcd.as_mut(), &mut stop).await
         }
         Err(e) => Err(e),
     };
@@ -173,11 +176,9 @@ async fn watch(
     screen: &Screen<'_>,
     children: &mut [(String, Child)],
     mut local_etcd: Option<&mut LocalEtcd>,
+    stop: &mut Stop,
 ) -> anyhow::Result<()> {
     let (_, store) = crate::cli::open(screen.first).await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let mut converged_after = None;
     loop {
         let rows = crate::cli::fetch(store.as_ref()).await.unwrap_or_default();
@@ -198,10 +199,26 @@ async fn watch(
             etcd.check_running()?;
         }
         tokio::select! {
-            _ = &mut ctrl_c => return Ok(()),
-            _ = term.recv() => return Ok(()),
+            _ = stop.interrupt.recv() => return Ok(()),
+            _ = stop.terminate.recv() => return Ok(()),
             _ = tokio::time::sleep(Duration::from_secs(1)) => {},
         }
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the start of the demo on.
+struct Stop {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn listen() -> anyhow::Result<Stop> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Stop {
+            interrupt: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+        })
     }
 }
 
