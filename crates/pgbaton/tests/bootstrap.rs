@@ -344,6 +344,11 @@ async fn crash_after_the_leader_key_converges() {
     crash_bootstrap_at(Moment::LeaderTaken).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_during_a_clone_converges() {
+    crash_bootstrap_at(Moment::CloneTmp).await;
+}
+
 /// The claimer crashed right after its initdb, and comes back only once another member
 /// has taken its claim over: its new data directory never served as the cluster, so it
 /// is set aside (kept, not deleted) and the member is cloned.

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 const NODES: usize = 3;
 const UP: Duration = Duration::from_secs(120);
 
+/// One demo at a time: demos started together would pick the same free ports.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// One `pgbaton demo --dir <tempdir>`.
 struct Demo {
     dir: tempfile::TempDir,
@@ -108,9 +111,12 @@ impl Demo {
 
     /// Poll `list` until one primary runs and every other member streams; then check
     /// that every member has the system identifier the store records.
-    async fn wait_converged(&self, what: &str) {
+    async fn wait_converged(&mut self, what: &str) {
         let deadline = Instant::now() + UP;
         let ports = loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("{what}: the demo exited ({status}):\n{}", self.logs());
+            }
             if let Some(rows) = self.list() {
                 let primaries = rows
                     .iter()
@@ -197,6 +203,7 @@ impl Drop for Demo {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_demo_interrupted_at_any_moment_heals_when_started_again() {
+    let _one = ONE_AT_A_TIME.lock().await;
     for m in [
         Moment::Claimed,
         Moment::InitdbTmp,
@@ -204,6 +211,7 @@ async fn a_demo_interrupted_at_any_moment_heals_when_started_again() {
         Moment::Recorded,
         Moment::PostmasterUp,
         Moment::LeaderTaken,
+        Moment::CloneTmp,
     ] {
         let mut demo = Demo::new();
         demo.start();
@@ -224,6 +232,7 @@ async fn a_demo_interrupted_at_any_moment_heals_when_started_again() {
 /// start converges.
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_while_the_demo_starts_stops_it_cleanly() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let mut demo = Demo::new();
     demo.start();
     let config = demo.dir.path().join("node1.yaml");

@@ -71,24 +71,27 @@ pub enum Moment {
     PostmasterUp,
     /// A member holds the leader key.
     LeaderTaken,
+    /// A replica is being cloned into `<data_dir>.clone-tmp`.
+    CloneTmp,
 }
 
 impl Moment {
     /// Whether a bootstrap has reached this moment, given a reader of store keys and
     /// the members' data directories.
     pub fn reached(self, key: impl Fn(&str) -> Option<String>, data_dirs: &[PathBuf]) -> bool {
-        let tmp = |d: &PathBuf| {
+        let tmp = |d: &PathBuf, suffix: &str| {
             let mut s = d.clone().into_os_string();
-            s.push(".initdb-tmp");
+            s.push(suffix);
             PathBuf::from(s).exists()
         };
         match self {
             Moment::Claimed => key("initialize").is_some(),
-            Moment::InitdbTmp => data_dirs.iter().any(tmp),
+            Moment::InitdbTmp => data_dirs.iter().any(|d| tmp(d, ".initdb-tmp")),
             Moment::DataInPlace => data_dirs.iter().any(|d| d.join("PG_VERSION").exists()),
             Moment::Recorded => key("initialize").is_some_and(|v| v.contains("system_identifier")),
             Moment::PostmasterUp => data_dirs.iter().any(|d| postmaster_pid(d).is_some()),
             Moment::LeaderTaken => key("leader").is_some(),
+            Moment::CloneTmp => data_dirs.iter().any(|d| tmp(d, ".clone-tmp")),
         }
     }
 }
