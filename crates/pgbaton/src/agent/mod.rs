@@ -10,6 +10,7 @@
 //!
 //! The lease is renewed by its own task ([`lease`]), never by this loop.
 
+mod backstop;
 mod execute;
 mod lease;
 mod observe;
@@ -163,6 +164,7 @@ impl Agent {
             fence,
             Duration::from_secs(cfg.watchdog.safety_margin),
         ));
+        backstop::spawn(fence.clone(), cfg.data_dir.clone());
         let lease = lease::spawn(store.clone(), ttl, fence.clone());
         let (api_state, _) = tokio::sync::watch::channel(crate::api::AgentSnapshot::initial(
             &cfg.name,
@@ -289,6 +291,9 @@ impl Agent {
         {
             self.settings_dirty = true;
         }
+        // Before anything that can fail: a dead fence is replaced even while the store
+        // is unreachable, which is exactly when it matters (safety review finding 3).
+        self.ensure_fence().await;
         let read_sent = crate::fence::now();
         let snap = self.store.snapshot().await?;
         let (view, problems) = cluster_view(
@@ -390,7 +395,7 @@ impl Agent {
     }
 
     /// Tell the fence what this cycle saw: leading (re-arm from this read), or no
-    /// longer a writable primary (disarm). Restart the fence process if it died.
+    /// longer a writable primary (disarm).
     async fn feed_fence(&mut self, obs: &Observation, read_sent: Duration) {
         let leads = obs.cluster.leader.as_deref() == Some(self.cfg.name.as_str())
             && obs.my_lease.is_some()
@@ -406,6 +411,11 @@ impl Agent {
         if let Err(e) = fed {
             tracing::error!("cannot feed the fence process: {e}");
         }
+    }
+
+    /// Restart the fence process if it died; the new one is armed at once with what
+    /// the old one was told.
+    async fn ensure_fence(&mut self) {
         if !self.fence.is_alive() {
             tracing::error!(
                 "the fence process died ({}); starting a new one",
