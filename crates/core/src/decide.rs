@@ -411,6 +411,15 @@ fn replica_duties(obs: &Observation, leader: &str) -> Plan {
             ),
         );
     }
+    if local.unresponsive {
+        // Safety review finding 11: a postmaster that does not answer yet is not a
+        // diverged replica. Rewinding is impossible while it runs, and re-cloning would
+        // throw its data away; wait for it to answer (or to stop).
+        return Plan::idle(
+            "PostgreSQL runs but does not answer SQL yet (starting up, recovering or \
+             stopping): waiting for it",
+        );
+    }
     let primary = match leader_ready(obs, leader) {
         Ok(m) => m,
         Err(wait) => return wait,

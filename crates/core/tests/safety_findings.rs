@@ -294,3 +294,18 @@ fn lab_a_registered_member_keeps_replication_access_after_its_key_expires() {
         "{plan:?}"
     );
 }
+
+/// Finding 11: a replica whose postmaster runs but does not answer SQL yet (a crash
+/// restart, a long start after a clone) is not diverged: no rewind, no re-clone.
+#[test]
+fn f11_an_unresponsive_replica_is_waited_for_not_rewound() {
+    let obs = Obs::new("b")
+        .leader("a", 7)
+        .member(primary("a", LSN, &["b"]))
+        .local(local_stopped(DataDir::Standby, None))
+        .with_local(|l| l.unresponsive = true)
+        .build();
+    let plan = decide(&obs);
+    assert!(plan.actions.is_empty(), "{plan:?}");
+    assert!(plan.reason.contains("does not answer"), "{}", plan.reason);
+}

@@ -36,6 +36,10 @@ use std::time::{Duration, Instant};
 /// suspected to have diverged.
 const STALL_AFTER: Duration = Duration::from_secs(5);
 
+/// How long a postmaster that does not answer SQL is waited for before the rules may
+/// treat its data directory as stuck (rewind, or re-clone keeping the old data aside).
+const UNRESPONSIVE_LIMIT: Duration = Duration::from_secs(300);
+
 /// Run the agent of the member configured in `config_path` until SIGTERM or Ctrl-C.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let cfg = pgbaton_config::load(config_path)?;
@@ -90,6 +94,8 @@ pub(crate) struct Agent {
     leaderless_since: Option<u64>,
     /// Since when the running standby has not been streaming.
     not_streaming_since: Option<Instant>,
+    /// Since when the postmaster has run without answering SQL.
+    unresponsive_since: Option<Instant>,
     /// PostgreSQL was running at the end of the last cycle.
     pg_running: bool,
     /// Promotions done by this member.
@@ -195,6 +201,7 @@ impl Agent {
             promotions: 0,
             pg_running: false,
             not_streaming_since: None,
+            unresponsive_since: None,
             rewinds: 0,
             shutdown: shutdown::Shutdown::listen()?,
         })
@@ -332,6 +339,17 @@ impl Agent {
             (true, Some(t)) => Some(t),
             (true, None) => Some(Instant::now()),
         };
+        self.unresponsive_since = match (core.unresponsive, self.unresponsive_since) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(Instant::now()),
+        };
+        if self
+            .unresponsive_since
+            .is_some_and(|t| t.elapsed() >= UNRESPONSIVE_LIMIT)
+        {
+            core.unresponsive = false;
+        }
         core.stream_stalled = self
             .not_streaming_since
             .is_some_and(|t| t.elapsed() >= STALL_AFTER);
