@@ -18,7 +18,9 @@ const ATTEMPTS: usize = 5;
 /// check fails or nothing changes.
 pub async fn edit_config(config: &Path, sets: &[String]) -> anyhow::Result<()> {
     if sets.is_empty() {
-        bail!("nothing to change: give at least one --set KEY=VALUE, e.g. --set loop_wait=2");
+        return Err(crate::exit::usage(
+            "nothing to change: give at least one --set KEY=VALUE, e.g. --set loop_wait=2",
+        ));
     }
     let mut patches = Vec::new();
     let mut bad = Vec::new();
@@ -29,18 +31,21 @@ pub async fn edit_config(config: &Path, sets: &[String]) -> anyhow::Result<()> {
         }
     }
     if !bad.is_empty() {
-        bail!("{}\nnothing was changed", bad.join("\n"));
+        return Err(crate::exit::usage(format!(
+            "{}\nnothing was changed",
+            bad.join("\n")
+        )));
     }
     let (cfg, store) = super::open(config).await?;
     let store = store.as_ref();
     let origin = format!("cluster {:?} config", cfg.cluster);
     for _ in 0..ATTEMPTS {
         let Some(entry) = store.get(KEY_CONFIG).await? else {
-            bail!(
+            return Err(crate::exit::refused(format!(
                 "the store has no config for cluster {:?} yet (it is not bootstrapped); change the bootstrap section of {} instead",
                 cfg.cluster,
                 config.display()
-            );
+            )));
         };
         let mut value: Value = serde_json::from_str(&entry.value)
             .map_err(|e| anyhow!("the store's {KEY_CONFIG} key is not JSON: {e}"))?;
@@ -55,7 +60,10 @@ pub async fn edit_config(config: &Path, sets: &[String]) -> anyhow::Result<()> {
             pgbaton_config::check_cluster_config_with_margin(&new, "", cfg.watchdog.safety_margin);
         if !problems.is_empty() {
             let lines: Vec<String> = problems.iter().map(|p| p.render(&origin)).collect();
-            bail!("{}\nnothing was changed", lines.join("\n"));
+            return Err(crate::exit::usage(format!(
+                "{}\nnothing was changed",
+                lines.join("\n")
+            )));
         }
         let changes = diff(&old, &new);
         if changes.is_empty() {
