@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     // The fence process needs no async runtime (and no idle worker threads).
     let command = match cli.command {
         Command::FenceWatchdog(args) => {
-            return finish(fence::run_watchdog(args).map_err(anyhow::Error::from));
+            return finish(fence::run_watchdog(args));
         }
         Command::Generate { what, dir } => return finish(generate::run(what, &dir)),
         other => other,
@@ -149,7 +149,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 store,
                 etcd_endpoints,
             };
-            demo::run(&opts).await
+            // The demo is a foreground tool for people: every error it reports exits 2,
+            // as before the exit codes were split.
+            demo::run(&opts)
+                .await
+                .map_err(|e| exit::usage(format!("{e:#}")))
         }
         // Dispatched before the runtime starts.
         Command::Check { .. } | Command::Generate { .. } | Command::FenceWatchdog(_) => Ok(()),

@@ -111,7 +111,7 @@ pub fn judge(rows: &[Row], paused: bool, limits: CheckLimits) -> Verdict {
     if paused {
         findings.push((Status::Warning, "paused (no automatic failover)".into()));
     }
-    findings.sort_by(|a, b| b.0.cmp(&a.0));
+    findings.sort_by_key(|f| std::cmp::Reverse(f.0));
     let status = findings.first().map(|f| f.0).unwrap_or(Status::Ok);
     Verdict {
         status,
