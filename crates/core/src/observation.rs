@@ -125,6 +125,9 @@ pub struct ClusterView {
     pub members: BTreeMap<String, MemberStatus>,
     /// The primary's last status report.
     pub status: Option<PrimaryStatus>,
+    /// The store revision of the `status` key, to rewrite it only if nobody else has
+    /// since (`None`: the key is absent).
+    pub status_revision: Option<i64>,
     /// Cluster-wide settings.
     pub config: ClusterConfig,
     /// A pending switchover or failover request, with its store revision.

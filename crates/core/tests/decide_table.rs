@@ -412,7 +412,7 @@ fn primary_duty_rules() {
         case(
             "the key holder is still in recovery after promotion began: finish it",
             as_primary().with_local(|l| l.in_recovery = Some(true)),
-            &["Promote"],
+            &["PublishStatus", "Promote"],
             "promoting",
         ),
         case(
@@ -662,7 +662,7 @@ fn no_leader_rules() {
         case(
             "the most advanced eligible replica wins",
             leaderless("b", 100).local(local_replica("host-a:5432", P_LSN)),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "most advanced eligible replica (rank 1)",
         )
         .has(Action::Promote {
@@ -678,7 +678,7 @@ fn no_leader_rules() {
         case(
             "after one grace period the second candidate may try",
             leaderless("c", 2500).local(local_replica("host-a:5432", P_LSN - 100)),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "rank 2",
         ),
         case(
@@ -700,7 +700,7 @@ fn no_leader_rules() {
                     ..replica("b", P_LSN)
                 })
                 .local(local_replica("host-a:5432", P_LSN - 100)),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "rank 1",
         ),
         case(
@@ -732,7 +732,7 @@ fn no_leader_rules() {
                     ..replica("b", P_LSN)
                 })
                 .local(local_replica("host-a:5432", P_LSN - 100)),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "rank 1",
         ),
         case(
@@ -768,7 +768,7 @@ fn no_leader_rules() {
                     ..Tags::default()
                 })
                 .local(local_replica("host-a:5432", P_LSN)),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "rank 1",
         ),
         case(
@@ -787,7 +787,7 @@ fn no_leader_rules() {
                     ..replica("c", P_LSN - 100)
                 })
                 .local(local_replica("host-a:5432", P_LSN - 100)),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "rank 1",
         ),
     ]);
@@ -871,7 +871,7 @@ fn switchover_rules() {
         case(
             "the candidate waits for the shutdown checkpoint, takes the key, promotes",
             stopped("b", 500).local(local_replica("host-a:5432", 0x6000)),
-            &["WaitForWal", "AcquireLeader", "Promote"],
+            &["WaitForWal", "AcquireLeader", "PublishStatus", "Promote"],
             "shutdown checkpoint",
         )
         .has(Action::WaitForWal { lsn: Lsn(0x6000) })
@@ -891,7 +891,7 @@ fn switchover_rules() {
             &["ClearSwitchover"],
             "timed out",
         )
-        .never(&["AcquireLeader", "Promote"]),
+        .never(&["AcquireLeader", "PublishStatus", "Promote"]),
         case(
             "the old primary waits while the switchover runs",
             stopped("a", 500).local(local_stopped(
@@ -942,7 +942,7 @@ fn operator_failover_rules() {
         case(
             "operator failover to a fit (streaming) member",
             base("c", failover_request("c", false)).local(local_replica("host-a:5432", P_LSN)),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "operator failover",
         )
         .has(Action::Promote {
@@ -955,11 +955,11 @@ fn operator_failover_rules() {
             &["ClearSwitchover"],
             "use --force",
         )
-        .never(&["AcquireLeader", "Promote"]),
+        .never(&["AcquireLeader", "PublishStatus", "Promote"]),
         case(
             "forced operator failover to a lagging member goes ahead and says data is lost",
             lagging("c", true),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "forced",
         ),
         case(
