@@ -90,6 +90,9 @@ Examples:
         /// KEY=VALUE, e.g. loop_wait=2, paused=true, parameters.work_mem=8MB; KEY=null resets it.
         #[arg(short, long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Output format: the diff for people, or `{cluster, changed, changes, config}`.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
     /// Show the cluster's members: role, state, timeline, LSN, lag, and why.
     #[command(after_help = "\

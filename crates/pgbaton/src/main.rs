@@ -81,7 +81,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Agent { config } => agent::run(&config.config).await,
         Command::CheckConfig { config, format } => cli::check_config(&config.config, format),
         Command::ShowConfig { config, format } => cli::show_config(&config.config, format).await,
-        Command::EditConfig { config, set } => cli::edit_config(&config.config, &set).await,
+        Command::EditConfig {
+            config,
+            set,
+            format,
+        } => cli::edit_config(&config.config, &set, format).await,
         Command::List { config, format } => cli::list(&config.config, format).await,
         Command::Dsn {
             config,

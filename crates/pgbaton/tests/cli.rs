@@ -209,6 +209,18 @@ async fn dsn_check_and_refusals_on_a_real_cluster() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("check JSON");
     assert_eq!(json["status"], "OK");
 
+    // edit-config in JSON: the new config and whether it changed.
+    for changed in [true, false] {
+        let out = c.pgbaton(
+            0,
+            &["edit-config", "--set", "loop_wait=2", "--format", "json"],
+        );
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(json["changed"], changed, "{json}");
+        assert_eq!(json["config"]["loop_wait"], 2, "{json}");
+    }
+
     // Refused by the cluster's state: 65; nothing changes.
     let out = c.pgbaton(0, &["switchover", "--to", "nosuch", "--force"]);
     assert_eq!(code(&out), 65, "{}", text(&out));
