@@ -41,7 +41,9 @@ if [ $# -eq 0 ] && [ "$(id -u)" -eq 0 ] && command -v dpkg >/dev/null 2>&1; then
   dpkg -i "$deb" >/dev/null
   /usr/bin/pgbaton --version
   /usr/bin/pgbaton check-config -c /etc/pgbaton/pgbaton.yaml.example >/dev/null
-  [ -f /usr/lib/systemd/system/pgbaton.service ] || [ -f /lib/systemd/system/pgbaton.service ]
+  unit=/usr/lib/systemd/system/pgbaton.service
+  [ -f "$unit" ] || unit=/lib/systemd/system/pgbaton.service
+  if command -v systemd-analyze >/dev/null 2>&1; then systemd-analyze verify "$unit"; else [ -f "$unit" ]; fi
   man -w pgbaton-switchover >/dev/null 2>&1 || [ -f /usr/share/man/man1/pgbaton-switchover.1.gz ]
   echo "package: $deb installed and checked in $(( $(date +%s) - t0 )) s"
 fi
