@@ -70,6 +70,18 @@ fn finish(result: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pgbaton: {e:#}");
+            let unreadable = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<pgbaton_config::ConfigError>(),
+                    Some(pgbaton_config::ConfigError::Read { .. })
+                )
+            });
+            if unreadable {
+                eprintln!(
+                    "pgbaton: the config file is -c FILE, else $PGBATON_CONFIG, else {}",
+                    args::DEFAULT_CONFIG
+                );
+            }
             ExitCode::from(exit::classify(&e).code())
         }
     }
