@@ -33,7 +33,8 @@ pub struct Cli {
 /// The config file option shared by every command that needs one.
 #[derive(Args, Clone, Debug)]
 pub struct ConfigArg {
-    /// A member's config file (any member's, for commands that act on the cluster).
+    /// A member's config file (any member's, for commands that act on the cluster);
+    /// without it, $PGBATON_CONFIG, else the default.
     #[arg(short, long, value_name = "FILE", env = "PGBATON_CONFIG", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 }
