@@ -321,12 +321,11 @@ fn primary_duties(obs: &Observation) -> Plan {
             .member_slot_retention
             .saturating_mul(1000),
     );
-    let mut hosts: Vec<String> = obs
-        .cluster
-        .members
-        .values()
-        .filter(|m| m.name != obs.me)
-        .map(|m| m.host.clone())
+    let known_hosts = registered_hosts(obs, &work.registry);
+    let mut hosts: Vec<String> = known_hosts
+        .iter()
+        .filter(|(name, _)| **name != obs.me)
+        .map(|(_, host)| host.clone())
         .collect();
     hosts.sort();
     hosts.dedup();
@@ -346,6 +345,7 @@ fn primary_duties(obs: &Observation) -> Plan {
         timeline: local.timeline.unwrap_or(1),
         updated_ms: obs.now_ms,
         registry: work.registry,
+        hosts: known_hosts,
     }));
     // Synchronous replication last: a failed compare-and-set of the sync key must not
     // keep the status from being published.
@@ -356,6 +356,26 @@ fn primary_duties(obs: &Observation) -> Plan {
     }
     actions.extend(sync.actions);
     Plan { actions, reason }
+}
+
+/// The host of every registered member: from its live member key, else the one the
+/// primary last recorded in the `status` key (issue 11: a member whose key expired
+/// during a partition keeps its replication access until `pgbaton remove`).
+fn registered_hosts(
+    obs: &Observation,
+    registry: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, String> {
+    let previous = obs.cluster.status.as_ref().map(|s| &s.hosts);
+    registry
+        .keys()
+        .filter_map(|name| {
+            let host = match obs.cluster.members.get(name) {
+                Some(m) => Some(m.host.clone()),
+                None => previous.and_then(|h| h.get(name).cloned()),
+            };
+            host.map(|h| (name.clone(), h))
+        })
+        .collect()
 }
 
 /// Synchronous replication is on (either mode).
@@ -417,6 +437,7 @@ fn claim_status(obs: &Observation) -> Action {
             .unwrap_or(1),
         updated_ms: obs.now_ms,
         registry: previous.map(|s| s.registry.clone()).unwrap_or_default(),
+        hosts: previous.map(|s| s.hosts.clone()).unwrap_or_default(),
     })
 }
 
@@ -432,6 +453,15 @@ fn replica_duties(obs: &Observation, leader: &str) -> Plan {
                 "member {leader} holds the leader key but this PostgreSQL runs as a primary: \
                  stopping it so that it cannot accept writes"
             ),
+        );
+    }
+    if local.unresponsive {
+        // Safety review finding 11: a postmaster that does not answer yet is not a
+        // diverged replica. Rewinding is impossible while it runs, and re-cloning would
+        // throw its data away; wait for it to answer (or to stop).
+        return Plan::idle(
+            "PostgreSQL runs but does not answer SQL yet (starting up, recovering or \
+             stopping): waiting for it",
         );
     }
     let primary = match leader_ready(obs, leader) {

@@ -220,6 +220,7 @@ mod tests {
             timeline: 1,
             updated_ms: 0,
             registry: BTreeMap::new(),
+            hosts: BTreeMap::new(),
         };
         let e = elect(&ms, Some(&status), 1024 * 1024, 0, false);
         assert!(e.ranking.is_empty());

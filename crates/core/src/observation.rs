@@ -54,6 +54,9 @@ pub struct Local {
     pub unrecorded_initdb: bool,
     /// Whether PostgreSQL is running and answering.
     pub running: bool,
+    /// A postmaster runs but does not answer SQL (starting up, in crash recovery,
+    /// shutting down). Its data directory is busy: nothing may rewind or replace it.
+    pub unresponsive: bool,
     /// Whether it is in recovery (a replica), when running.
     pub in_recovery: Option<bool>,
     /// The `host:port` its standby config currently follows, if any.

@@ -412,6 +412,10 @@ fn primary_duty_rules() {
             .iter()
             .map(|(n, t)| (n.to_string(), *t))
             .collect(),
+        hosts: [("a", "host-a"), ("b", "host-b"), ("c", "host-c")]
+            .iter()
+            .map(|(n, h)| (n.to_string(), h.to_string()))
+            .collect(),
     };
     run(vec![
         case(

@@ -236,6 +236,7 @@ fn world(g: &GenCluster, fresh_since: u64, since_of: impl Fn(usize) -> u64) -> W
         timeline: 1,
         updated_ms: fresh_since - 1,
         registry: BTreeMap::new(),
+        hosts: BTreeMap::new(),
     });
     base.cluster.status = status.clone();
     // The bootstrap owner is the dead primary too: no live member may take the key back.

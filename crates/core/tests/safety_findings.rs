@@ -257,3 +257,55 @@ fn f4_quorum_operator_failover_waits_for_fresh_reports() {
     assert!(!takes_key(&plan), "{plan:?}");
     assert!(plan.reason.contains("waiting for a"), "{}", plan.reason);
 }
+
+/// Issue 11 (lab): a partitioned member's key expires while a new primary takes over.
+/// The primary keeps allowing replication from its last known host while it is
+/// registered, so it can rejoin the moment the partition heals.
+#[test]
+fn lab_a_registered_member_keeps_replication_access_after_its_key_expires() {
+    let mut st = status("b", LSN, &[("a", NOW - 20_000), ("b", NOW), ("c", NOW)]);
+    st.hosts = [
+        ("a", "10.77.0.11"),
+        ("b", "10.77.0.12"),
+        ("c", "10.77.0.13"),
+    ]
+    .iter()
+    .map(|(n, h)| (n.to_string(), h.to_string()))
+    .collect();
+    let obs = Obs::new("b")
+        .leader("b", 7)
+        .my_lease(7)
+        .member(MemberStatus {
+            host: "10.77.0.12".into(),
+            ..primary("b", LSN, &["a", "c"])
+        })
+        .member(MemberStatus {
+            host: "10.77.0.13".into(),
+            ..replica("c", LSN)
+        })
+        .status(st)
+        .local(local_primary(LSN))
+        .build();
+    let plan = decide(&obs);
+    assert!(
+        plan.actions.contains(&Action::AllowReplicationFrom {
+            hosts: vec!["10.77.0.11".into(), "10.77.0.13".into()]
+        }),
+        "{plan:?}"
+    );
+}
+
+/// Finding 11: a replica whose postmaster runs but does not answer SQL yet (a crash
+/// restart, a long start after a clone) is not diverged: no rewind, no re-clone.
+#[test]
+fn f11_an_unresponsive_replica_is_waited_for_not_rewound() {
+    let obs = Obs::new("b")
+        .leader("a", 7)
+        .member(primary("a", LSN, &["b"]))
+        .local(local_stopped(DataDir::Standby, None))
+        .with_local(|l| l.unresponsive = true)
+        .build();
+    let plan = decide(&obs);
+    assert!(plan.actions.is_empty(), "{plan:?}");
+    assert!(plan.reason.contains("does not answer"), "{}", plan.reason);
+}

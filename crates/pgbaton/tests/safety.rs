@@ -137,3 +137,137 @@ async fn f1_old_primary_never_takes_the_cluster_back_from_a_newer_timeline() {
     );
     assert!(!c.log(p).contains("taking the leader key back"));
 }
+
+/// The pid of the fence process (`pgbaton fence-watchdog`) started by agent `agent`.
+fn fence_pid(agent: u32) -> Option<i32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if ppid == Some(agent) && String::from_utf8_lossy(&cmdline).contains("fence-watchdog") {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// Finding 3 (confirmed: two primaries for about 10 s): the primary's fence process is
+/// killed, then the store becomes unreachable. The agent used to start a new fence only
+/// after a successful store read, so PostgreSQL stayed writable for the whole outage,
+/// long past the moment its lease could expire and a replica that still reached the
+/// store could be promoted. It must stop accepting writes by `ttl - safety_margin`.
+#[tokio::test(flavor = "multi_thread")]
+async fn f3_a_dead_fence_still_fences_the_primary_during_a_store_outage() {
+    let mut c = TestCluster::new(2, StoreKind::Local);
+    for i in 0..2 {
+        c.set_timing(i, 10, 1, 2);
+    }
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    let agent = c.nodes[p].agent.as_ref().expect("agent").id();
+    let fence = wait_for("the fence process", UP, || async { fence_pid(agent) }).await;
+    let client = c.connect(p).await;
+    client
+        .batch_execute("create table probe (id bigserial)")
+        .await
+        .expect("table");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(fence), Signal::SIGKILL).expect("kill");
+    let guard =
+        pgbaton_store::local::LocalStore::freeze_for_tests(&c.dir.path().join("store"), &c.cluster)
+            .expect("freeze the store");
+    let frozen_at = Instant::now();
+    // Write until the primary stops accepting writes (or 20 s: the lease is long gone).
+    let mut last_ack = None;
+    while frozen_at.elapsed() < Duration::from_secs(20) {
+        let insert = client.execute("insert into probe values (default)", &[]);
+        match tokio::time::timeout(Duration::from_secs(1), insert).await {
+            Ok(Ok(_)) => last_ack = Some(frozen_at.elapsed()),
+            _ => break,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(guard);
+    let last = last_ack.expect("the primary acknowledged nothing after the cut");
+    // ttl 10 - safety margin: the lease cannot expire before 10 s after the last
+    // renewal; writes must stop before (the margin's default leaves ~8 s).
+    assert!(
+        last < Duration::from_millis(9_000),
+        "the primary kept accepting writes {last:?} after its store was cut off, with \
+         its fence process dead:\n{}",
+        c.log(p)
+    );
+    eprintln!("last write acknowledged {last:?} after the cut");
+    // After the outage the cluster heals (a fence runs again).
+    c.wait_healthy(UP).await;
+    let agent = c.nodes[p].agent.as_ref().expect("agent").id();
+    wait_for("a new fence process", UP, || async { fence_pid(agent) }).await;
+}
+
+/// Finding 7: after a failover, the old primary stays stopped while the cluster is
+/// paused. `pgbaton restart` on it used to start its data directory as it was: a
+/// writable primary beside the new one. It must not start it without the leader key.
+#[tokio::test(flavor = "multi_thread")]
+async fn f7_restart_never_starts_a_former_primary_writable_without_the_key() {
+    let mut c = TestCluster::new(2, StoreKind::Local);
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    let r = 1 - p;
+    c.signal_agent(p, Signal::SIGSTOP);
+    wait_for("the replica to take over", UP, || async {
+        writable(&c, r).await.then_some(())
+    })
+    .await;
+    let out = c.pgbaton(r, &["pause"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.signal_agent(p, Signal::SIGCONT);
+    let name = c.nodes[p].name.clone();
+    wait_for(
+        "the old primary to idle, paused and stopped",
+        UP,
+        || async {
+            let log = c.log(p);
+            (log.contains("paused") && common::postmaster_pid(&c.nodes[p].data_dir).is_none())
+                .then_some(())
+        },
+    )
+    .await;
+    // The request is accepted once the old primary's agent has published itself again.
+    // (The command then waits for a running member; it gives up after --timeout.)
+    wait_for("the restart request to be accepted", UP, || async {
+        let out = c.pgbaton(r, &["restart", &name, "--timeout", "3"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains("requested")
+            .then_some(())
+    })
+    .await;
+    // Its data directory has no standby.signal: any postmaster on it is a writable
+    // primary once it accepts connections (at 382e02b, for about 150 ms, until the next
+    // cycle stopped it again).
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        assert!(
+            common::postmaster_pid(&c.nodes[p].data_dir).is_none(),
+            "the old primary was restarted as a primary beside the new one:\n{}",
+            c.log(p)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!c.log(p).contains("runs as a primary: stopping it"));
+    let out = c.pgbaton(r, &["resume"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(c.wait_healthy(UP).await, r);
+}

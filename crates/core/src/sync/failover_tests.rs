@@ -72,6 +72,7 @@ fn obs(me: &str, listed: &[&str], strict: bool) -> Observation {
                 timeline: 1,
                 updated_ms: 1,
                 registry: Default::default(),
+                hosts: Default::default(),
             }),
             config,
             sync: Some((

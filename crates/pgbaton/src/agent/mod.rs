@@ -10,6 +10,7 @@
 //!
 //! The lease is renewed by its own task ([`lease`]), never by this loop.
 
+mod backstop;
 mod execute;
 mod lease;
 mod observe;
@@ -17,6 +18,7 @@ mod publish;
 mod reload;
 mod settings;
 mod shutdown;
+mod startup;
 mod transitions;
 mod wake;
 
@@ -35,11 +37,18 @@ use std::time::{Duration, Instant};
 /// suspected to have diverged.
 const STALL_AFTER: Duration = Duration::from_secs(5);
 
+/// How long a postmaster that does not answer SQL is waited for before the rules may
+/// treat its data directory as stuck (rewind, or re-clone keeping the old data aside).
+const UNRESPONSIVE_LIMIT: Duration = Duration::from_secs(300);
+
 /// Run the agent of the member configured in `config_path` until SIGTERM or Ctrl-C.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let cfg = pgbaton_config::load(config_path)?;
-    crate::logging::init(cfg.log.level.as_deref(), &cfg.name);
-    let mut agent = Agent::new(cfg, config_path).await?;
+    crate::logging::init(&cfg).map_err(|e| crate::exit::bad_config(format!("{e:#}")))?;
+    let Some(mut agent) = Agent::new(cfg, config_path).await? else {
+        tracing::info!("shutdown requested before the store answered");
+        return Ok(());
+    };
     crate::api::spawn(crate::api::ApiContext {
         snapshot: agent.api_state.subscribe(),
         store: agent.store.clone(),
@@ -55,6 +64,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         )
     })?;
     let result = agent.run().await;
+    crate::sdnotify::stopping();
     agent.stop().await;
     result
 }
@@ -89,6 +99,8 @@ pub(crate) struct Agent {
     leaderless_since: Option<u64>,
     /// Since when the running standby has not been streaming.
     not_streaming_since: Option<Instant>,
+    /// Since when the postmaster has run without answering SQL.
+    unresponsive_since: Option<Instant>,
     /// PostgreSQL was running at the end of the last cycle.
     pg_running: bool,
     /// Promotions done by this member.
@@ -113,26 +125,27 @@ pub(crate) struct Agent {
 }
 
 impl Agent {
-    async fn new(cfg: NodeConfig, config_path: &Path) -> anyhow::Result<Agent> {
+    /// Connect to the store (waiting for it as long as it takes) and start the fence
+    /// process. `None` when a shutdown was requested before the store answered.
+    async fn new(cfg: NodeConfig, config_path: &Path) -> anyhow::Result<Option<Agent>> {
+        let shutdown = shutdown::Shutdown::listen()?;
         let bootstrap_timeout = Duration::from_secs(cfg.bootstrap.retry_timeout.max(1));
         let mut store = crate::storeconn::open(&cfg, bootstrap_timeout).await?;
         // Once the cluster exists, its timing lives in the store's `config` key
         // (`pgbaton edit-config`); the file's `bootstrap` section only seeds it.
-        let cluster_config = match store.get(pgbaton_core::model::KEY_CONFIG).await {
-            Ok(Some(e)) => match serde_json::from_str::<ClusterConfig>(&e.value) {
+        let key = pgbaton_core::model::KEY_CONFIG;
+        let Some(entry) = startup::get_retrying(store.as_ref(), key, &shutdown).await else {
+            return Ok(None);
+        };
+        let cluster_config = match entry {
+            Some(e) => match serde_json::from_str::<ClusterConfig>(&e.value) {
                 Ok(c) => c,
                 Err(err) => {
                     tracing::warn!("the store's config key is unreadable ({err}); using bootstrap");
                     cfg.bootstrap.clone()
                 }
             },
-            Ok(None) => cfg.bootstrap.clone(),
-            Err(err) => {
-                tracing::warn!(
-                    "cannot read the cluster config from the store ({err}); using bootstrap"
-                );
-                cfg.bootstrap.clone()
-            }
+            None => cfg.bootstrap.clone(),
         };
         let call_timeout = Duration::from_secs(cluster_config.retry_timeout.max(1));
         if call_timeout != bootstrap_timeout {
@@ -163,12 +176,13 @@ impl Agent {
             fence,
             Duration::from_secs(cfg.watchdog.safety_margin),
         ));
+        backstop::spawn(fence.clone(), cfg.data_dir.clone());
         let lease = lease::spawn(store.clone(), ttl, fence.clone());
         let (api_state, _) = tokio::sync::watch::channel(crate::api::AgentSnapshot::initial(
             &cfg.name,
             cluster_config.clone(),
         ));
-        Ok(Agent {
+        Ok(Some(Agent {
             config_path: config_path.to_path_buf(),
             reload_requested: reload::listen()?,
             settings_dirty: false,
@@ -193,9 +207,10 @@ impl Agent {
             promotions: 0,
             pg_running: false,
             not_streaming_since: None,
+            unresponsive_since: None,
             rewinds: 0,
-            shutdown: shutdown::Shutdown::listen()?,
-        })
+            shutdown,
+        }))
     }
 
     async fn run(&mut self) -> anyhow::Result<()> {
@@ -210,7 +225,9 @@ impl Agent {
             tracing::warn!("no store lease after 5 s: is the store reachable? retrying");
         }
         let mut last: Option<Snapshot> = None;
+        crate::sdnotify::ready("running the HA loop");
         while !self.shutdown.requested() {
+            crate::sdnotify::alive();
             let started = Instant::now();
             let failed = match self.cycle().await {
                 Ok(snap) => {
@@ -224,7 +241,7 @@ impl Agent {
                 }
             };
             if let Some(msg) = self.fatal.take() {
-                anyhow::bail!("{msg}");
+                return Err(crate::exit::refused(msg));
             }
             tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -248,7 +265,8 @@ impl Agent {
     /// by this member's own previous run stops changing and expires with its lease.
     async fn check_name_is_free(&self) -> anyhow::Result<()> {
         let key = pgbaton_core::model::member_key(&self.cfg.name);
-        let Some(first) = self.store.get(&key).await? else {
+        let store = self.store.as_ref();
+        let Some(Some(first)) = startup::get_retrying(store, &key, &self.shutdown).await else {
             return Ok(());
         };
         tracing::info!(
@@ -259,21 +277,21 @@ impl Agent {
             Instant::now() + Duration::from_secs(self.cluster_config.ttl) + Duration::from_secs(1);
         while Instant::now() < deadline && !self.shutdown.requested() {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            match self.store.get(&key).await? {
-                None => return Ok(()),
-                Some(e) if e.mod_revision != first.mod_revision => {
+            match startup::get_retrying(store, &key, &self.shutdown).await {
+                None | Some(None) => return Ok(()),
+                Some(Some(e)) if e.mod_revision != first.mod_revision => {
                     let other = serde_json::from_str::<pgbaton_core::model::MemberStatus>(&e.value)
                         .map(|m| {
                             format!(" (PostgreSQL at {}:{}, API {})", m.host, m.port, m.api_url)
                         })
                         .unwrap_or_default();
-                    anyhow::bail!(
+                    return Err(crate::exit::refused(format!(
                         "member name {:?} is already used by a running agent{other}; every member \
                          needs a unique `name` in its config file",
                         self.cfg.name
-                    );
+                    )));
                 }
-                Some(_) => {}
+                Some(Some(_)) => {}
             }
         }
         Ok(())
@@ -289,6 +307,9 @@ impl Agent {
         {
             self.settings_dirty = true;
         }
+        // Before anything that can fail: a dead fence is replaced even while the store
+        // is unreachable, which is exactly when it matters (safety review finding 3).
+        self.ensure_fence().await;
         let read_sent = crate::fence::now();
         let snap = self.store.snapshot().await?;
         let (view, problems) = cluster_view(
@@ -327,6 +348,17 @@ impl Agent {
             (true, Some(t)) => Some(t),
             (true, None) => Some(Instant::now()),
         };
+        self.unresponsive_since = match (core.unresponsive, self.unresponsive_since) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(Instant::now()),
+        };
+        if self
+            .unresponsive_since
+            .is_some_and(|t| t.elapsed() >= UNRESPONSIVE_LIMIT)
+        {
+            core.unresponsive = false;
+        }
         core.stream_stalled = self
             .not_streaming_since
             .is_some_and(|t| t.elapsed() >= STALL_AFTER);
@@ -348,6 +380,7 @@ impl Agent {
             let _ = self
                 .publish(&obs, &local, "restarting PostgreSQL on operator request")
                 .await;
+            let _alive = crate::sdnotify::KeepAlive::start();
             if let Err(e) = self.restart_postgres(&obs).await {
                 tracing::error!("restart failed: {e:#}");
             }
@@ -377,6 +410,8 @@ impl Agent {
                 break;
             }
             let name = execute::describe(&action);
+            // Long steps (a clone, a crash recovery) keep the systemd watchdog fed.
+            let _alive = long_running(&action).then(crate::sdnotify::KeepAlive::start);
             if let Err(e) = self.execute(&action, &obs).await {
                 tracing::error!("{name} failed: {e:#}");
                 break;
@@ -390,7 +425,7 @@ impl Agent {
     }
 
     /// Tell the fence what this cycle saw: leading (re-arm from this read), or no
-    /// longer a writable primary (disarm). Restart the fence process if it died.
+    /// longer a writable primary (disarm).
     async fn feed_fence(&mut self, obs: &Observation, read_sent: Duration) {
         let leads = obs.cluster.leader.as_deref() == Some(self.cfg.name.as_str())
             && obs.my_lease.is_some()
@@ -406,6 +441,11 @@ impl Agent {
         if let Err(e) = fed {
             tracing::error!("cannot feed the fence process: {e}");
         }
+    }
+
+    /// Restart the fence process if it died; the new one is armed at once with what
+    /// the old one was told.
+    async fn ensure_fence(&mut self) {
         if !self.fence.is_alive() {
             tracing::error!(
                 "the fence process died ({}); starting a new one",
@@ -465,6 +505,7 @@ impl Agent {
         };
         let mut seen = last.revision;
         loop {
+            crate::sdnotify::alive();
             let now = Instant::now();
             if now >= deadline || self.shutdown.requested() {
                 return;
@@ -510,4 +551,25 @@ fn activity(actions: &[Action], local: &pgbaton_core::Local) -> Option<PgState> 
         Action::Reclone { .. } => Some(PgState::CreatingReplica),
         _ => None,
     })
+}
+
+/// Whether `action` runs a program whose duration grows with the data (initdb, a clone,
+/// pg_rewind, a start with crash recovery, a shutdown checkpoint): the systemd watchdog
+/// is fed from a side task while it runs, so only a hung loop, not a big database,
+/// gets the agent restarted.
+fn long_running(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Initdb
+            | Action::StartPrimary
+            | Action::StartStandby
+            | Action::StopPostgres
+            | Action::CloneFrom { .. }
+            | Action::Follow { .. }
+            | Action::HandOver { .. }
+            | Action::WaitForWal { .. }
+            | Action::Promote { .. }
+            | Action::Rewind { .. }
+            | Action::Reclone { .. }
+    )
 }
