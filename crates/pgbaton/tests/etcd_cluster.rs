@@ -1,5 +1,6 @@
 //! End-to-end on etcd: a cluster on a 3-member etcd is not disturbed when one etcd
-//! member dies, and `pgbaton demo --store etcd` comes up and stops cleanly.
+//! member dies or when someone writes undecodable entries under its prefix, and
+//! `pgbaton demo --store etcd` comes up and stops cleanly.
 
 mod common;
 
@@ -433,4 +434,85 @@ fn processes_under(dir: &Path) -> Vec<String> {
                 .then(|| format!("{}: {cmd}", e.file_name().to_string_lossy()))
         })
         .collect()
+}
+
+/// `etcdctl put KEY VALUE` with raw bytes against `endpoint`.
+fn etcdctl_put(endpoint: &str, key: &[u8], value: &[u8]) {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("put")
+        .arg(std::ffi::OsStr::from_bytes(key))
+        .arg(std::ffi::OsStr::from_bytes(value))
+        .output()
+        .expect("run etcdctl (apt-get install -y etcd-client)");
+    assert!(
+        out.status.success(),
+        "etcdctl put failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A value and a key that are not UTF-8, written under the cluster's prefix by someone
+/// else, must not stop any member from reading the cluster: the primary keeps its
+/// lease and its writes, nobody fails over or fences, and each member warns about each
+/// bad key once instead of on every loop.
+#[tokio::test(flavor = "multi_thread")]
+async fn undecodable_entries_in_etcd_do_not_disturb_the_cluster() {
+    let mut c = TestCluster::new(3, common::StoreKind::Etcd);
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    let primary = c.nodes[p].name.clone();
+    let w = c.connect(p).await;
+    w.batch_execute("create table beat (n int primary key)")
+        .await
+        .expect("create table on the primary");
+    let marks: Vec<usize> = (0..3).map(|i| c.log(i).len()).collect();
+
+    let endpoint = etcd_of(&c).endpoint(0);
+    let prefix = format!("/pgbaton/{}/", c.cluster);
+    etcdctl_put(&endpoint, format!("{prefix}junk").as_bytes(), b"\xff");
+    etcdctl_put(
+        &endpoint,
+        &[prefix.as_bytes(), b"bad\xfekey"].concat(),
+        b"{}",
+    );
+
+    let until = Instant::now() + 3 * TTL;
+    let mut writes = 0;
+    while Instant::now() < until {
+        assert_undisturbed(&c.list(0), &primary, 3);
+        writes += 1;
+        if let Err(e) = w.execute("insert into beat values ($1)", &[&writes]).await {
+            panic!("write {writes} on the primary {primary} failed after the bad entries: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(writes > 20, "only {writes} rounds in {:?}", 3 * TTL);
+    assert_eq!(
+        c.query_one(p, "select pg_is_in_recovery()::text")
+            .await
+            .as_deref(),
+        Some("false")
+    );
+    for (i, &mark) in marks.iter().enumerate() {
+        let log = c.log(i);
+        let after = &log[mark..];
+        for line in after.lines() {
+            let lower = line.to_lowercase();
+            if let Some(word) = DISTURBANCES.iter().find(|w| lower.contains(*w)) {
+                panic!(
+                    "{} logged {word:?} after the bad entries:\n{line}\n--- log since then ---\n{after}",
+                    c.nodes[i].name
+                );
+            }
+        }
+        let warnings = after.lines().filter(|l| l.contains("not UTF-8")).count();
+        assert!(
+            (1..=2).contains(&warnings),
+            "{} warned {warnings} times about the 2 bad entries:\n{after}",
+            c.nodes[i].name
+        );
+    }
 }
