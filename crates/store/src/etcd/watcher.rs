@@ -101,9 +101,13 @@ async fn watch_once(
     tx: &watch::Sender<WatchState>,
     call_timeout: Duration,
 ) -> Result<(), String> {
+    // Read the revision first even when resuming: it proves the endpoint answers, and it
+    // renews an expired auth token (etcd refuses a watch with a stale token by
+    // cancelling it as "permission denied", which the watch call itself cannot tell
+    // from a real refusal).
+    let rev = current_revision(client, namespace, call_timeout).await?;
     let known = tx.borrow().revision;
     let start = if known == 0 {
-        let rev = current_revision(client, namespace, call_timeout).await?;
         publish(tx, rev);
         rev + 1
     } else {
