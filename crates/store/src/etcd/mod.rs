@@ -205,12 +205,19 @@ fn channel(
             "invalid etcd endpoint {url:?} in store.etcd.endpoints: {e}"
         ))
     };
-    let mut ep = Endpoint::from_shared(url.to_string())
+    // A bare HOST:PORT means plain HTTP (with TLS, `validate` demands https://).
+    let full = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    };
+    let mut ep = Endpoint::from_shared(full)
         .map_err(bad)?
         .connect_timeout(call_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(call_timeout);
+        .keep_alive_timeout(call_timeout)
+        .keep_alive_while_idle(true);
     if let Some(tls) = tls {
         ep = ep.tls_config(tls).map_err(bad)?;
     }
@@ -441,5 +448,18 @@ impl Store for EtcdStore {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn endpoints_without_scheme_are_plain_http() {
+        assert!(channel("127.0.0.1:2379", None, DEFAULT_CALL_TIMEOUT).is_ok());
+        assert!(channel("http://127.0.0.1:2379", None, DEFAULT_CALL_TIMEOUT).is_ok());
+        let err = channel("http://[bad", None, DEFAULT_CALL_TIMEOUT).unwrap_err();
+        assert!(err.to_string().contains("store.etcd.endpoints"), "{err}");
     }
 }
