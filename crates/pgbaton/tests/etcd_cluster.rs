@@ -508,11 +508,23 @@ async fn undecodable_entries_in_etcd_do_not_disturb_the_cluster() {
                 );
             }
         }
-        let warnings = after.lines().filter(|l| l.contains("not UTF-8")).count();
+        let warnings: Vec<&str> = after.lines().filter(|l| l.contains("not UTF-8")).collect();
         assert!(
-            (1..=2).contains(&warnings),
-            "{} warned {warnings} times about the 2 bad entries:\n{after}",
-            c.nodes[i].name
+            (1..=2).contains(&warnings.len()),
+            "{} warned {} times about the 2 bad entries:\n{after}",
+            c.nodes[i].name,
+            warnings.len()
         );
+        // Each names the key the way a shell takes it back: etcdctl del $'...'.
+        for w in &warnings {
+            assert!(
+                w.contains(&format!("etcdctl del $'{prefix}junk'"))
+                    || w.contains(&format!("etcdctl del $'{prefix}bad\\xfekey'")),
+                "{w}"
+            );
+        }
+        if i == 0 {
+            eprintln!("{}", warnings.join("\n"));
+        }
     }
 }

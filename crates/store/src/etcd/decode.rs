@@ -34,11 +34,11 @@ impl Skipped {
         for (kv, why) in bad {
             if reported.get(&kv.key) != Some(&kv.mod_revision) {
                 tracing::warn!(
-                    "ignoring etcd key \"{}\" (written at revision {}): {why}; pgbaton never \
-                     writes such an entry: delete it with `etcdctl del` unless another program \
-                     owns it",
-                    kv.key.escape_ascii(),
+                    "ignoring etcd key $'{key}' (written at revision {}): {why}; pgbaton never \
+                     writes such an entry: unless another program owns it, delete it with \
+                     `etcdctl del $'{key}'`",
                     kv.mod_revision,
+                    key = kv.key.escape_ascii(),
                 );
                 reported.insert(kv.key, kv.mod_revision);
             }
