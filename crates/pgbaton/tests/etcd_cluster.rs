@@ -130,6 +130,13 @@ async fn undisturbed_by_losing(victim: Victim) {
         })
         .await;
     }
+    undisturbed_logs(&c, &marks, "the etcd kill");
+}
+
+/// Each member's log since `marks`, after checking that no line shows a disturbance
+/// (see [`DISTURBANCES`]) since `event`; WARN and ERROR lines are printed.
+fn undisturbed_logs(c: &TestCluster, marks: &[usize], event: &str) -> Vec<String> {
+    let mut logs = Vec::new();
     for (i, &mark) in marks.iter().enumerate() {
         let log = c.log(i);
         let after = &log[mark..];
@@ -137,15 +144,17 @@ async fn undisturbed_by_losing(victim: Victim) {
             let lower = line.to_lowercase();
             if let Some(word) = DISTURBANCES.iter().find(|w| lower.contains(*w)) {
                 panic!(
-                    "{} logged {word:?} after the etcd kill:\n{line}\n--- log since the kill ---\n{after}",
+                    "{} logged {word:?} after {event}:\n{line}\n--- log since then ---\n{after}",
                     c.nodes[i].name
                 );
             }
             if line.contains(" WARN ") || line.contains(" ERROR ") {
-                eprintln!("{} after the kill: {line}", c.nodes[i].name);
+                eprintln!("{} after {event}: {line}", c.nodes[i].name);
             }
         }
+        logs.push(after.to_string());
     }
+    logs
 }
 
 /// Exactly `n` members, `primary` the only primary and leader, the others streaming.
@@ -436,24 +445,6 @@ fn processes_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `etcdctl put KEY VALUE` with raw bytes against `endpoint`.
-fn etcdctl_put(endpoint: &str, key: &[u8], value: &[u8]) {
-    use std::os::unix::ffi::OsStrExt;
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .arg("put")
-        .arg(std::ffi::OsStr::from_bytes(key))
-        .arg(std::ffi::OsStr::from_bytes(value))
-        .output()
-        .expect("run etcdctl (apt-get install -y etcd-client)");
-    assert!(
-        out.status.success(),
-        "etcdctl put failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A value and a key that are not UTF-8, written under the cluster's prefix by someone
 /// else, must not stop any member from reading the cluster: the primary keeps its
 /// lease and its writes, nobody fails over or fences, and each member warns about each
@@ -470,13 +461,26 @@ async fn undecodable_entries_in_etcd_do_not_disturb_the_cluster() {
         .expect("create table on the primary");
     let marks: Vec<usize> = (0..3).map(|i| c.log(i).len()).collect();
 
-    let endpoint = etcd_of(&c).endpoint(0);
+    // Raw bytes as etcdctl arguments: `etcdctl put /pgbaton/test/junk $'\xff'`.
     let prefix = format!("/pgbaton/{}/", c.cluster);
-    etcdctl_put(&endpoint, format!("{prefix}junk").as_bytes(), b"\xff");
-    etcdctl_put(
-        &endpoint,
-        &[prefix.as_bytes(), b"bad\xfekey"].concat(),
-        b"{}",
+    let os =
+        |b: &[u8]| <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b).to_os_string();
+    let etcd = etcd_of(&c);
+    etcd.etcdctl(
+        0,
+        &[
+            os(b"put"),
+            os(format!("{prefix}junk").as_bytes()),
+            os(b"\xff"),
+        ],
+    );
+    etcd.etcdctl(
+        0,
+        &[
+            os(b"put"),
+            os(&[prefix.as_bytes(), b"bad\xfekey"].concat()),
+            os(b"{}"),
+        ],
     );
 
     let until = Instant::now() + 3 * TTL;
@@ -496,18 +500,8 @@ async fn undecodable_entries_in_etcd_do_not_disturb_the_cluster() {
             .as_deref(),
         Some("false")
     );
-    for (i, &mark) in marks.iter().enumerate() {
-        let log = c.log(i);
-        let after = &log[mark..];
-        for line in after.lines() {
-            let lower = line.to_lowercase();
-            if let Some(word) = DISTURBANCES.iter().find(|w| lower.contains(*w)) {
-                panic!(
-                    "{} logged {word:?} after the bad entries:\n{line}\n--- log since then ---\n{after}",
-                    c.nodes[i].name
-                );
-            }
-        }
+    let logs = undisturbed_logs(&c, &marks, "the bad entries");
+    for (i, after) in logs.iter().enumerate() {
         let warnings: Vec<&str> = after.lines().filter(|l| l.contains("not UTF-8")).collect();
         assert!(
             (1..=2).contains(&warnings.len()),
@@ -522,9 +516,6 @@ async fn undecodable_entries_in_etcd_do_not_disturb_the_cluster() {
                     || w.contains(&format!("etcdctl del $'{prefix}bad\\xfekey'")),
                 "{w}"
             );
-        }
-        if i == 0 {
-            eprintln!("{}", warnings.join("\n"));
         }
     }
 }

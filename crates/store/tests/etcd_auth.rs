@@ -8,38 +8,17 @@ use pgbaton_store::testkit::EtcdCluster;
 use pgbaton_store::{Expect, Store, StoreError};
 use std::time::{Duration, Instant};
 
-/// Run `etcdctl` against `endpoint` (as `user` when given); panics when it fails.
-fn etcdctl(endpoint: &str, user: Option<&str>, args: &[&str]) {
-    let mut cmd = std::process::Command::new("etcdctl");
-    cmd.env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"));
-    if let Some(u) = user {
-        cmd.arg(format!("--user={u}"));
-    }
-    let out = cmd
-        .args(args)
-        .output()
-        .expect("run etcdctl (apt-get install -y etcd-client)");
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Enable auth: a root user, and user `pgbaton` (password `pw`) allowed under /pgbaton/.
-fn enable_auth(endpoint: &str) {
-    etcdctl(endpoint, None, &["user", "add", "root:rootpw"]);
-    etcdctl(endpoint, None, &["role", "add", "root"]);
-    etcdctl(endpoint, None, &["user", "grant-role", "root", "root"]);
-    etcdctl(endpoint, None, &["auth", "enable"]);
-    let root = Some("root:rootpw");
-    etcdctl(endpoint, root, &["user", "add", "pgbaton:pw"]);
-    etcdctl(endpoint, root, &["role", "add", "pgbaton"]);
-    etcdctl(
-        endpoint,
-        root,
+fn enable_auth(etcd: &EtcdCluster) {
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["role", "add", "root"],
+        &["user", "grant-role", "root", "root"],
+        &["auth", "enable"],
+        &["--user=root:rootpw", "user", "add", "pgbaton:pw"],
+        &["--user=root:rootpw", "role", "add", "pgbaton"],
         &[
+            "--user=root:rootpw",
             "role",
             "grant-permission",
             "pgbaton",
@@ -47,12 +26,16 @@ fn enable_auth(endpoint: &str) {
             "readwrite",
             "/pgbaton/",
         ],
-    );
-    etcdctl(
-        endpoint,
-        root,
-        &["user", "grant-role", "pgbaton", "pgbaton"],
-    );
+        &[
+            "--user=root:rootpw",
+            "user",
+            "grant-role",
+            "pgbaton",
+            "pgbaton",
+        ],
+    ] {
+        etcd.etcdctl(0, args);
+    }
 }
 
 async fn connect(cluster: &EtcdCluster, user: Option<(&str, &str)>) -> EtcdStore {
@@ -85,7 +68,7 @@ async fn watch_wakes(waiter: &EtcdStore, writer: &EtcdStore, limit: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_with_user_and_password() {
     let cluster = EtcdCluster::start(1);
-    enable_auth(&cluster.endpoint(0));
+    enable_auth(&cluster);
     let s = connect(&cluster, Some(("pgbaton", "pw"))).await;
 
     // Every store call works with the token.
