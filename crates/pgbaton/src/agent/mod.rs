@@ -12,6 +12,7 @@
 
 mod backstop;
 mod execute;
+mod freshness;
 mod lease;
 mod observe;
 mod publish;
@@ -101,6 +102,8 @@ pub(crate) struct Agent {
     not_streaming_since: Option<Instant>,
     /// Since when the postmaster has run without answering SQL.
     unresponsive_since: Option<Instant>,
+    /// When this agent first saw each member report (finding 6: no cross-host clocks).
+    freshness: freshness::Freshness,
     /// PostgreSQL was running at the end of the last cycle.
     pg_running: bool,
     /// Promotions done by this member.
@@ -208,6 +211,7 @@ impl Agent {
             pg_running: false,
             not_streaming_since: None,
             unresponsive_since: None,
+            freshness: freshness::Freshness::default(),
             rewinds: 0,
             shutdown,
         }))
@@ -339,6 +343,18 @@ impl Agent {
             (None, Some(t)) => Some(t),
             (None, None) => Some(now_ms),
         };
+        let revisions: std::collections::BTreeMap<String, i64> = snap
+            .entries
+            .values()
+            .filter_map(|e| {
+                e.key
+                    .strip_prefix(pgbaton_core::model::MEMBERS_PREFIX)
+                    .map(|name| (name.to_string(), e.mod_revision))
+            })
+            .collect();
+        let mut view = view;
+        self.freshness
+            .stamp(&mut view.members, &revisions, now_ms, self.leaderless_since);
         let mut core = local.core.clone();
         core.start_failed = self.start_failed && !core.running;
         // A standby that has not streamed for STALL_AFTER is stalled.
