@@ -1,0 +1,244 @@
+//! One lab run: wait for a healthy cluster, record while a fault is injected and healed,
+//! wait for the heal, and judge.
+
+use crate::checker::{self, connect, socket_config, Recorder};
+use crate::cluster::{Lab, Mode};
+use crate::fault::{Fault, Kind};
+use crate::rng::Rng;
+use anyhow::{bail, Result};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// The verdict of one run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub seed: u64,
+    pub mode: Mode,
+    pub fault: String,
+    pub kind: Option<Kind>,
+    pub acked: usize,
+    pub lost: usize,
+    pub split_brain: usize,
+    /// From the heal to one primary with every other member streaming.
+    pub heal: Option<Duration>,
+    /// Why the run failed, if it did.
+    pub failure: Option<String>,
+}
+
+/// Whether each member is a primary (`Some(true)`), a replica (`Some(false)`) or unreachable.
+pub async fn roles(lab: &Lab) -> Vec<Option<bool>> {
+    let mut out = Vec::new();
+    for i in 0..lab.opts.hosts {
+        let r = match connect(&socket_config(&lab.socket_dir(i)), Duration::from_secs(1)).await {
+            Some(c) => tokio::time::timeout(
+                Duration::from_secs(1),
+                c.query_one("select not pg_is_in_recovery()", &[]),
+            )
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .map(|row| row.get::<_, bool>(0)),
+            None => None,
+        };
+        out.push(r);
+    }
+    out
+}
+
+/// The single primary, when every other member streams from it.
+pub async fn healthy(lab: &Lab) -> Option<usize> {
+    let r = roles(lab).await;
+    let primaries: Vec<usize> = (0..r.len()).filter(|&i| r[i] == Some(true)).collect();
+    if primaries.len() != 1 || r.iter().any(|x| x.is_none()) {
+        return None;
+    }
+    let p = primaries[0];
+    let c = connect(&socket_config(&lab.socket_dir(p)), Duration::from_secs(1)).await?;
+    let row = tokio::time::timeout(
+        Duration::from_secs(1),
+        c.query_one(
+            "select count(*) from pg_stat_replication where state = 'streaming'",
+            &[],
+        ),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    (row.get::<_, i64>(0) as usize == lab.opts.hosts - 1).then_some(p)
+}
+
+/// Poll [`healthy`] every 100 ms until `within`.
+pub async fn wait_healthy(lab: &Lab, within: Duration) -> Option<usize> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(p) = healthy(lab).await {
+            return Some(p);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Wait for the first healthy cluster and create the checker's tables.
+pub async fn bootstrap(lab: &Lab, within: Duration) -> Result<()> {
+    let Some(p) = wait_healthy(lab, within).await else {
+        bail!(
+            "the cluster was not healthy within {within:?} (logs in {})",
+            lab.dir.display()
+        );
+    };
+    let Some(c) = connect(&socket_config(&lab.socket_dir(p)), Duration::from_secs(2)).await else {
+        bail!("cannot connect to the primary h{}", p + 1);
+    };
+    c.batch_execute(
+        "create table if not exists lab_w(id bigint primary key);
+         create table if not exists lab_p(m int, t timestamptz default now());",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Run one fault from `seed` (of `kind`, or random) and judge it.
+pub async fn one(lab: &mut Lab, seed: u64, kind: Option<Kind>, heal_within: Duration) -> Report {
+    let mut rep = Report {
+        seed,
+        mode: lab.opts.mode,
+        fault: "-".into(),
+        kind,
+        acked: 0,
+        lost: 0,
+        split_brain: 0,
+        heal: None,
+        failure: None,
+    };
+    let Some(primary) = wait_healthy(lab, Duration::from_secs(60)).await else {
+        rep.failure = Some("not healthy before the fault".into());
+        return rep;
+    };
+    let mut rng = Rng::new(seed);
+    let mut fault = Fault::pick(&mut rng, kind, primary, lab.opts.hosts, lab.opts.ttl);
+    rep.kind = Some(fault.kind);
+    let t0 = Instant::now();
+    // Unique across runs on the same cluster: the wall clock in µs at the start.
+    let first_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    let sockets = (0..lab.opts.hosts).map(|i| lab.socket_dir(i)).collect();
+    let rec = Recorder::start(lab.opts.hosts, sockets, first_id, t0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let applied = tokio::task::block_in_place(|| fault.apply(lab));
+    rep.fault = fault.describe();
+    if let Err(e) = applied {
+        rep.failure = Some(format!("fault not applied: {e:#}"));
+        let _ = rec.finish();
+        return rep;
+    }
+    let healed_at = Instant::now();
+    let final_primary = wait_healthy(lab, heal_within).await;
+    rep.heal = final_primary.map(|_| healed_at.elapsed());
+    // Let the writer reach the (new) primary again before stopping it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let records = match rec.finish() {
+        Ok(r) => r,
+        Err(e) => {
+            rep.failure = Some(format!("checker: {e:#}"));
+            return rep;
+        }
+    };
+    rep.acked = records.acks.len();
+    rep.split_brain = checker::split_brain(&records.probes);
+    let mut problems = Vec::new();
+    match final_primary {
+        None => problems.push(format!("not healed within {heal_within:?}")),
+        Some(p) => match present_ids(lab, p, first_id).await {
+            Ok(present) => rep.lost = checker::lost(&records.acks, &present).len(),
+            Err(e) => problems.push(format!("cannot read the final primary: {e:#}")),
+        },
+    }
+    if rep.split_brain > 0 {
+        problems.push(format!("{} split-brain instants", rep.split_brain));
+    }
+    if rep.lost > 0 && lab.opts.mode != Mode::Async {
+        problems.push(format!("{} acked rows lost", rep.lost));
+    }
+    if !lab.agents_alive() {
+        problems.push("an agent exited".into());
+    }
+    if !problems.is_empty() {
+        rep.failure = Some(problems.join("; "));
+    }
+    rep
+}
+
+/// Writer ids at or above `first_id` on member `p`.
+async fn present_ids(lab: &Lab, p: usize, first_id: i64) -> Result<HashSet<i64>> {
+    let Some(c) = connect(&socket_config(&lab.socket_dir(p)), Duration::from_secs(2)).await else {
+        bail!("no connection to h{}", p + 1);
+    };
+    let rows = c
+        .query("select id from lab_w where id >= $1", &[&first_id])
+        .await?;
+    Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect())
+}
+
+/// The campaign table: runs, faults, split-brain instants, acked rows lost by mode, heal
+/// time median/max, failed runs with their seed.
+pub fn table(reports: &[Report]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "runs: {}", reports.len());
+    let mut kinds: Vec<(&str, usize)> = Vec::new();
+    for r in reports {
+        let name = r.kind.map(|k| k.name()).unwrap_or("-");
+        match kinds.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, c)) => *c += 1,
+            None => kinds.push((name, 1)),
+        }
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(n, c)| format!("{n} {c}")).collect();
+    let _ = writeln!(s, "faults injected: {}", kinds.join(", "));
+    let split: usize = reports.iter().map(|r| r.split_brain).sum();
+    let _ = writeln!(s, "split-brain instants: {split}");
+    for mode in [Mode::Async, Mode::On, Mode::Quorum, Mode::Strict] {
+        let of: Vec<&Report> = reports.iter().filter(|r| r.mode == mode).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let lost: usize = of.iter().map(|r| r.lost).sum();
+        let acked: usize = of.iter().map(|r| r.acked).sum();
+        let max = of.iter().map(|r| r.lost).max().unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "acked rows lost ({}): {lost} of {acked} over {} runs (max {max} per run)",
+            mode.name(),
+            of.len()
+        );
+    }
+    let mut heals: Vec<f64> = reports
+        .iter()
+        .filter_map(|r| r.heal.map(|h| h.as_secs_f64()))
+        .collect();
+    heals.sort_by(|a, b| a.total_cmp(b));
+    if !heals.is_empty() {
+        let _ = writeln!(
+            s,
+            "heal time: median {:.1}s, max {:.1}s",
+            heals[heals.len() / 2],
+            heals[heals.len() - 1]
+        );
+    }
+    let failed: Vec<String> = reports
+        .iter()
+        .filter_map(|r| {
+            r.failure
+                .as_ref()
+                .map(|f| format!("  seed {} ({}, {}): {f}", r.seed, r.mode.name(), r.fault))
+        })
+        .collect();
+    let _ = writeln!(s, "failed runs: {}", failed.len());
+    for f in failed {
+        let _ = writeln!(s, "{f}");
+    }
+    s
+}
