@@ -13,6 +13,9 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The fault lab (crates/lab): DROP rules and clock skew (it falls back to blackhole routes).
+[ -x /usr/sbin/iptables ] || command -v iptables >/dev/null 2>&1 || need+=(iptables)
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${need[*]}"
