@@ -13,6 +13,8 @@ pub const BRIDGE_NS: &str = "pbl-br";
 pub const CLIENT_NS: &str = "pbl-cl";
 /// The clients' address.
 pub const CLIENT_ADDR: &str = "10.77.0.100";
+/// The clients' address on the etcd subnet (etcdctl).
+pub const CLIENT_ETCD_ADDR: &str = "10.77.1.100";
 
 /// Namespace of host `i` (0-based).
 pub fn host_ns(i: usize) -> String {
@@ -83,7 +85,10 @@ impl Net {
         let mut ends: Vec<(String, Vec<String>)> = (0..hosts)
             .map(|i| (host_ns(i), vec![host_addr(i), etcd_addr(i)]))
             .collect();
-        ends.push((CLIENT_NS.to_string(), vec![CLIENT_ADDR.to_string()]));
+        ends.push((
+            CLIENT_NS.to_string(),
+            vec![CLIENT_ADDR.to_string(), CLIENT_ETCD_ADDR.to_string()],
+        ));
         for (k, (ns, addrs)) in ends.iter().enumerate() {
             run(&["ip", "netns", "add", ns])?;
             let port = format!("p{k}");
