@@ -152,7 +152,7 @@ impl Lab {
             .collect();
         let o = &self.opts;
         let text = format!(
-            "cluster: lab\nname: {name}\ndata_dir: {data}\nstore:\n  etcd:\n    endpoints: [{eps}]\npostgres:\n  listen: {addr}:5432\n  socket_dir: {sock}\n  superuser: {{username: postgres, password: {SUPERUSER_PASSWORD}}}\n  replication: {{username: replicator, password: lab-repl}}\n  parameters: {{max_connections: 40, shared_buffers: 16MB, fsync: off}}\n  pg_hba: [\"host all all 10.77.0.0/24 scram-sha-256\"]\napi:\n  listen: {addr}:8008\nbootstrap:\n  ttl: {ttl}\n  loop_wait: 1\n  retry_timeout: {rt}\n{mode}",
+            "cluster: lab\nname: {name}\ndata_dir: {data}\nstore:\n  etcd:\n    endpoints: [{eps}]\npostgres:\n  listen: {addr}:5432\n  socket_dir: {sock}\n  superuser: {{username: postgres, password: {SUPERUSER_PASSWORD}}}\n  replication: {{username: replicator, password: lab-repl}}\n  parameters: {{max_connections: 40, shared_buffers: 16MB, fsync: off}}\n  pg_hba: [\"host all all 10.77.0.0/24 scram-sha-256\"]\napi:\n  listen: {addr}:8008\n  auth: {{username: lab, password: lab-api}}\nbootstrap:\n  ttl: {ttl}\n  loop_wait: 1\n  retry_timeout: {rt}\n{mode}",
             name = Lab::member(i),
             data = self.data_dir(i).display(),
             eps = endpoints.join(", "),

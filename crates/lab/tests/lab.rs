@@ -1,5 +1,5 @@
 //! CI slice of the fault lab: 3 namespace hosts, sync mode `on`, ttl 6; a full partition
-//! of the primary, then the primary cut from etcd only. Asserts no split brain, no acked
+//! of the primary, the primary cut from etcd only, then the etcd leader isolated. Asserts no split brain, no acked
 //! row lost, and a healed cluster. Skips (saying why) only when not root or `ip` is missing.
 
 use pgbaton_lab::cluster::{Lab, Mode, Options};
@@ -41,8 +41,14 @@ async fn partition_and_etcd_cut_of_the_primary_keep_the_invariants() {
         .expect("bootstrap");
     let failures = std::env::temp_dir().join("pgbaton-lab-test-failures");
     let mut bad = Vec::new();
-    // Seeds 2 and 3 put both faults on the primary (Fault::pick: 2 in 3 hit it).
-    for (seed, kind) in [(2, Kind::Partition), (3, Kind::EtcdCut)] {
+    // Seeds 2 and 3 put the first two faults on the primary (Fault::pick: 2 in 3 hit it);
+    // the third finds the etcd leader with etcdctl from the client namespace (that failed
+    // at seed 102: the client had no address on the etcd subnet).
+    for (seed, kind) in [
+        (2, Kind::Partition),
+        (3, Kind::EtcdCut),
+        (102, Kind::EtcdLeader),
+    ] {
         let r = run::one(&mut lab, seed, Some(kind), Duration::from_secs(60)).await;
         eprintln!("{r:?}");
         if let Some(f) = &r.failure {
