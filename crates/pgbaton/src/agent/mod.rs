@@ -21,6 +21,7 @@ mod settings;
 mod shutdown;
 mod startup;
 mod transitions;
+mod vanished;
 mod wake;
 
 use anyhow::Context;
@@ -102,6 +103,8 @@ pub(crate) struct Agent {
     not_streaming_since: Option<Instant>,
     /// Since when the postmaster has run without answering SQL.
     unresponsive_since: Option<Instant>,
+    /// The postmaster last seen running for the data directory (finding 9).
+    postmaster_seen: Option<vanished::Seen>,
     /// When this agent first saw each member report (finding 6: no cross-host clocks).
     freshness: freshness::Freshness,
     /// PostgreSQL was running at the end of the last cycle.
@@ -212,6 +215,7 @@ impl Agent {
             not_streaming_since: None,
             unresponsive_since: None,
             freshness: freshness::Freshness::default(),
+            postmaster_seen: None,
             rewinds: 0,
             shutdown,
         }))
