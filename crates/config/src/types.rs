@@ -154,6 +154,20 @@ pub struct ApiConfig {
     /// serves plain HTTP. Optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ApiTls>,
+    /// Serve a non-loopback `listen` address without `api.auth` (default `false`: the
+    /// agent refuses to start, because anyone who reaches the API could take over the
+    /// cluster). Logged as a warning at every start. Optional.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_unauthenticated: bool,
+    /// Extra names clients may use in the `Host` header (e.g. a DNS alias or a load
+    /// balancer name). The listen and connect addresses and loopback names are always
+    /// accepted; any other `Host` gets 421 (a defence against DNS rebinding). Optional.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The certificate and private key the HTTP API serves HTTPS with.

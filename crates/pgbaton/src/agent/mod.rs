@@ -119,12 +119,18 @@ impl Agent {
         // Once the cluster exists, its timing lives in the store's `config` key
         // (`pgbaton edit-config`); the file's `bootstrap` section only seeds it.
         let cluster_config = match store.get(pgbaton_core::model::KEY_CONFIG).await {
-            Ok(Some(e)) => match serde_json::from_str::<ClusterConfig>(&e.value) {
-                Ok(c) => c,
-                Err(err) => {
-                    tracing::warn!("the store's config key is unreadable ({err}); using bootstrap");
-                    cfg.bootstrap.clone()
+            // Never fall back to `bootstrap` here: that would silently revert `paused`
+            // and `synchronous_mode` (safety finding 10).
+            Ok(Some(e)) => match pgbaton_core::view::read_config(&e.value) {
+                Ok((c, warnings)) => {
+                    for w in warnings {
+                        tracing::warn!("store key \"config\": {w}");
+                    }
+                    c
                 }
+                Err(err) => anyhow::bail!(
+                    "the store's cluster config (key \"config\") is unusable: {err}; fix it with pgbaton edit-config, then start the agent again"
+                ),
             },
             Ok(None) => cfg.bootstrap.clone(),
             Err(err) => {
@@ -298,7 +304,7 @@ impl Agent {
                 mod_revision: e.mod_revision,
                 lease: e.lease.map(|l| l.0),
             }),
-            &self.cfg.bootstrap,
+            &self.cluster_config,
         );
         for p in problems {
             tracing::warn!("{p}");

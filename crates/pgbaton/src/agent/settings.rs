@@ -73,11 +73,19 @@ pub fn managed_settings(
         s.insert(k.to_string(), v.to_string());
     }
     s.insert("cluster_name".into(), cfg.cluster.clone());
-    for (k, v) in cluster
-        .parameters
-        .iter()
-        .chain(cfg.postgres.parameters.iter())
-    {
+    for (k, v) in &cluster.parameters {
+        // The store is untrusted: a command, library or include setting from it would
+        // run code as postgres. Only this member's own file may set those.
+        if pgbaton_core::limits::is_restricted(k) {
+            tracing::error!(
+                "not applying {k} from the cluster config in the store: {}",
+                pgbaton_core::limits::restricted_message(k)
+            );
+            continue;
+        }
+        s.insert(k.clone(), scalar(v));
+    }
+    for (k, v) in &cfg.postgres.parameters {
         s.insert(k.clone(), scalar(v));
     }
     if let Some(names) = sync_names {
@@ -90,5 +98,38 @@ fn scalar(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restricted_parameters_from_the_store_are_never_applied() {
+        let text = pgbaton_config::render_example(
+            "acme",
+            "n1",
+            std::path::Path::new("/srv/n1"),
+            std::path::Path::new("/srv/store"),
+            5432,
+            8008,
+        );
+        let cfg = match pgbaton_config::parse(&text, "n1.yaml") {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let mut cluster = ClusterConfig::default();
+        cluster
+            .parameters
+            .insert("archive_command".into(), "id > /tmp/pwn-%f".into());
+        cluster
+            .parameters
+            .insert("SHARED_PRELOAD_LIBRARIES".into(), "evil".into());
+        cluster.parameters.insert("work_mem".into(), "8MB".into());
+        let s = managed_settings(&cfg, &cluster, None);
+        assert!(!s.contains_key("archive_command"));
+        assert!(!s.contains_key("SHARED_PRELOAD_LIBRARIES"));
+        assert_eq!(s.get("work_mem").map(String::as_str), Some("8MB"));
     }
 }
