@@ -47,6 +47,9 @@ async fn request(
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if !["GET", "HEAD", "OPTIONS"].contains(&method) {
+        req.push_str("Content-Type: application/json\r\n");
+    }
     let body = body.unwrap_or("");
     req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     s.write_all(req.as_bytes()).await.ok()?;

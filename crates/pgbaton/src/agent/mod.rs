@@ -169,7 +169,10 @@ impl Agent {
             fence,
             Duration::from_secs(cfg.watchdog.safety_margin),
         ));
-        let lease = lease::spawn(store.clone(), ttl, fence.clone());
+        // The lease keeper gets its own store handle (its own etcd connection), so
+        // nothing else the agent or its API does can queue in front of a renewal.
+        let lease_store = crate::storeconn::open(&cfg, call_timeout).await?;
+        let lease = lease::spawn(lease_store, ttl, fence.clone());
         let (api_state, _) = tokio::sync::watch::channel(crate::api::AgentSnapshot::initial(
             &cfg.name,
             cluster_config.clone(),
@@ -297,6 +300,8 @@ impl Agent {
         }
         let read_sent = crate::fence::now();
         let snap = self.store.snapshot().await?;
+        let shared = Arc::new(snap.clone());
+        self.api_state.send_modify(|s| s.store = Some(shared));
         let (view, problems) = cluster_view(
             snap.entries.values().map(|e| RawEntry {
                 key: &e.key,

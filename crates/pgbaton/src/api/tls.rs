@@ -1,12 +1,13 @@
 //! HTTPS for the API when `api.tls` is set: loads the PEM files (naming the config key
-//! and path of whichever is missing or bad) and serves the router over rustls.
+//! and path of whichever is missing or bad) into the rustls acceptor `listener.rs`
+//! serves through.
 
-use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
 use pgbaton_config::ApiTls;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
+use tokio_rustls::TlsAcceptor;
 
 /// Why the API's TLS files cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +48,7 @@ pub enum TlsError {
 ///
 /// The caller must do this before it reports the API as serving: every failure names the
 /// config key and the file.
-pub async fn load(tls: &ApiTls) -> Result<RustlsConfig, TlsError> {
+pub async fn load(tls: &ApiTls) -> Result<TlsAcceptor, TlsError> {
     let cert = read("api.tls.cert", &tls.cert)?;
     let key = read("api.tls.key", &tls.key)?;
     let certs = CertificateDer::pem_slice_iter(&cert)
@@ -59,13 +60,14 @@ pub async fn load(tls: &ApiTls) -> Result<RustlsConfig, TlsError> {
     if PrivateKeyDer::from_pem_slice(&key).is_err() {
         return Err(pem_error("api.tls.key", &tls.key, "private key"));
     }
-    RustlsConfig::from_pem(cert, key)
+    let config = RustlsConfig::from_pem(cert, key)
         .await
         .map_err(|source| TlsError::Refused {
             cert: tls.cert.clone(),
             key: tls.key.clone(),
             source,
-        })
+        })?;
+    Ok(TlsAcceptor::from(config.get_inner()))
 }
 
 fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -82,21 +84,4 @@ fn pem_error(key: &'static str, path: &Path, what: &'static str) -> TlsError {
         path: path.to_path_buf(),
         what,
     }
-}
-
-/// Serve `app` over TLS on the already bound `listener` in a background task.
-///
-/// Fails only when the listener cannot be handed to the TLS server.
-pub fn serve(
-    listener: tokio::net::TcpListener,
-    config: RustlsConfig,
-    app: Router,
-) -> std::io::Result<()> {
-    let server = axum_server::from_tcp_rustls(listener.into_std()?, config)?;
-    tokio::spawn(async move {
-        if let Err(e) = server.serve(app.into_make_service()).await {
-            tracing::error!("the HTTPS API stopped serving: {e}");
-        }
-    });
-    Ok(())
 }

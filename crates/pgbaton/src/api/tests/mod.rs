@@ -4,6 +4,7 @@
 mod auth;
 mod client;
 mod health;
+mod hostile;
 mod http;
 mod metrics;
 mod tls;
