@@ -101,12 +101,35 @@ fn scalar(v: &serde_json::Value) -> String {
     }
 }
 
+/// The passfile lines for connecting to `primary`: the replication password, and the
+/// pg_rewind role's (or else the superuser's), each for `primary`'s exact host and port
+/// only, so no password is offered to any other server (security review F6).
+pub fn upstream_passwords(
+    cfg: &NodeConfig,
+    primary: &pgbaton_core::model::MemberStatus,
+) -> Vec<pgbaton_postgres::PassfileEntry> {
+    let repl = &cfg.postgres.replication;
+    let su = cfg
+        .postgres
+        .rewind
+        .as_ref()
+        .unwrap_or(&cfg.postgres.superuser);
+    [repl, su]
+        .into_iter()
+        .map(|c| pgbaton_postgres::PassfileEntry {
+            host: primary.host.clone(),
+            port: Some(primary.port),
+            user: c.username.clone(),
+            password: c.password.clone(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn restricted_parameters_from_the_store_are_never_applied() {
+    fn example() -> NodeConfig {
         let text = pgbaton_config::render_example(
             "acme",
             "n1",
@@ -115,10 +138,15 @@ mod tests {
             5432,
             8008,
         );
-        let cfg = match pgbaton_config::parse(&text, "n1.yaml") {
+        match pgbaton_config::parse(&text, "n1.yaml") {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
-        };
+        }
+    }
+
+    #[test]
+    fn restricted_parameters_from_the_store_are_never_applied() {
+        let cfg = example();
         let mut cluster = ClusterConfig::default();
         cluster
             .parameters
@@ -131,5 +159,39 @@ mod tests {
         assert!(!s.contains_key("archive_command"));
         assert!(!s.contains_key("SHARED_PRELOAD_LIBRARIES"));
         assert_eq!(s.get("work_mem").map(String::as_str), Some("8MB"));
+    }
+
+    #[test]
+    fn passwords_go_only_to_the_primary_s_host_and_port() {
+        let cfg = example();
+        let primary = pgbaton_core::model::MemberStatus {
+            name: "n2".into(),
+            host: "10.0.0.7".into(),
+            port: 5433,
+            api_url: String::new(),
+            role: pgbaton_core::model::Role::Primary,
+            state: pgbaton_core::model::PgState::Running,
+            timeline: None,
+            lsn: None,
+            received_lsn: None,
+            replayed_lsn: None,
+            lag_bytes: None,
+            pg_version: None,
+            system_identifier: None,
+            tags: Default::default(),
+            slots: Vec::new(),
+            note: None,
+            updated_ms: 0,
+        };
+        let entries = upstream_passwords(&cfg, &primary);
+        assert_eq!(entries.len(), 2);
+        for e in &entries {
+            assert_eq!((e.host.as_str(), e.port), ("10.0.0.7", Some(5433)));
+        }
+        let text = pgbaton_postgres::render_passfile(&entries).expect("render");
+        assert!(
+            text.lines().all(|l| l.starts_with("10.0.0.7:5433:")),
+            "{text}"
+        );
     }
 }
