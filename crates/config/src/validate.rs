@@ -146,6 +146,11 @@ impl NodeConfig {
                     "postgres.os_user",
                     format!("{user:?} is not an OS user name; remove the key to use \"postgres\""),
                 ));
+            } else if user == "root" || user == "0" {
+                out.push(Problem::at(
+                    "postgres.os_user",
+                    "PostgreSQL must not run as root (and the programs of bin_dir would run as root); use an unprivileged user such as \"postgres\"",
+                ));
             }
         }
         check_credentials("postgres.superuser", &pg.superuser, out);

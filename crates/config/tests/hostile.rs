@@ -180,3 +180,14 @@ fn alias_bombs_and_deep_nesting_are_refused() {
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     assert!(parse(&deep, "deep.yaml").is_err());
 }
+
+#[test]
+fn postgres_never_runs_as_root() {
+    let text = HEAD.replace(
+        "  listen: 127.0.0.1:55001\n",
+        "  listen: 127.0.0.1:55001\n  os_user: root\n",
+    );
+    let msg = err(&format!("{text}api:\n  listen: 127.0.0.1:8008\n"));
+    assert!(msg.contains("postgres.os_user"), "{msg}");
+    assert!(msg.contains("root"), "{msg}");
+}

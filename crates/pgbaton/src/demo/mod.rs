@@ -6,6 +6,7 @@
 //! stops its PostgreSQL cleanly) and then etcd.
 
 mod configs;
+mod dircheck;
 mod error;
 mod etcd;
 
@@ -57,6 +58,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
     };
     let starts_etcd = opts.store == StoreArg::Etcd && opts.etcd_endpoints.is_empty();
     let dir = std::path::absolute(&opts.dir)?;
+    dircheck::check(&dir)?;
     let mut subdirs = vec!["", "data", "logs"];
     if backend == Backend::Local {
         subdirs.push("store");
@@ -68,6 +70,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))
             .with_context(|| format!("setting permissions of {}", d.display()))?;
     }
+    dircheck::mark(&dir)?;
     let configs = configs::prepare(&dir, nodes, &backend, &own_etcd)?;
     let mut local_etcd = if starts_etcd {
         Some(LocalEtcd::start(&dir).await?)
