@@ -93,16 +93,18 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, app: Route
         };
         let app = app.clone();
         let tls = tls.clone();
+        let open = open.clone();
+        let busy = move || open.available_permits() < limits.max_connections / 2;
         tokio::spawn(async move {
             let _permit = permit;
             let _slot = slot;
             let _ = stream.set_nodelay(true);
             match tls {
-                None => serve_connection(stream, peer, app, limits).await,
+                None => serve_connection(stream, peer, app, limits, busy).await,
                 Some(acceptor) => {
                     let handshake = acceptor.accept(stream);
                     match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
-                        Ok(Ok(s)) => serve_connection(s, peer, app, limits).await,
+                        Ok(Ok(s)) => serve_connection(s, peer, app, limits, busy).await,
                         Ok(Err(e)) => tracing::debug!("HTTP API: TLS handshake with {peer}: {e}"),
                         Err(_) => tracing::debug!("HTTP API: TLS handshake with {peer} timed out"),
                     }
@@ -121,18 +123,31 @@ fn complain(last: &mut Option<Instant>, what: &str, cap: usize, peer: SocketAddr
     }
 }
 
+/// How long a connection may go without an answer while more than half the
+/// connection slots are taken: idle and slow clients then make room for new ones.
+const BUSY_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Serve HTTP/1.1 on one accepted connection until the client closes it, it stays
-/// idle for `idle_timeout`, or a header takes longer than `header_timeout`.
-async fn serve_connection<S>(stream: S, peer: SocketAddr, app: Router, limits: Limits)
-where
+/// idle for `idle_timeout`, or a header takes longer than `header_timeout`. While
+/// `busy()` (more than half the slots taken), a connection that got no answer for
+/// [`BUSY_IDLE_TIMEOUT`] is closed, so idle and slow clients cannot hold every slot.
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: Router,
+    limits: Limits,
+    busy: impl Fn() -> bool,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let start = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
+    let answered = Arc::new(AtomicU64::new(0));
     let io = TokioIo::new(Activity {
         inner: stream,
         start,
         last: last.clone(),
+        answered: answered.clone(),
     });
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
@@ -151,7 +166,11 @@ where
             _ = conn.as_mut() => return,
             _ = tick.tick() => {
                 let seen = Duration::from_millis(last.load(Ordering::Relaxed));
-                if start.elapsed().saturating_sub(seen) >= limits.idle_timeout {
+                let answer = Duration::from_millis(answered.load(Ordering::Relaxed));
+                let age = start.elapsed();
+                let idle = age.saturating_sub(seen) >= limits.idle_timeout;
+                let crowded = age.saturating_sub(answer) >= BUSY_IDLE_TIMEOUT && busy();
+                if idle || crowded {
                     conn.as_mut().graceful_shutdown();
                     break;
                 }
@@ -198,17 +217,22 @@ impl Drop for ClientSlot {
     }
 }
 
-/// A stream that records when bytes last moved (ms since `start`), for the idle timeout.
+/// A stream that records when bytes last moved either way, and when bytes were last
+/// written (an answer), in ms since `start`, for the idle timeouts.
 struct Activity<S> {
     inner: S,
     start: Instant,
     last: Arc<AtomicU64>,
+    answered: Arc<AtomicU64>,
 }
 
 impl<S> Activity<S> {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis().min(u128::from(u64::MAX)) as u64
+    }
+
     fn touch(&self) {
-        let ms = self.start.elapsed().as_millis().min(u128::from(u64::MAX)) as u64;
-        self.last.store(ms, Ordering::Relaxed);
+        self.last.store(self.now_ms(), Ordering::Relaxed);
     }
 }
 
@@ -236,6 +260,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Activity<S> {
         let r = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.touch();
+            self.answered.store(self.now_ms(), Ordering::Relaxed);
         }
         r
     }

@@ -348,3 +348,38 @@ async fn raw(port: u16, wire: &str) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).to_string()
 }
+
+#[tokio::test]
+async fn idle_clients_make_room_when_the_api_is_crowded() {
+    let limits = Limits {
+        max_connections: 20,
+        max_per_client: 64,
+        ..Limits::default()
+    };
+    let h = start_limited(primary(Instant::now()), |_| {}, limits).await;
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", h.port))
+                .await
+                .expect("connect"),
+        );
+    }
+    // Every slot is taken by a silent client; within a few seconds they are let go
+    // (long before the 30 s idle timeout) and a health check is served again.
+    let t0 = Instant::now();
+    loop {
+        let r = raw(
+            h.port,
+            "GET /primary HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if r.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(6), "never served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(t0.elapsed() < Duration::from_secs(6));
+    drop(held);
+}

@@ -3,6 +3,7 @@
 
 mod auth;
 mod client;
+mod fuzz;
 mod health;
 mod hostile;
 mod http;
