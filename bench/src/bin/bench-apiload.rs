@@ -128,7 +128,6 @@ async fn bench(args: Args) -> Result<()> {
         .filter(|g| **g > interval + Duration::from_secs(1))
         .collect();
 
-    let info = pgbaton_bench::sysinfo::collect();
     let statuses = counts
         .by_status
         .lock()
@@ -145,8 +144,7 @@ async fn bench(args: Args) -> Result<()> {
     }
     let max_gap = renewals.gaps.iter().max().copied();
     let body = format!(
-        "- machine: {} ({} cores), {}; date {}\n- command: `bench-apiload --idle {} --slow {} --flood {} --duration {} --ttl {} --members {}{}`\n\n\
-{} members, local store, ttl {} s (renewal every {:.1} s); load on the primary's API ({}) for {:.1} s: {} idle connections attempted from {} loopback addresses, {} slow-header connections, {} clients sending requests back to back (GET /cluster, /primary, /metrics, /status{}, one per connection).\n\n\
+        "{} members, local store, ttl {} s (renewal every {:.1} s); load on the primary's API ({}) for {:.1} s: {} idle connections attempted from {} loopback addresses, {} slow-header connections, {} clients sending requests back to back (GET /cluster, /primary, /metrics, /status{}, one per connection).\n\n\
 | metric | value |\n| --- | --- |\n\
 | requests answered (2xx/4xx) | {served} ({:.0}/s) |\n\
 | idle connections accepted / closed by the server | {} / {} |\n\
@@ -156,17 +154,6 @@ async fn bench(args: Args) -> Result<()> {
 | \"cannot renew\" log lines / fencings | {renew_errors} / {fenced} |\n\
 | primary stayed primary (leader key) | {} |\n\
 | writer: longest commit gap / failed writes | {} / {failed} |\n\n{}",
-        info.cpu,
-        info.cores,
-        info.kernel,
-        info.date,
-        args.idle,
-        args.slow,
-        args.flood,
-        args.duration,
-        args.ttl,
-        args.members,
-        if args.no_post { " --no-post" } else { "" },
         args.members,
         args.ttl,
         interval.as_secs_f64(),
