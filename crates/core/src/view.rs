@@ -7,7 +7,9 @@
 //! to a file's `bootstrap` section: the caller's last good config stays in force and the
 //! problem is reported in [`ClusterView::config_error`].
 
-use crate::limits::{check_member, config_problems, is_parameter_name, is_restricted};
+use crate::limits::{
+    check_host, check_member, check_name, config_problems, is_parameter_name, is_restricted,
+};
 use crate::model::{
     ClusterConfig, HistoryEntry, Initialize, MemberStatus, PrimaryStatus, SwitchoverRequest,
     SyncState, KEY_CONFIG, KEY_HISTORY, KEY_INITIALIZE, KEY_LEADER, KEY_STATUS, KEY_SWITCHOVER,
@@ -54,7 +56,20 @@ pub fn cluster_view<'a>(
                 view.leader_lease = e.lease;
             }
             KEY_STATUS => match serde_json::from_str::<PrimaryStatus>(e.value) {
-                Ok(s) => view.status = Some(s),
+                Ok(mut s) => {
+                    // These hosts end up in pg_hba.conf: keep only real hosts.
+                    s.hosts.retain(|name, host| {
+                        let ok = check_name(name).is_ok() && check_host(host).is_ok();
+                        if !ok {
+                            problems.push(format!(
+                                "store key \"status\" names host {host:?} for member {name:?}, which is not a usable host; ignored"
+                            ));
+                        }
+                        ok
+                    });
+                    view.status = Some(s);
+                    view.status_revision = Some(e.mod_revision);
+                }
                 Err(err) => problems.push(bad("primary status", err)),
             },
             KEY_SWITCHOVER => match serde_json::from_str::<SwitchoverRequest>(e.value) {

@@ -108,3 +108,12 @@ fn restricted_and_malformed_parameters_from_the_store_are_not_applied() {
         .iter()
         .any(|w| w.contains("archive_command") && w.contains("postgres.parameters")));
 }
+
+#[test]
+fn status_hosts_that_pg_hba_cannot_hold_are_dropped() {
+    let status = r#"{"primary":"n1","lsn":"0/3000000","timeline":1,"updated_ms":1,"hosts":{"n2":"10.0.0.2","n3":"0.0.0.0/0","n4":"all","bad name":"10.0.0.4"}}"#;
+    let (view, problems) = cluster_view([entry("status", status)], &ClusterConfig::default());
+    let hosts = &view.status.expect("status kept").hosts;
+    assert_eq!(hosts.keys().collect::<Vec<_>>(), ["n2"]);
+    assert_eq!(problems.len(), 3, "{problems:?}");
+}
