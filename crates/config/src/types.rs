@@ -178,6 +178,11 @@ pub struct ApiTls {
     pub cert: PathBuf,
     /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1); absolute path.
     pub key: PathBuf,
+    /// CA certificates (PEM) that sign client certificates. When set, every unsafe
+    /// request (`POST`, `PATCH`, `PUT`, `DELETE`) must come with a client certificate
+    /// this CA signed; reads stay open. Optional; absolute path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Agent logging.

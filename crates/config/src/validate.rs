@@ -212,11 +212,16 @@ impl NodeConfig {
             check_api_auth(auth, out);
         }
         if let Some((host, _)) = &api {
-            if self.api.auth.is_none() && !self.api.allow_unauthenticated && !is_loopback(host) {
+            let client_certs = self.api.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+            if self.api.auth.is_none()
+                && !client_certs
+                && !self.api.allow_unauthenticated
+                && !is_loopback(host)
+            {
                 out.push(Problem::at(
                     "api.listen",
                     format!(
-                        "{host:?} can be reached from other machines, but api.auth is not set: anyone who reaches the API could reconfigure or take over the cluster; set api.auth (a user name and password), listen on 127.0.0.1, or set api.allow_unauthenticated: true to accept that risk"
+                        "{host:?} can be reached from other machines, but api.auth is not set: anyone who reaches the API could reconfigure or take over the cluster; set api.auth (a user name and password) or api.tls.client_ca (client certificates), listen on 127.0.0.1, or set api.allow_unauthenticated: true to accept that risk"
                     ),
                 ));
             }
@@ -229,6 +234,9 @@ impl NodeConfig {
         if let Some(tls) = &self.api.tls {
             out.extend(check_abs("api.tls.cert", &tls.cert));
             out.extend(check_abs("api.tls.key", &tls.key));
+            if let Some(ca) = &tls.client_ca {
+                out.extend(check_abs("api.tls.client_ca", ca));
+            }
         }
         let pg = host_port(&self.postgres.listen).ok();
         if let (Some((ah, ap)), Some((ph, pp))) = (api, pg) {

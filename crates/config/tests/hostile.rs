@@ -70,6 +70,15 @@ fn a_reachable_api_without_auth_is_refused() {
     )
     .expect("opt-out set");
     assert!(c.api.allow_unauthenticated);
+    // Client certificates count as authentication.
+    parse(
+        &config(
+            "  listen: 0.0.0.0:8008\n  tls: {cert: /etc/pgbaton/api.crt, key: /etc/pgbaton/api.key, client_ca: /etc/pgbaton/ca.pem}\n",
+            "",
+        ),
+        "node1.yaml",
+    )
+    .expect("client_ca set");
 }
 
 #[test]

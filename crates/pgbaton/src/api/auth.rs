@@ -188,6 +188,26 @@ pub async fn require(State(guard): State<Guard>, req: Request, next: Next) -> Re
     }
 }
 
+/// The router layer when `api.tls.client_ca` is set: an unsafe request must come over a
+/// connection that presented a client certificate signed by that CA (rustls checked the
+/// signature during the handshake); 401 otherwise.
+pub async fn require_client_cert(req: Request, next: Next) -> Response {
+    let presented = req
+        .extensions()
+        .get::<super::listener::ClientCert>()
+        .is_some_and(|c| c.0);
+    if is_safe(req.method()) || presented {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(serde_json::json!({
+            "error": "this method needs a client certificate signed by api.tls.client_ca (curl --cert FILE --key FILE)"
+        })),
+    )
+        .into_response()
+}
+
 /// The 429 of a client address that failed too often.
 fn too_many() -> Response {
     let mut resp = (

@@ -22,6 +22,11 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+/// Whether the connection presented a client certificate that `api.tls.client_ca`
+/// signed (added to every request).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCert(pub bool);
+
 /// The limits of the accept loop (see [`Limits::default`] for the values the agent uses).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -100,11 +105,20 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, app: Route
             let _slot = slot;
             let _ = stream.set_nodelay(true);
             match tls {
-                None => serve_connection(stream, peer, app, limits, busy).await,
+                None => serve_connection(stream, peer, false, app, limits, busy).await,
                 Some(acceptor) => {
                     let handshake = acceptor.accept(stream);
                     match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
-                        Ok(Ok(s)) => serve_connection(s, peer, app, limits, busy).await,
+                        Ok(Ok(s)) => {
+                            // With api.tls.client_ca, rustls has verified any certificate
+                            // presented; whether there was one is decided per request.
+                            let cert = s
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .is_some_and(|c| !c.is_empty());
+                            serve_connection(s, peer, cert, app, limits, busy).await
+                        }
                         Ok(Err(e)) => tracing::debug!("HTTP API: TLS handshake with {peer}: {e}"),
                         Err(_) => tracing::debug!("HTTP API: TLS handshake with {peer} timed out"),
                     }
@@ -134,6 +148,7 @@ const BUSY_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 async fn serve_connection<S>(
     stream: S,
     peer: SocketAddr,
+    client_cert: bool,
     app: Router,
     limits: Limits,
     busy: impl Fn() -> bool,
@@ -151,6 +166,7 @@ async fn serve_connection<S>(
     });
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(ClientCert(client_cert));
         app.clone().oneshot(req)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

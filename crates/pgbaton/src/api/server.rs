@@ -69,6 +69,13 @@ pub const PROBES: &[(&str, Check)] = &[
 pub fn router(server: Shared) -> Router {
     let auth_guard = auth::Guard::from_config(server.ctx.cfg.api.auth.as_ref());
     let host_guard = guard::HostGuard::from_config(&server.ctx.cfg);
+    let client_ca = server
+        .ctx
+        .cfg
+        .api
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca.is_some());
     let probe_methods = MethodFilter::GET
         .or(MethodFilter::HEAD)
         .or(MethodFilter::OPTIONS);
@@ -111,6 +118,11 @@ pub fn router(server: Shared) -> Router {
     let app = match auth_guard {
         Some(g) => app.layer(axum::middleware::from_fn_with_state(g, auth::require)),
         None => app,
+    };
+    let app = if client_ca {
+        app.layer(axum::middleware::from_fn(auth::require_client_cert))
+    } else {
+        app
     };
     app.layer(axum::middleware::from_fn_with_state(
         host_guard,
