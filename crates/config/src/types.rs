@@ -51,8 +51,8 @@ pub struct StoreConfig {
     pub etcd: Option<EtcdConfig>,
 }
 
-/// etcd v3 connection settings.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// etcd v3 connection settings. Its `Debug` form hides the password.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdConfig {
     /// Client URLs, e.g. `http://127.0.0.1:2379`.
@@ -69,6 +69,18 @@ pub struct EtcdConfig {
     /// Key prefix (default `/pgbaton`); the cluster's keys live under `<prefix>/<cluster>/`.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+}
+
+impl std::fmt::Debug for EtcdConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdConfig")
+            .field("endpoints", &self.endpoints)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("tls", &self.tls)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 /// The default etcd key prefix, `/pgbaton`.
@@ -91,14 +103,24 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
-/// A user name and password.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// A user name and password. Its `Debug` form hides the password, so a config printed
+/// in a log or an error never shows it.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// Role name.
     pub username: String,
     /// Its password.
     pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .finish()
+    }
 }
 
 /// This member's PostgreSQL.

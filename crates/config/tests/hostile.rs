@@ -200,3 +200,20 @@ fn postgres_never_runs_as_root() {
     assert!(msg.contains("postgres.os_user"), "{msg}");
     assert!(msg.contains("root"), "{msg}");
 }
+
+#[test]
+fn passwords_never_print() {
+    let c = parse(
+        &config(
+            "  listen: 127.0.0.1:8008\n  auth: {username: admin, password: api-pw-77}\n",
+            "",
+        ),
+        "node1.yaml",
+    )
+    .expect("valid");
+    let shown = format!("{c:?} {c:#?}");
+    for secret in ["secret1", "secret2", "api-pw-77"] {
+        assert!(!shown.contains(secret), "{secret} printed");
+    }
+    assert!(shown.contains("<hidden>"));
+}
