@@ -53,15 +53,7 @@ fn check_host(s: &str, host: &str) -> Result<(), String> {
             Err(_) => Err(format!("{s:?}: {host:?} is not an IPv4 address {EXAMPLE}")),
         };
     }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    let name = host.strip_suffix('.').unwrap_or(host);
-    if host.len() > 253 || !name.split('.').all(label_ok) {
+    if !pgbaton_core::limits::is_dns_name(host) {
         return Err(format!(
             "{s:?}: {host:?} is not a valid hostname (letters, digits, '-' and '.'; no '_', which pg_hba.conf refuses) {EXAMPLE}"
         ));

@@ -163,6 +163,24 @@ pub fn check_host(host: &str) -> Result<(), String> {
         };
     }
     let name = host.strip_suffix('.').unwrap_or(host);
+    let numeric = name.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let keyword = ["all", "samehost", "samenet"]
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(name));
+    if !numeric && !keyword && is_dns_name(host) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{host:?} is not a host address (an IP address or a DNS name)"
+        ))
+    }
+}
+
+/// Whether `host` is a DNS name pg_hba.conf and libpq accept: dot-separated labels of
+/// 1 to 63 letters, digits and inner `-` (no `_`), at most 253 characters, an optional
+/// trailing dot.
+pub fn is_dns_name(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
     let label_ok = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
@@ -170,17 +188,7 @@ pub fn check_host(host: &str) -> Result<(), String> {
             && !l.ends_with('-')
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
-    let numeric = name.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    let keyword = ["all", "samehost", "samenet"]
-        .iter()
-        .any(|k| k.eq_ignore_ascii_case(name));
-    if host.len() <= 253 && !numeric && !keyword && name.split('.').all(label_ok) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{host:?} is not a host address (an IP address or a DNS name)"
-        ))
-    }
+    host.len() <= 253 && name.split('.').all(label_ok)
 }
 
 /// Checks a member key's value as published under `members/<key_name>`: the name
