@@ -22,6 +22,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// A file that this member's initdb leaves in the new data directory until its system
+/// identifier is recorded in the store: while it is there, the directory never served
+/// as the cluster, and a bootstrap lost to another member may set it aside.
+pub const INITDB_MARKER: &str = "pgbaton-initdb";
+
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -65,6 +70,7 @@ impl Agent {
                 Ok(())
             }
             Action::Initdb => self.initdb().await,
+            Action::SetAsideDataDir => self.set_aside_data_dir().await,
             Action::StartPrimary => self.start_primary(obs).await,
             Action::RecordSystemIdentifier { system_identifier } => {
                 self.record_system_identifier(system_identifier).await
@@ -271,6 +277,54 @@ impl Agent {
             "cluster {} initialized with system identifier {sysid}",
             self.cfg.cluster
         );
+        self.forget_initdb_marker()?;
+        Ok(())
+    }
+
+    /// The data directory is the cluster's now: drop the marker of its initdb (before
+    /// PostgreSQL first starts, so that no clone ever copies it).
+    fn forget_initdb_marker(&self) -> anyhow::Result<()> {
+        let marker = self.pg.data_dir.join(INITDB_MARKER);
+        match std::fs::remove_file(&marker) {
+            Ok(()) => {
+                std::fs::File::open(&self.pg.data_dir)?.sync_all()?;
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", marker.display())),
+        }
+    }
+
+    /// Move a data directory made by a lost bootstrap out of the way (never delete it),
+    /// so that the member is cloned like a new one.
+    async fn set_aside_data_dir(&mut self) -> anyhow::Result<()> {
+        if self.pg.status()?.is_some() {
+            self.pg.stop(StopMode::Fast, STOP_TIMEOUT).await?;
+        }
+        self.sql = None;
+        self.fence.stepped_down()?;
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let to = sibling(&self.cfg, &format!("set-aside-{secs}"));
+        let from = &self.pg.data_dir;
+        std::fs::rename(from, &to).with_context(|| {
+            format!(
+                "moving {} aside to {}: move it elsewhere by hand (or empty data_dir) \
+                 so that this member can be cloned",
+                from.display(),
+                to.display()
+            )
+        })?;
+        self.system_identifier = None;
+        self.following = None;
+        tracing::warn!(
+            "moved {} to {}: it came from a bootstrap that another member won and never \
+             served as the cluster; delete it once you do not need it",
+            from.display(),
+            to.display()
+        );
         Ok(())
     }
 
@@ -303,6 +357,8 @@ impl Agent {
         };
         let started = Instant::now();
         scratch.initdb(&InitdbOptions::default()).await?;
+        // Moved into place with the directory, in the same rename.
+        write_synced(&tmp.join(INITDB_MARKER), self.cfg.name.as_bytes())?;
         self.install_dir(&tmp)?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -317,6 +373,7 @@ impl Agent {
         let settings = self.settings();
         let mut changed = self.pg.prepare_config(&settings, None)?;
         changed |= self.write_hba(&member_hosts(obs, &self.cfg.name))?;
+        self.forget_initdb_marker()?;
         if self.pg.status()?.is_none() {
             // A running cluster's primary gets primary_start_timeout to come back;
             // after that a replica takes over. A new cluster gets longer.
@@ -528,6 +585,16 @@ fn member_hosts(obs: &Observation, me: &str) -> Vec<String> {
     hosts
 }
 
+/// Write `bytes` to `path` and flush it to disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
 /// Move a finished data directory from `tmp` into `data_dir` (missing or empty).
 fn install_dir(tmp: &Path, data_dir: &Path) -> anyhow::Result<()> {
     if !data_dir.exists() {
@@ -535,8 +602,13 @@ fn install_dir(tmp: &Path, data_dir: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("moving {} to {}", tmp.display(), data_dir.display()))?;
         return Ok(());
     }
-    for entry in std::fs::read_dir(tmp).with_context(|| format!("reading {}", tmp.display()))? {
-        let entry = entry?;
+    // One entry at a time: the initdb marker goes first, so that a crash half-way
+    // leaves a directory that says where it came from.
+    let mut entries = std::fs::read_dir(tmp)
+        .with_context(|| format!("reading {}", tmp.display()))?
+        .collect::<Result<Vec<_>, _>>()?;
+    entries.sort_by_key(|e| e.file_name() != INITDB_MARKER);
+    for entry in entries {
         let to = data_dir.join(entry.file_name());
         std::fs::rename(entry.path(), &to)
             .with_context(|| format!("moving {} to {}", entry.path().display(), to.display()))?;
