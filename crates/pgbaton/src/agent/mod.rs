@@ -144,12 +144,18 @@ impl Agent {
             return Ok(None);
         };
         let cluster_config = match entry {
-            Some(e) => match serde_json::from_str::<ClusterConfig>(&e.value) {
-                Ok(c) => c,
-                Err(err) => {
-                    tracing::warn!("the store's config key is unreadable ({err}); using bootstrap");
-                    cfg.bootstrap.clone()
+            // Never fall back to `bootstrap` here: that would silently revert `paused`
+            // and `synchronous_mode` (safety finding 10).
+            Some(e) => match pgbaton_core::view::read_config(&e.value) {
+                Ok((c, warnings)) => {
+                    for w in warnings {
+                        tracing::warn!("store key \"config\": {w}");
+                    }
+                    c
                 }
+                Err(err) => anyhow::bail!(
+                    "the store's cluster config (key \"config\") is unusable: {err}; fix it with pgbaton edit-config, then start the agent again"
+                ),
             },
             None => cfg.bootstrap.clone(),
         };
@@ -183,7 +189,10 @@ impl Agent {
             Duration::from_secs(cfg.watchdog.safety_margin),
         ));
         backstop::spawn(fence.clone(), cfg.data_dir.clone());
-        let lease = lease::spawn(store.clone(), ttl, fence.clone());
+        // The lease keeper gets its own store handle (its own etcd connection), so
+        // nothing else the agent or its API does can queue in front of a renewal.
+        let lease_store = crate::storeconn::open(&cfg, call_timeout).await?;
+        let lease = lease::spawn(lease_store, ttl, fence.clone());
         let (api_state, _) = tokio::sync::watch::channel(crate::api::AgentSnapshot::initial(
             &cfg.name,
             cluster_config.clone(),
@@ -320,6 +329,8 @@ impl Agent {
         self.ensure_fence().await;
         let read_sent = crate::fence::now();
         let snap = self.store.snapshot().await?;
+        let shared = Arc::new(snap.clone());
+        self.api_state.send_modify(|s| s.store = Some(shared));
         let (view, problems) = cluster_view(
             snap.entries.values().map(|e| RawEntry {
                 key: &e.key,
@@ -327,7 +338,7 @@ impl Agent {
                 mod_revision: e.mod_revision,
                 lease: e.lease.map(|l| l.0),
             }),
-            &self.cfg.bootstrap,
+            &self.cluster_config,
         );
         for p in problems {
             tracing::warn!("{p}");
