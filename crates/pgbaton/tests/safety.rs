@@ -323,3 +323,42 @@ async fn f9_a_vanished_data_directory_never_leaves_a_writable_postmaster_behind(
         .log(p)
         .contains("no longer leads to the running postmaster"));
 }
+
+/// Finding 12: `edit-config` raises ttl and loop_wait together (a valid pair). Running
+/// agents keep the ttl they started with but adopted the new loop_wait at once, so the
+/// healthy primary's loop confirmed its key too rarely and it was fenced every cycle.
+#[tokio::test(flavor = "multi_thread")]
+async fn f12_a_longer_loop_wait_never_fences_a_healthy_primary() {
+    let mut c = TestCluster::new(2, StoreKind::Local);
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    let out = c.pgbaton(
+        p,
+        &["edit-config", "--set", "ttl=60", "--set", "loop_wait=12"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pc = c.connect(p).await;
+    pc.batch_execute("create table probe (id bigserial)")
+        .await
+        .expect("table");
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) {
+        let r = tokio::time::timeout(
+            Duration::from_secs(2),
+            pc.execute("insert into probe values (default)", &[]),
+        )
+        .await;
+        assert!(
+            matches!(r, Ok(Ok(_))),
+            "the healthy primary stopped accepting writes {:?} after the edit:\n{}",
+            t0.elapsed(),
+            c.log(p)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!c.log(p).contains("fenced PostgreSQL"));
+}

@@ -103,6 +103,10 @@ pub(crate) struct Agent {
     not_streaming_since: Option<Instant>,
     /// Since when the postmaster has run without answering SQL.
     unresponsive_since: Option<Instant>,
+    /// The lease ttl this agent runs with (fixed at start), in seconds.
+    running_ttl: u64,
+    /// `loop_wait` was bounded by `running_ttl` (logged once).
+    loop_wait_clamped: bool,
     /// The postmaster last seen running for the data directory (finding 9).
     postmaster_seen: Option<vanished::Seen>,
     /// When this agent first saw each member report (finding 6: no cross-host clocks).
@@ -225,6 +229,8 @@ impl Agent {
             unresponsive_since: None,
             freshness: freshness::Freshness::default(),
             postmaster_seen: None,
+            running_ttl: ttl.as_secs(),
+            loop_wait_clamped: false,
             rewinds: 0,
             shutdown,
         }))
@@ -526,10 +532,40 @@ impl Agent {
         });
     }
 
+    /// `loop_wait` from the store, bounded by the lease this agent actually runs with.
+    ///
+    /// The lease ttl is fixed when the agent starts, but `loop_wait` is re-read every
+    /// cycle; after `edit-config` raises both, a loop slower than the running lease
+    /// allows would get a healthy primary fenced every cycle (safety review finding
+    /// 12). So the loop waits at most `ttl - 2 × retry_timeout` (at least 1 s) until
+    /// the agent is restarted with the new ttl, and says so once.
+    fn loop_wait(&mut self) -> Duration {
+        let wanted = self.cluster_config.loop_wait.max(1);
+        let allowed = self
+            .running_ttl
+            .saturating_sub(self.cluster_config.retry_timeout.saturating_mul(2))
+            .max(1);
+        if wanted > allowed {
+            if !self.loop_wait_clamped {
+                tracing::warn!(
+                    loop_wait = wanted,
+                    running_ttl = self.running_ttl,
+                    "loop_wait from the cluster config is too long for the lease ttl this \
+                     agent started with; waiting {allowed} s per cycle until the agent is \
+                     restarted (a ttl change takes effect at restart)"
+                );
+                self.loop_wait_clamped = true;
+            }
+            return Duration::from_secs(allowed);
+        }
+        self.loop_wait_clamped = false;
+        Duration::from_secs(wanted)
+    }
+
     /// Sleep until `loop_wait` passes, the store changes in a way that matters, or a
     /// shutdown is requested.
     async fn wait(&mut self, last: Option<&Snapshot>) {
-        let deadline = Instant::now() + Duration::from_secs(self.cluster_config.loop_wait.max(1));
+        let deadline = Instant::now() + self.loop_wait();
         let Some(last) = last else {
             self.shutdown.sleep_until(deadline).await;
             return;
