@@ -30,6 +30,9 @@ struct Args {
     /// Where the logs of failed runs go.
     #[arg(long, default_value = "/tmp/pgbaton-lab-failures")]
     failures: PathBuf,
+    /// Also keep the logs of runs that passed (under the same directory).
+    #[arg(long)]
+    keep_logs: bool,
 }
 
 #[tokio::main]
@@ -66,21 +69,24 @@ async fn main() -> Result<()> {
             let Some(l) = lab.as_mut() else { continue };
             let r = run::one(l, seed, kind, Duration::from_secs(90)).await;
             println!(
-                "run {:>3} mode {:<6} seed {:<6} {:<28} acked {:>5} lost {:>4} split {:>3} heal {:>6} {}",
+                "run {:>3} mode {:<6} seed {:<6} {:<22} primary {:<7} acked {:>5} lost {:>4} split {:>3} heal {:>6} {}",
                 k + 1,
                 mode.name(),
                 seed,
                 r.fault,
+                r.primaries(),
                 r.acked,
                 r.lost,
                 r.split_brain,
                 r.heal.map(|h| format!("{:.1}s", h.as_secs_f64())).unwrap_or("-".into()),
                 r.failure.as_deref().unwrap_or("ok")
             );
-            if r.failure.is_some() {
+            if r.failure.is_some() || a.keep_logs {
                 let to = a.failures.join(format!("seed-{seed}"));
                 let _ = l.save_logs(&to);
-                println!("    logs of the failed run: {}", to.display());
+                println!("    logs: {}", to.display());
+            }
+            if r.failure.is_some() {
                 lab = None; // rebuild from scratch for the next run
             }
             reports.push(r);

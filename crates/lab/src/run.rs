@@ -23,6 +23,19 @@ pub struct Report {
     pub heal: Option<Duration>,
     /// Why the run failed, if it did.
     pub failure: Option<String>,
+    /// Primary before the fault and after the heal (host index).
+    pub primaries: (Option<usize>, Option<usize>),
+}
+
+impl Report {
+    /// "h1→h2" (a failover) or "h1" (none), "-" when unknown.
+    pub fn primaries(&self) -> String {
+        let name = |p: Option<usize>| p.map(|p| format!("h{}", p + 1)).unwrap_or("-".into());
+        match self.primaries {
+            (a, b) if a == b => name(a),
+            (a, b) => format!("{}→{}", name(a), name(b)),
+        }
+    }
 }
 
 /// Whether each member is a primary (`Some(true)`), a replica (`Some(false)`) or unreachable.
@@ -110,11 +123,13 @@ pub async fn one(lab: &mut Lab, seed: u64, kind: Option<Kind>, heal_within: Dura
         split_brain: 0,
         heal: None,
         failure: None,
+        primaries: (None, None),
     };
     let Some(primary) = wait_healthy(lab, Duration::from_secs(60)).await else {
         rep.failure = Some("not healthy before the fault".into());
         return rep;
     };
+    rep.primaries.0 = Some(primary);
     let mut rng = Rng::new(seed);
     let mut fault = Fault::pick(&mut rng, kind, primary, lab.opts.hosts, lab.opts.ttl);
     rep.kind = Some(fault.kind);
@@ -137,6 +152,7 @@ pub async fn one(lab: &mut Lab, seed: u64, kind: Option<Kind>, heal_within: Dura
     let healed_at = Instant::now();
     let final_primary = wait_healthy(lab, heal_within).await;
     rep.heal = final_primary.map(|_| healed_at.elapsed());
+    rep.primaries.1 = final_primary;
     // Let the writer reach the (new) primary again before stopping it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let records = match rec.finish() {
@@ -151,8 +167,11 @@ pub async fn one(lab: &mut Lab, seed: u64, kind: Option<Kind>, heal_within: Dura
     let mut problems = Vec::new();
     match final_primary {
         None => problems.push(format!("not healed within {heal_within:?}")),
-        Some(p) => match present_ids(lab, p, first_id).await {
-            Ok(present) => rep.lost = checker::lost(&records.acks, &present).len(),
+        Some(p) => match final_ids(lab, p, first_id, heal_within).await {
+            Ok((p, present)) => {
+                rep.primaries.1 = Some(p);
+                rep.lost = checker::lost(&records.acks, &present).len();
+            }
             Err(e) => problems.push(format!("cannot read the final primary: {e:#}")),
         },
     }
@@ -169,6 +188,30 @@ pub async fn one(lab: &mut Lab, seed: u64, kind: Option<Kind>, heal_within: Dura
         rep.failure = Some(problems.join("; "));
     }
     rep
+}
+
+/// Writer ids at or above `first_id` on the final primary `p`; if it is gone (a second
+/// failover right after the heal: seed 247, a flapping link, left etcd without a leader
+/// for longer than the ttl), wait for the cluster to heal again and read the new primary.
+async fn final_ids(
+    lab: &Lab,
+    mut p: usize,
+    first_id: i64,
+    within: Duration,
+) -> Result<(usize, HashSet<i64>)> {
+    let deadline = Instant::now() + within;
+    loop {
+        match present_ids(lab, p, first_id).await {
+            Ok(ids) => return Ok((p, ids)),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => {}
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match wait_healthy(lab, left).await {
+            Some(q) => p = q,
+            None => bail!("no healthy primary again within {within:?}"),
+        }
+    }
 }
 
 /// Writer ids at or above `first_id` on member `p`.
@@ -198,6 +241,11 @@ pub fn table(reports: &[Report]) -> String {
     }
     let kinds: Vec<String> = kinds.iter().map(|(n, c)| format!("{n} {c}")).collect();
     let _ = writeln!(s, "faults injected: {}", kinds.join(", "));
+    let failovers = reports
+        .iter()
+        .filter(|r| r.primaries.1.is_some() && r.primaries.0 != r.primaries.1)
+        .count();
+    let _ = writeln!(s, "runs with a failover: {failovers}");
     let split: usize = reports.iter().map(|r| r.split_brain).sum();
     let _ = writeln!(s, "split-brain instants: {split}");
     for mode in [Mode::Async, Mode::On, Mode::Quorum, Mode::Strict] {

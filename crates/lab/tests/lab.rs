@@ -22,7 +22,7 @@ fn ensure_pgbaton() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partition_and_etcd_cut_of_the_primary_keep_the_invariants() {
+async fn partition_etcd_cut_and_isolated_etcd_leader_keep_the_invariants() {
     if let Some(why) = pgbaton_lab::unsupported() {
         eprintln!("SKIPPED: {why}");
         return;
