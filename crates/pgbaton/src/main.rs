@@ -1,12 +1,6 @@
 //! The `pgbaton` binary: parses the command line and hands over to one subcommand.
 
-mod agent;
-mod api;
-mod cli;
-mod demo;
-mod fence;
-mod logging;
-mod storeconn;
+use pgbaton::{agent, cli, demo, fence};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -14,13 +14,12 @@ use pgbaton_core::model::{
 };
 use pgbaton_core::slots::slot_name;
 use pgbaton_core::{Action, Observation};
-use pgbaton_postgres::{
-    standard_hba, ConnTarget, InitdbOptions, Instance, PassfileEntry, StandbyTarget, StopMode,
-};
+use crate::effects::{Pg, PgSql};
+use pgbaton_postgres::{standard_hba, ConnTarget, PassfileEntry, StandbyTarget, StopMode};
 use pgbaton_store::Expect;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -37,12 +36,12 @@ pub fn describe(action: &Action) -> String {
 }
 
 /// Remove half-made data directories left by a crash during initdb or a clone.
-pub fn clean_leftovers(cfg: &NodeConfig) {
+pub fn clean_leftovers(cfg: &NodeConfig, pg: &dyn Pg) {
     for suffix in ["initdb-tmp", "clone-tmp"] {
         let dir = sibling(cfg, suffix);
-        if dir.exists() {
+        if pg.exists(&dir) {
             tracing::info!("removing {} left by an interrupted run", dir.display());
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if let Err(e) = pg.remove_dir_all(&dir) {
                 tracing::warn!("cannot remove {}: {e}", dir.display());
             }
         }
@@ -201,9 +200,9 @@ impl Agent {
         self.pg.start(timeout).await
     }
 
-    pub(super) fn sql(&self) -> anyhow::Result<&pgbaton_postgres::Sql> {
+    pub(super) fn sql(&self) -> anyhow::Result<&dyn PgSql> {
         self.sql
-            .as_ref()
+            .as_deref()
             .context("no SQL connection to the local PostgreSQL")
     }
 
@@ -271,7 +270,7 @@ impl Agent {
             Some(other) => bail!("member {other} holds the leader key"),
             None => Expect::Absent,
         };
-        let sent = crate::fence::now();
+        let sent = self.clock.boot();
         if !self
             .store
             .put(KEY_LEADER, &self.cfg.name, Some(lease), expect)
@@ -287,12 +286,8 @@ impl Agent {
 
     async fn initdb(&mut self) -> anyhow::Result<()> {
         let tmp = sibling(&self.cfg, "initdb-tmp");
-        let scratch = Instance {
-            data_dir: tmp.clone(),
-            ..self.pg.clone()
-        };
         let started = Instant::now();
-        scratch.initdb(&InitdbOptions::default()).await?;
+        self.pg.initdb_in(&tmp).await?;
         self.install_dir(&tmp)?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -426,17 +421,13 @@ impl Agent {
         let target = self.upstream(primary)?;
         let slot = slot_name(&self.cfg.name);
         let tmp = sibling(&self.cfg, "clone-tmp");
-        let scratch = Instance {
-            data_dir: tmp.clone(),
-            ..self.pg.clone()
-        };
         let started = Instant::now();
         tracing::info!(
             "cloning from {leader} ({}:{}) through slot {slot}",
             target.host,
             target.port
         );
-        scratch.basebackup(&target, Some(&slot), None).await?;
+        self.pg.basebackup_into(&tmp, &target, Some(&slot)).await?;
         self.install_dir(&tmp)?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -482,12 +473,7 @@ impl Agent {
 
     /// Move a finished data directory into place, owned by the PostgreSQL OS user.
     fn install_dir(&self, tmp: &Path) -> anyhow::Result<()> {
-        install_dir(tmp, &self.pg.data_dir)?;
-        std::fs::set_permissions(&self.pg.data_dir, std::fs::Permissions::from_mode(0o700))?;
-        if let Some(user) = &self.pg.run_as {
-            user.chown(&self.pg.data_dir)?;
-        }
-        Ok(())
+        self.pg.install_dir(tmp)
     }
 
     /// Stop PostgreSQL, give up the leader key and revoke the lease. Called once, on
@@ -537,21 +523,4 @@ fn member_hosts(obs: &Observation, me: &str) -> Vec<String> {
     hosts.sort();
     hosts.dedup();
     hosts
-}
-
-/// Move a finished data directory from `tmp` into `data_dir` (missing or empty).
-fn install_dir(tmp: &Path, data_dir: &Path) -> anyhow::Result<()> {
-    if !data_dir.exists() {
-        std::fs::rename(tmp, data_dir)
-            .with_context(|| format!("moving {} to {}", tmp.display(), data_dir.display()))?;
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(tmp).with_context(|| format!("reading {}", tmp.display()))? {
-        let entry = entry?;
-        let to = data_dir.join(entry.file_name());
-        std::fs::rename(entry.path(), &to)
-            .with_context(|| format!("moving {} to {}", entry.path().display(), to.display()))?;
-    }
-    std::fs::remove_dir(tmp).with_context(|| format!("removing {}", tmp.display()))?;
-    Ok(())
 }

@@ -24,7 +24,7 @@ impl Agent {
         let state = self
             .pg
             .data_dir_state()
-            .with_context(|| format!("inspecting data_dir {}", self.pg.data_dir.display()))?;
+            .with_context(|| format!("inspecting data_dir {}", self.pg.data_dir().display()))?;
         let data = match state {
             DataDirState::Missing | DataDirState::Empty => DataDir::Empty,
             DataDirState::Initialized {
@@ -79,7 +79,7 @@ impl Agent {
         if self.sql.as_ref().is_none_or(|s| s.is_closed()) {
             self.sql = self.pg.connect().await.ok();
         }
-        let Some(sql) = self.sql.as_ref() else {
+        let Some(sql) = self.sql.as_deref() else {
             // The postmaster exists but does not answer yet (starting or stopping).
             return Ok(view);
         };
@@ -135,7 +135,7 @@ impl Agent {
 }
 
 /// Primary: the connected standbys and the `synchronous_standby_names` in effect.
-async fn standbys_of(sql: &pgbaton_postgres::Sql, view: &mut LocalView) {
+async fn standbys_of(sql: &dyn crate::effects::PgSql, view: &mut LocalView) {
     match sql.show("synchronous_standby_names").await {
         Ok(v) => view.core.synchronous_standby_names = Some(v),
         Err(e) => tracing::debug!("reading synchronous_standby_names failed: {e}"),
