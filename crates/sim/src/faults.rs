@@ -116,6 +116,11 @@ pub fn schedule(
     if kinds.is_empty() {
         return steps;
     }
+    // Per member: until when its agent, or its fence, is disabled. Without a watchdog
+    // device nothing can stop PostgreSQL when both are, so the schedule never
+    // disables both on one host at once (the fault model: one process per host).
+    let mut agent_busy: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut fence_busy: std::collections::BTreeMap<String, u64> = Default::default();
     let mut t = from_ms;
     loop {
         t += rng.range(300, 6000);
@@ -126,8 +131,24 @@ pub fn schedule(
         let other = rng.pick(members).clone();
         let dur = rng.range(50, 15_000);
         let later = t + dur;
+        let kind = *rng.pick(kinds);
+        let busy = |map: &std::collections::BTreeMap<String, u64>| {
+            map.get(&m).is_some_and(|until| *until + 1000 > t)
+        };
+        match kind {
+            Kind::AgentKill | Kind::AgentFreeze if busy(&fence_busy) => continue,
+            Kind::Fence if busy(&agent_busy) => continue,
+            Kind::AgentKill | Kind::AgentFreeze => {
+                agent_busy.insert(m.clone(), later);
+            }
+            // A killed fence is replaced by the agent's next cycle.
+            Kind::Fence => {
+                fence_busy.insert(m.clone(), later.max(t + 5000));
+            }
+            _ => {}
+        }
         let mut add = |at: u64, f: Fault| steps.push(Step { at_ms: at, fault: f });
-        match rng.pick(kinds) {
+        match kind {
             Kind::AgentKill => {
                 add(t, Fault::KillAgent(m.clone()));
                 add(later, Fault::StartAgent(m));

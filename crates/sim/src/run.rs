@@ -175,48 +175,35 @@ impl Procs {
         let span = tracing::info_span!("agent", member = name);
         let world2 = world.clone();
         let name2 = name.to_string();
-        let spawner = GatedSpawner {
+        let spawner = Arc::new(GatedSpawner {
             gate: gate.clone(),
             span: span.clone(),
-        };
+        });
         let task = async move {
-            let fences = Arc::new(SimFenceSpawner {
-                world: world2.clone(),
-                host: name2.clone(),
-                owner: inc,
-            });
-            let first = match fences.spawn().await {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::error!("cannot start the fence: {e}");
+            let mut inc = inc;
+            loop {
+                let result = run_agent(&world2, &name2, inc, cfg.clone(), spawner.clone()).await;
+                {
+                    let mut w = lock(&world2);
+                    w.note(&name2, format!("[proc] agent exited: {result}"));
+                    if let Some(h) = w.hosts.get_mut(&name2) {
+                        h.agent_alive = false;
+                    }
+                }
+                // The service manager starts it again (systemd Restart=always, RestartSec=5).
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let mut w = lock(&world2);
+                let Some(h) = w.hosts.get_mut(&name2) else {
                     return;
-                }
-            };
-            let fence = Arc::new(FenceFeed::new(
-                first,
-                fences,
-                Duration::from_secs(cfg.watchdog.safety_margin),
-            ));
-            let effects = Effects {
-                store: Arc::new(StoreClient::new(
-                    world2.clone(),
+                };
+                h.agent_incarnation += 1;
+                h.agent_alive = true;
+                inc = h.agent_incarnation;
+                w.note(
                     &name2,
-                    Duration::from_secs(RETRY_TIMEOUT_S),
-                )),
-                pg: Arc::new(SimPg::new(world2.clone(), &name2, &cfg.data_dir)),
-                clock: Arc::new(crate::clock::SimClock::new(world2.clone(), &name2)),
-                fence,
-                spawner: Arc::new(spawner),
-            };
-            let result =
-                pgbaton::agent::run_with(cfg, effects, pgbaton::agent::Shutdown::manual()).await;
-            let mut w = lock(&world2);
-            if let Some(h) = w.hosts.get_mut(&name2) {
-                if h.agent_incarnation == inc {
-                    h.agent_alive = false;
-                }
+                    format!("[proc] agent restarted by the service manager (incarnation {inc})"),
+                );
             }
-            w.note(&name2, format!("[proc] agent exited: {result:?}"));
         };
         let handle = tokio::spawn(gate.wrap(task).instrument(span));
         self.agents.insert(name.to_string(), (handle, gate));
@@ -235,6 +222,45 @@ impl Procs {
 
     fn gate(&self, name: &str) -> Option<&Gate> {
         self.agents.get(name).map(|(_, g)| g)
+    }
+}
+
+/// One agent process: a fence, the effects, and the production agent until it exits.
+async fn run_agent(
+    world: &Shared,
+    name: &str,
+    inc: u64,
+    cfg: NodeConfig,
+    spawner: Arc<GatedSpawner>,
+) -> String {
+    let fences = Arc::new(SimFenceSpawner {
+        world: world.clone(),
+        host: name.to_string(),
+        owner: inc,
+    });
+    let first = match fences.spawn().await {
+        Ok(f) => f,
+        Err(e) => return format!("cannot start the fence: {e}"),
+    };
+    let fence = Arc::new(FenceFeed::new(
+        first,
+        fences,
+        Duration::from_secs(cfg.watchdog.safety_margin),
+    ));
+    let effects = Effects {
+        store: Arc::new(StoreClient::new(
+            world.clone(),
+            name,
+            Duration::from_secs(RETRY_TIMEOUT_S),
+        )),
+        pg: Arc::new(SimPg::new(world.clone(), name, &cfg.data_dir)),
+        clock: Arc::new(crate::clock::SimClock::new(world.clone(), name)),
+        fence,
+        spawner,
+    };
+    match pgbaton::agent::run_with(cfg, effects, pgbaton::agent::Shutdown::manual()).await {
+        Ok(()) => "stopped".into(),
+        Err(e) => format!("error: {e:#}"),
     }
 }
 

@@ -80,6 +80,8 @@ impl Agent {
             Action::StartStandby => {
                 self.sync_names = None;
                 self.standby_target = None;
+                // It streams from nobody now: the next cycle must re-point it.
+                self.following = None;
                 let settings = self.settings();
                 self.pg.prepare_config(&settings, None)?;
                 self.pg.set_standby_signal(true)?;
