@@ -37,8 +37,28 @@ pub enum Fault {
     ResumeReceiver(String),
     /// The data directory answers EIO (true) or recovers (false).
     Eio(String, bool),
+    /// The agent's SQL session hangs (true) or answers again (false): its main loop
+    /// is stuck while its lease keeper goes on.
+    HangSql(String, bool),
     /// End every fault: resume, restart, heal, clear.
     HealAll,
+    /// Scripted schedules: name the member now in `role` (`primary`, `replica`, `sync`
+    /// (the first synchronous standby) or `async` (a replica not in the sync key)) `$label`
+    /// for later steps.
+    Bind(String, String),
+    /// Scripted schedules: hold the schedule until a member other than `$label` accepts
+    /// writes (at most 120 s), and call it `$new`.
+    AwaitNewPrimary(String, String),
+    /// Scripted schedules: a violation unless a member other than `$label` accepts
+    /// writes now (availability: a failover must have happened).
+    ExpectWritableOtherThan(String),
+    /// Write this many bytes of WAL that no commit acknowledges (a big open
+    /// transaction) on the member's primary.
+    BulkWal(String, u64),
+    /// `pgbaton failover --to member` through `cli/ops` (no --force).
+    OperatorFailover(String),
+    /// `pgbaton switchover` (best candidate) through `cli/ops`.
+    OperatorSwitchover,
 }
 
 /// The fault kinds a campaign may draw from.

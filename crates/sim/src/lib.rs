@@ -17,6 +17,7 @@ pub mod faults;
 pub mod fence;
 pub mod gate;
 pub mod pg;
+pub mod regressions;
 pub mod rng;
 pub mod run;
 pub mod store;

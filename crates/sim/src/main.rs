@@ -15,6 +15,9 @@ struct Cli {
     /// Replay exactly this seed and print its whole trace.
     #[arg(long)]
     seed: Option<u64>,
+    /// Play one scripted regression schedule (finding1 ... finding5) and print its trace.
+    #[arg(long)]
+    regression: Option<String>,
     /// Run this many seeds (a campaign), starting at --first.
     #[arg(long, default_value_t = 100)]
     seeds: u64,
@@ -102,8 +105,18 @@ fn summary(o: &Outcome) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(seed) = cli.seed {
-        let o = match options(&cli, seed) {
+    if cli.seed.is_some() || cli.regression.is_some() {
+        let o = match &cli.regression {
+            Some(name) => match pgbaton_sim::regressions::options(name) {
+                Some(o) => Ok(o),
+                None => Err(format!(
+                    "--regression: unknown schedule {name:?} (one of {})",
+                    pgbaton_sim::regressions::ALL.join(", ")
+                )),
+            },
+            None => options(&cli, cli.seed.unwrap_or(1)),
+        };
+        let o = match o {
             Ok(o) => o,
             Err(e) => {
                 eprintln!("{e}");

@@ -264,9 +264,171 @@ async fn run_agent(
     }
 }
 
+/// A member for `role` now (see [`Fault::Bind`]).
+fn select(w: &World, role: &str) -> Option<String> {
+    let leader = w.store.value(pgbaton_core::model::KEY_LEADER).map(str::to_string);
+    let sync: Vec<String> = w
+        .store
+        .value(pgbaton_core::model::KEY_SYNC)
+        .and_then(|v| serde_json::from_str::<pgbaton_core::model::SyncState>(v).ok())
+        .map(|s| s.members)
+        .unwrap_or_default();
+    let replicas = || {
+        w.hosts
+            .values()
+            .filter(|h| h.pm.as_ref().is_some_and(|p| p.in_recovery))
+            .map(|h| h.name.clone())
+    };
+    match role {
+        "primary" => w
+            .hosts
+            .values()
+            .find(|h| h.writable())
+            .map(|h| h.name.clone())
+            .or(leader),
+        "replica" => replicas().next(),
+        "replica2" => replicas().nth(1),
+        "sync" => sync.first().cloned(),
+        "async" => replicas().find(|r| !sync.contains(r)),
+        _ => None,
+    }
+}
+
+/// Labels bound by scripted schedules.
+type Labels = BTreeMap<String, String>;
+
+/// `$label` → the member bound to it; anything else as is.
+fn resolve(labels: &Labels, name: &str) -> String {
+    match name.strip_prefix('$') {
+        Some(l) => labels.get(l).cloned().unwrap_or_else(|| format!("<unbound {l}>")),
+        None => name.to_string(),
+    }
+}
+
+/// Resolve the member names of a scripted fault.
+fn resolved(labels: &Labels, f: &Fault) -> Fault {
+    let r = |n: &String| resolve(labels, n);
+    match f {
+        Fault::KillAgent(m) => Fault::KillAgent(r(m)),
+        Fault::StartAgent(m) => Fault::StartAgent(r(m)),
+        Fault::FreezeAgent(m) => Fault::FreezeAgent(r(m)),
+        Fault::ResumeAgent(m) => Fault::ResumeAgent(r(m)),
+        Fault::KillFence(m) => Fault::KillFence(r(m)),
+        Fault::FreezeFence(m) => Fault::FreezeFence(r(m)),
+        Fault::ResumeFence(m) => Fault::ResumeFence(r(m)),
+        Fault::CrashPostgres(m) => Fault::CrashPostgres(r(m)),
+        Fault::Cut(a, b) => Fault::Cut(r(a), r(b)),
+        Fault::Heal(a, b) => Fault::Heal(r(a), r(b)),
+        Fault::Isolate(m) => Fault::Isolate(r(m)),
+        Fault::Rejoin(m) => Fault::Rejoin(r(m)),
+        Fault::Skew(m, d) => Fault::Skew(r(m), *d),
+        Fault::StallReceiver(m) => Fault::StallReceiver(r(m)),
+        Fault::ResumeReceiver(m) => Fault::ResumeReceiver(r(m)),
+        Fault::Eio(m, on) => Fault::Eio(r(m), *on),
+        Fault::HangSql(m, on) => Fault::HangSql(r(m), *on),
+        Fault::BulkWal(m, n) => Fault::BulkWal(r(m), *n),
+        Fault::OperatorFailover(m) => Fault::OperatorFailover(r(m)),
+        other => other.clone(),
+    }
+}
+
+/// Play one scripted-only step (labels, waits, expectations, operator requests).
+async fn script(world: &Shared, labels: &mut Labels, f: &Fault) {
+    match f {
+        Fault::Bind(label, role) => {
+            let w = lock(world);
+            match select(&w, role) {
+                Some(m) => {
+                    w.note("script", format!("${label} is {m} (the {role})"));
+                    labels.insert(label.clone(), m);
+                }
+                None => w.note("script", format!("no {role} to call ${label}")),
+            }
+        }
+        Fault::AwaitNewPrimary(old, new) => {
+            let old = resolve(labels, old);
+            let until = Instant::now() + Duration::from_secs(120);
+            while Instant::now() < until {
+                let found = lock(world)
+                    .hosts
+                    .values()
+                    .find(|h| h.writable() && h.name != old)
+                    .map(|h| h.name.clone());
+                if let Some(m) = found {
+                    lock(world).note("script", format!("${new} is {m} (newly writable)"));
+                    labels.insert(new.clone(), m);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            lock(world).note("script", format!("no member other than {old} became writable"));
+        }
+        Fault::ExpectWritableOtherThan(old) => {
+            let old = resolve(labels, old);
+            let mut w = lock(world);
+            if !w.hosts.values().any(|h| h.writable() && h.name != old) {
+                w.violation(format!(
+                    "availability: no member other than {old} accepts writes although the others are healthy"
+                ));
+            }
+        }
+        Fault::OperatorFailover(_) | Fault::OperatorSwitchover => {
+            let op = StoreClient::new(world.clone(), "operator", Duration::from_secs(3));
+            let bootstrap = pgbaton_core::model::ClusterConfig::default();
+            let planned = match f {
+                Fault::OperatorFailover(to) => {
+                    let to = resolve(labels, to);
+                    pgbaton::cli::ops::plan_failover(&op, &bootstrap, &to, false)
+                        .await
+                        .map(|(r, _)| r)
+                }
+                _ => {
+                    let ask = pgbaton::cli::ops::SwitchoverAsk::default();
+                    pgbaton::cli::ops::plan_switchover(&op, &bootstrap, &ask).await
+                }
+            };
+            let result = match planned {
+                Ok(mut req) => {
+                    // The request's timestamp on the simulated wall clock.
+                    req.requested_ms = crate::clock::WALL_EPOCH_MS + lock(world).now_ms();
+                    pgbaton::cli::ops::submit(&op, &req)
+                        .await
+                        .map(|_| format!("{:?} to {} submitted", req.kind, req.to))
+                }
+                Err(e) => Err(e),
+            };
+            let msg = match result {
+                Ok(m) => m,
+                Err(e) => format!("refused: {e}"),
+            };
+            lock(world).note("operator", msg);
+        }
+        _ => {}
+    }
+}
+
 fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
     let note = |m: &str, msg: String| lock(world).note(m, format!("[fault] {msg}"));
     match f {
+        Fault::Bind(..)
+        | Fault::AwaitNewPrimary(..)
+        | Fault::ExpectWritableOtherThan(_)
+        | Fault::OperatorFailover(_)
+        | Fault::OperatorSwitchover => {}
+        Fault::BulkWal(m, bytes) => {
+            let mut w = lock(world);
+            let id = w.id();
+            let done = match w.hosts.get_mut(m) {
+                Some(h) if h.writable() => h
+                    .data_mut()
+                    .map(|d| d.append(id, crate::pg::wal::RecKind::Checkpoint { shutdown: false }, *bytes))
+                    .is_some(),
+                _ => false,
+            };
+            if done {
+                w.note(m, format!("[fault] {bytes} bytes of WAL written by an open transaction"));
+            }
+        }
         Fault::KillAgent(m) => procs.kill(world, m),
         Fault::StartAgent(m) => procs.start(world, m),
         Fault::FreezeAgent(m) => {
@@ -345,6 +507,16 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
                 format!("[fault] WAL receiver {}", if stall { "stalled" } else { "resumed" }),
             );
         }
+        Fault::HangSql(m, on) => {
+            let mut w = lock(world);
+            if let Some(h) = w.hosts.get_mut(m) {
+                h.sql_hung = *on;
+            }
+            w.note(
+                m,
+                format!("[fault] the agent's SQL session {}", if *on { "hangs" } else { "answers again" }),
+            );
+        }
         Fault::Eio(m, on) => {
             let mut w = lock(world);
             if let Some(h) = w.hosts.get_mut(m) {
@@ -363,6 +535,7 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
                 for h in w.hosts.values_mut() {
                     h.eio = false;
                     h.receiver_stalled = false;
+                    h.sql_hung = false;
                     h.fences.iter_mut().for_each(|f| f.frozen = false);
                 }
                 w.note("world", "[fault] every fault repaired");
@@ -445,14 +618,20 @@ async fn drive(o: Options, world: Shared) -> (Option<u64>, usize) {
     steps.sort_by_key(|s| s.at_ms);
     let heal_at = steps.iter().map(|s| s.at_ms).max().unwrap_or(0).max(end_faults);
     let mut applied = 0;
+    let mut labels = Labels::new();
+    let mut offset = Duration::ZERO;
     for s in &steps {
-        tokio::time::sleep_until(start + Duration::from_millis(s.at_ms)).await;
-        apply(&world, &mut procs, &s.fault);
+        tokio::time::sleep_until(start + offset + Duration::from_millis(s.at_ms)).await;
+        let waited = Instant::now();
+        script(&world, &mut labels, &s.fault).await;
+        // Steps after a wait keep their spacing from the moment the wait ended.
+        offset += waited.elapsed();
+        apply(&world, &mut procs, &resolved(&labels, &s.fault));
         if !matches!(s.fault, Fault::StartAgent(_)) {
             applied += 1;
         }
     }
-    tokio::time::sleep_until(start + Duration::from_millis(heal_at)).await;
+    tokio::time::sleep_until(start + offset + Duration::from_millis(heal_at)).await;
     apply(&world, &mut procs, &Fault::HealAll);
     let healed = Instant::now();
     let bound = Duration::from_millis(liveness_bound_ms(o.members));
@@ -545,6 +724,7 @@ pub fn run(o: &Options) -> Outcome {
                 agent_alive: false,
                 agent_frozen: false,
                 receiver_stalled: false,
+                sql_hung: false,
                 pending: Vec::new(),
                 fenced: 0,
             },

@@ -92,6 +92,8 @@ pub struct Host {
     pub agent_frozen: bool,
     /// The WAL receiver is SIGSTOPped (streams nothing).
     pub receiver_stalled: bool,
+    /// SQL sessions to this server hang (the agent's backend is SIGSTOPped).
+    pub sql_hung: bool,
     /// Commits waiting for synchronous standbys.
     pub pending: Vec<Pending>,
     /// Times this host's PostgreSQL was stopped by a fence.

@@ -333,6 +333,9 @@ impl SimSql {
     /// Run `f` on the world if the session's server still runs.
     async fn with<T>(&self, f: impl FnOnce(&mut crate::world::World) -> Result<T>) -> Result<T> {
         take(1).await;
+        while lock(&self.world).hosts[&self.host].sql_hung {
+            take(10).await;
+        }
         let mut w = lock(&self.world);
         let alive = w.hosts[&self.host]
             .pm

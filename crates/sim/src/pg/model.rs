@@ -234,9 +234,13 @@ pub fn stream_one(w: &mut World, host: &str) {
         return;
     }
     let up = pm.upstream.clone();
-    let stalled = h.receiver_stalled;
+    if h.receiver_stalled {
+        // A SIGSTOPped receiver keeps its connection: the primary still lists it as
+        // streaming, at the position it had.
+        return;
+    }
     let streaming = match up {
-        Some(up) if !stalled && w.connected(host, &up) => {
+        Some(up) if w.connected(host, &up) => {
             let src = w.hosts.get(&up).filter(|s| s.pm.is_some()).and_then(|s| s.data());
             match (src, h.data()) {
                 (Some(src), Some(mine)) if mine.is_prefix_of(src) => {
