@@ -9,7 +9,7 @@
 //! 5. no leader: a switchover or operator failover names the next primary; otherwise
 //!    the ranked election of [`crate::failover`] picks it, unless the cluster is paused.
 
-use crate::failover::elect;
+use crate::failover::{elect, exclude_older_timelines, newest_timeline};
 use crate::model::{
     MemberStatus, PgState, PrimaryStatus, RequestKind, Role, SwitchoverPhase, SwitchoverRequest,
     SyncState, SynchronousMode,
@@ -20,6 +20,7 @@ use crate::registry::slot_work;
 use crate::rejoin::{must_rewind, WalEnd};
 use crate::slots::slot_name;
 use crate::sync::{names_at_start, sync_candidates, sync_step, SyncInput};
+use crate::takeback::may_take_back;
 use std::collections::BTreeSet;
 
 /// Decide what this member does now. Pure: same observation, same plan.
@@ -236,6 +237,7 @@ fn primary_duties(obs: &Observation) -> Plan {
                      key does not name it: letting go so that the election runs again",
                 );
             }
+            actions.push(claim_status(obs));
             actions.push(Action::Promote {
                 reason: "finishing an interrupted promotion".into(),
                 old_primary: None,
@@ -275,12 +277,11 @@ fn primary_duties(obs: &Observation) -> Plan {
             .member_slot_retention
             .saturating_mul(1000),
     );
-    let mut hosts: Vec<String> = obs
-        .cluster
-        .members
-        .values()
-        .filter(|m| m.name != obs.me)
-        .map(|m| m.host.clone())
+    let known_hosts = registered_hosts(obs, &work.registry);
+    let mut hosts: Vec<String> = known_hosts
+        .iter()
+        .filter(|(name, _)| **name != obs.me)
+        .map(|(_, host)| host.clone())
         .collect();
     hosts.sort();
     hosts.dedup();
@@ -300,6 +301,7 @@ fn primary_duties(obs: &Observation) -> Plan {
         timeline: local.timeline.unwrap_or(1),
         updated_ms: obs.now_ms,
         registry: work.registry,
+        hosts: known_hosts,
     }));
     // Synchronous replication last: a failed compare-and-set of the sync key must not
     // keep the status from being published.
@@ -312,36 +314,87 @@ fn primary_duties(obs: &Observation) -> Plan {
     Plan { actions, reason }
 }
 
+/// The host of every registered member: from its live member key, else the one the
+/// primary last recorded in the `status` key (issue 11: a member whose key expired
+/// during a partition keeps its replication access until `pgbaton remove`).
+fn registered_hosts(
+    obs: &Observation,
+    registry: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, String> {
+    let previous = obs.cluster.status.as_ref().map(|s| &s.hosts);
+    registry
+        .keys()
+        .filter_map(|name| {
+            let host = match obs.cluster.members.get(name) {
+                Some(m) => Some(m.host.clone()),
+                None => previous.and_then(|h| h.get(name).cloned()),
+            };
+            host.map(|h| (name.clone(), h))
+        })
+        .collect()
+}
+
 /// Synchronous replication is on (either mode).
 fn sync_mode(obs: &Observation) -> bool {
     obs.cluster.config.synchronous_mode != SynchronousMode::Off
 }
 
-/// What a member does right before it promotes itself in synchronous mode: rewrite the
-/// sync key to name it as the leader with no synchronous standby (its own standbys are
-/// not synchronous yet), and set `synchronous_standby_names` to what a new primary
-/// starts with (`*` in strict mode). Nothing in asynchronous mode.
+/// What a member does right before it promotes itself, once it holds the leader key.
+///
+/// In synchronous mode it first rewrites the sync key to name it as the leader with no
+/// synchronous standby (its own standbys are not synchronous yet) and sets
+/// `synchronous_standby_names` to what a new primary starts with (`*` in strict mode).
+/// Then, in every mode, it rewrites the `status` key to name itself ([`claim_status`]).
+/// Each step marks the intent to promote in the store before PostgreSQL acts, so that a
+/// crash at any point leaves a store that no older primary can take back (see
+/// [`crate::takeback`]); the sync key comes first because a `status` that names this
+/// member while the sync key still names the old primary would stop every election.
 fn before_promotion(obs: &Observation) -> Vec<Action> {
-    if !sync_mode(obs) {
-        return Vec::new();
-    }
-    let quorum = (obs.cluster.config.synchronous_mode == SynchronousMode::Quorum).then_some(0);
-    let names = if obs.cluster.config.synchronous_mode_strict {
-        "*"
-    } else {
-        ""
-    };
-    vec![
-        Action::WriteSync {
-            state: SyncState {
-                leader: obs.me.clone(),
-                members: Vec::new(),
-                quorum,
+    let mut actions = Vec::new();
+    if sync_mode(obs) {
+        let quorum = (obs.cluster.config.synchronous_mode == SynchronousMode::Quorum).then_some(0);
+        let names = if obs.cluster.config.synchronous_mode_strict {
+            "*"
+        } else {
+            ""
+        };
+        actions.extend([
+            Action::WriteSync {
+                state: SyncState {
+                    leader: obs.me.clone(),
+                    members: Vec::new(),
+                    quorum,
+                },
+                expect: obs.cluster.sync.as_ref().map(|(_, r)| *r),
             },
-            expect: obs.cluster.sync.as_ref().map(|(_, r)| *r),
-        },
-        Action::SetSynchronousStandbyNames(names.into()),
-    ]
+            Action::SetSynchronousStandbyNames(names.into()),
+        ]);
+    }
+    actions.push(claim_status(obs));
+    actions
+}
+
+/// The `status` key rewritten to name this member, before it promotes: from then on no
+/// former primary can take the key back by the rule of [`crate::takeback`], even if
+/// this member dies right after promoting (safety review finding 1). Its timeline is
+/// still the old one; the first cycle as primary publishes the new one.
+fn claim_status(obs: &Observation) -> Action {
+    let previous = obs.cluster.status.as_ref();
+    Action::PublishStatus(PrimaryStatus {
+        primary: obs.me.clone(),
+        lsn: obs
+            .local
+            .received_lsn
+            .max(obs.local.lsn)
+            .or(previous.map(|s| s.lsn))
+            .unwrap_or_default(),
+        timeline: crate::takeback::my_timeline(obs)
+            .or(previous.map(|s| s.timeline))
+            .unwrap_or(1),
+        updated_ms: obs.now_ms,
+        registry: previous.map(|s| s.registry.clone()).unwrap_or_default(),
+        hosts: previous.map(|s| s.hosts.clone()).unwrap_or_default(),
+    })
 }
 
 fn replica_duties(obs: &Observation, leader: &str) -> Plan {
@@ -356,6 +409,15 @@ fn replica_duties(obs: &Observation, leader: &str) -> Plan {
                 "member {leader} holds the leader key but this PostgreSQL runs as a primary: \
                  stopping it so that it cannot accept writes"
             ),
+        );
+    }
+    if local.unresponsive {
+        // Safety review finding 11: a postmaster that does not answer yet is not a
+        // diverged replica. Rewinding is impossible while it runs, and re-cloning would
+        // throw its data away; wait for it to answer (or to stop).
+        return Plan::idle(
+            "PostgreSQL runs but does not answer SQL yet (starting up, recovering or \
+             stopping): waiting for it",
         );
     }
     let primary = match leader_ready(obs, leader) {
@@ -516,9 +578,16 @@ pub fn candidate_fit(obs: &Observation, name: &str) -> Result<(), String> {
     if !fit_state {
         return Err(format!("{name} is {}, not streaming", m.state.as_str()));
     }
+    let newest = newest_timeline_of(obs);
+    let tl = m.timeline.unwrap_or(0);
+    if !primary_alive && tl < newest {
+        return Err(format!(
+            "{name} is on timeline {tl}, behind the cluster's timeline {newest}"
+        ));
+    }
     let lag = m.lag_bytes.unwrap_or(0);
     let max = obs.cluster.config.maximum_lag_on_failover;
-    if lag > max {
+    if lag > max && !sync_mode(obs) {
         return Err(format!(
             "{name} lags {} > {} limit",
             crate::failover::human(lag),
@@ -531,13 +600,34 @@ pub fn candidate_fit(obs: &Observation, name: &str) -> Result<(), String> {
 /// In synchronous mode, whether this member may be promoted by a (non-forced) operator
 /// failover: it must be listed in the sync key (in quorum mode, as the most advanced of
 /// enough reporting members).
-fn sync_fit(obs: &Observation) -> Result<(), String> {
+fn sync_fit(obs: &Observation) -> Result<Option<Plan>, String> {
     if !sync_mode(obs) {
-        return Ok(());
+        return Ok(None);
     }
     let mut members = obs.cluster.members.clone();
     members.retain(|_, m| m.role == Role::Replica || m.name == obs.me);
-    let election = elect(&members, obs.cluster.status.as_ref(), u64::MAX, 0, true);
+    // The automatic election's freshness rule holds here too: a report older than the
+    // leader loss may hide commits that only its member acknowledged since (safety
+    // review finding 4), so such members must report again (or stay silent past the
+    // grace, and then do not count) before a quorum is judged.
+    let since = obs.leaderless_since_ms.unwrap_or(obs.now_ms);
+    let grace_ms = obs.cluster.config.failover_grace.max(1) * 1000;
+    let past_grace = obs.now_ms.saturating_sub(since) >= grace_ms;
+    let mut election = elect(
+        &members,
+        obs.cluster.status.as_ref(),
+        u64::MAX,
+        since,
+        past_grace,
+    );
+    if !election.pending.is_empty() {
+        return Ok(Some(Plan::idle(format!(
+            "operator failover: waiting for {} to report their WAL positions after the \
+             primary was lost",
+            election.pending.join(", ")
+        ))));
+    }
+    exclude_older_timelines(&mut election, &members, newest_timeline_of(obs));
     let last = obs.cluster.status.as_ref().map(|s| s.primary.as_str());
     let ranking = sync_candidates(
         obs.cluster.sync.as_ref().map(|(s, _)| s),
@@ -545,7 +635,7 @@ fn sync_fit(obs: &Observation) -> Result<(), String> {
         &election.ranking,
     )?;
     if ranking.iter().any(|c| c.name == obs.me) {
-        Ok(())
+        Ok(None)
     } else {
         Err(format!("{} is not a synchronous standby", obs.me))
     }
@@ -553,14 +643,17 @@ fn sync_fit(obs: &Observation) -> Result<(), String> {
 
 fn no_leader(obs: &Observation) -> Plan {
     let writable = obs.local.running && obs.local.in_recovery == Some(false);
-    let last_is_me =
-        obs.cluster.status.as_ref().map(|s| s.primary.as_str()) == Some(obs.me.as_str());
-    if writable && !last_is_me {
-        return Plan::one(
-            Action::StopPostgres,
-            "no leader in the store and this member was not the last primary: stopping \
-             PostgreSQL so that it cannot accept writes",
-        );
+    if writable {
+        if let Err(why) = may_take_back(obs) {
+            return Plan::one(
+                Action::StopPostgres,
+                format!(
+                    "no leader in the store and this member was not the last primary, or \
+                     may not take the key back ({why}): stopping PostgreSQL so that it \
+                     cannot accept writes"
+                ),
+            );
+        }
     }
     // A request that names the next primary (an operator failover, or a switchover
     // already handed over) must not meet a writable old primary; a switchover still
@@ -581,32 +674,34 @@ fn no_leader(obs: &Observation) -> Plan {
         }
     }
     let local = &obs.local;
-    let last_primary = obs.cluster.status.as_ref().map(|s| s.primary.as_str());
     let was_primary = local.data == DataDir::Primary;
-    let owner = obs
-        .cluster
-        .initialize
-        .as_ref()
-        .map(|(i, _)| i.owner.as_str());
-    let mine = |p: Option<&str>| p == Some(obs.me.as_str());
-    if was_primary
-        && !local.start_failed
-        && (mine(last_primary) || (last_primary.is_none() && mine(owner)))
-    {
-        if obs.cluster.config.paused && !local.running {
-            return Plan::idle("paused: no leader and PostgreSQL is down; not restarting it");
+    if was_primary && !local.start_failed {
+        match may_take_back(obs) {
+            Ok(()) => {
+                if obs.cluster.config.paused && !local.running {
+                    return Plan::idle(
+                        "paused: no leader and PostgreSQL is down; not restarting it",
+                    );
+                }
+                let mut actions = vec![Action::AcquireLeader];
+                if !local.running && sync_mode(obs) {
+                    actions.push(Action::SetSynchronousStandbyNames(names_at_start(obs)));
+                }
+                actions.push(Action::StartPrimary);
+                return Plan {
+                    actions,
+                    reason: "no leader in the store and this member was the last primary: \
+                             taking the leader key back"
+                        .into(),
+                };
+            }
+            Err(why) => {
+                return Plan::idle(format!(
+                    "no leader in the store: waiting for a replica to be promoted (this \
+                     former primary may not take the key back: {why})"
+                ));
+            }
         }
-        let mut actions = vec![Action::AcquireLeader];
-        if !local.running && sync_mode(obs) {
-            actions.push(Action::SetSynchronousStandbyNames(names_at_start(obs)));
-        }
-        actions.push(Action::StartPrimary);
-        return Plan {
-            actions,
-            reason: "no leader in the store and this member was the last primary: taking \
-                     the leader key back"
-                .into(),
-        };
     }
     if was_primary && local.running && local.in_recovery == Some(false) {
         return Plan::one(
@@ -637,15 +732,26 @@ fn failover(obs: &Observation) -> Plan {
     let since = obs.leaderless_since_ms.unwrap_or(obs.now_ms);
     let waited = obs.now_ms.saturating_sub(since);
     let grace_ms = config.failover_grace.max(1) * 1000;
+    if let Some(plan) = designated_successor(obs) {
+        return plan;
+    }
     let mut members = obs.cluster.members.clone();
     members.retain(|_, m| m.role == Role::Replica || m.name == obs.me);
+    // In synchronous mode the sync key, not the lag, says who holds every acknowledged
+    // commit: `status.lsn` includes WAL never acknowledged (safety review finding 5).
+    let max_lag = if sync_mode(obs) {
+        u64::MAX
+    } else {
+        config.maximum_lag_on_failover
+    };
     let mut election = elect(
         &members,
         obs.cluster.status.as_ref(),
-        config.maximum_lag_on_failover,
+        max_lag,
         since,
         waited >= grace_ms,
     );
+    exclude_older_timelines(&mut election, &members, newest_timeline_of(obs));
     if sync_mode(obs) {
         let last = obs.cluster.status.as_ref().map(|s| s.primary.as_str());
         let key = obs.cluster.sync.as_ref().map(|(s, _)| s);
@@ -704,6 +810,45 @@ fn failover(obs: &Observation) -> Plan {
         actions,
         reason: format!("{reason}; this member is {what} (rank {})", rank + 1),
     }
+}
+
+/// The newest timeline the store knows of.
+fn newest_timeline_of(obs: &Observation) -> u32 {
+    newest_timeline(obs.cluster.status.as_ref(), &obs.cluster.history)
+}
+
+/// Synchronous mode: the sync key names this running replica as the leader with no
+/// synchronous standby. Only a member that won an election (holding every acknowledged
+/// commit) or a switchover writes that, right before it promotes; since then no other
+/// member can have acknowledged a commit. So the promotion was interrupted (the agent
+/// died between the key and PostgreSQL): finish it.
+fn designated_successor(obs: &Observation) -> Option<Plan> {
+    if !sync_mode(obs) || obs.tags.nofailover {
+        return None;
+    }
+    let (key, _) = obs.cluster.sync.as_ref()?;
+    if key.leader != obs.me || !key.members.is_empty() {
+        return None;
+    }
+    let old = obs
+        .cluster
+        .status
+        .as_ref()
+        .map(|s| s.primary.clone())
+        .filter(|p| *p != obs.me);
+    let mut actions = vec![Action::AcquireLeader];
+    actions.extend(before_promotion(obs));
+    actions.push(Action::Promote {
+        reason: "finishing an interrupted promotion (the sync key names this member)".into(),
+        old_primary: old,
+    });
+    Some(Plan {
+        actions,
+        reason: "no leader, and the sync key names this replica as the new primary: it was \
+                 chosen and holds every acknowledged commit, but did not finish promoting; \
+                 promoting it"
+            .into(),
+    })
 }
 
 fn summary(e: &crate::failover::Election) -> String {
@@ -826,14 +971,18 @@ fn requested_takeover(obs: &Observation, req: &SwitchoverRequest, revision: i64)
                         ),
                     ));
                 }
-                if let Err(why) = sync_fit(obs) {
-                    return Some(Plan::one(
-                        Action::ClearSwitchover { revision },
-                        format!(
-                            "operator failover refused: {why} (use --force to accept the loss \
-                             of acknowledged commits)"
-                        ),
-                    ));
+                match sync_fit(obs) {
+                    Ok(None) => {}
+                    Ok(Some(wait)) => return Some(wait),
+                    Err(why) => {
+                        return Some(Plan::one(
+                            Action::ClearSwitchover { revision },
+                            format!(
+                                "operator failover refused: {why} (use --force to accept the \
+                                 loss of acknowledged commits)"
+                            ),
+                        ))
+                    }
                 }
             }
             let old = obs.cluster.status.as_ref().map(|s| s.primary.clone());

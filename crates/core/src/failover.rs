@@ -5,14 +5,16 @@
 //! a grace period per rank. A member is eligible when it:
 //! - runs as a replica that streams or recently streamed (it reports a WAL position);
 //! - is not tagged `nofailover`;
-//! - is within `maximum_lag_on_failover` of the last LSN the primary published;
+//! - is within `maximum_lag_on_failover` of the last LSN the primary published (not
+//!   applied in synchronous mode, where the sync key says who holds every commit);
+//! - is on the cluster's newest timeline ([`exclude_older_timelines`]);
 //! - published its status after the leader vanished (so its position is final), unless
 //!   the grace for silent members has passed.
 //!
 //! The winner has the highest received-or-replayed LSN, then the highest
 //! `failover_priority`, then the smallest name.
 
-use crate::model::{MemberStatus, PgState, PrimaryStatus, Role};
+use crate::model::{HistoryEntry, MemberStatus, PgState, PrimaryStatus, Role};
 use crate::Lsn;
 use std::collections::BTreeMap;
 
@@ -120,6 +122,38 @@ pub fn elect(
     e
 }
 
+/// The newest timeline the cluster is known to have reached: the primary's last report
+/// or the newest promotion in the history, whichever is higher.
+pub fn newest_timeline(status: Option<&PrimaryStatus>, history: &[HistoryEntry]) -> u32 {
+    let reported = status.map(|s| s.timeline).unwrap_or(0);
+    let promoted = history.iter().map(|h| h.timeline).max().unwrap_or(0);
+    reported.max(promoted)
+}
+
+/// Drop from the ranking every candidate on a timeline older than `newest` (safety
+/// review finding 8). Such a member missed a promotion: whatever its LSN, its WAL is
+/// another history, so promoting it would throw away the newer timeline's commits and
+/// would start a second, different timeline with a number already in use.
+pub fn exclude_older_timelines(
+    e: &mut Election,
+    members: &BTreeMap<String, MemberStatus>,
+    newest: u32,
+) {
+    let mut kept = Vec::with_capacity(e.ranking.len());
+    for c in e.ranking.drain(..) {
+        let tl = members.get(&c.name).and_then(|m| m.timeline).unwrap_or(0);
+        if tl >= newest {
+            kept.push(c);
+        } else {
+            e.excluded.push(format!(
+                "{} is on timeline {tl}, behind the cluster's timeline {newest}",
+                c.name
+            ));
+        }
+    }
+    e.ranking = kept;
+}
+
 /// Bytes for people: `40 MB`, `512 kB`, `100 B`.
 pub fn human(b: u64) -> String {
     if b >= 1024 * 1024 {
@@ -186,6 +220,7 @@ mod tests {
             timeline: 1,
             updated_ms: 0,
             registry: BTreeMap::new(),
+            hosts: BTreeMap::new(),
         };
         let e = elect(&ms, Some(&status), 1024 * 1024, 0, false);
         assert!(e.ranking.is_empty());

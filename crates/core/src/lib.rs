@@ -15,6 +15,7 @@ pub mod registry;
 pub mod rejoin;
 pub mod slots;
 pub mod sync;
+pub mod takeback;
 pub mod view;
 
 pub use decide::decide;

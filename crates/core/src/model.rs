@@ -189,6 +189,12 @@ pub struct PrimaryStatus {
     /// and forgets the member.
     #[serde(default)]
     pub registry: BTreeMap<String, u64>,
+    /// The last known host of every registered member. The primary keeps allowing
+    /// replication from these hosts while the member is registered, even when its
+    /// member key has expired (a partitioned old primary must be able to rejoin the
+    /// moment the partition heals, before it has published itself again).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, String>,
 }
 
 /// One promotion, as appended to the `history` key.

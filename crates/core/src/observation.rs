@@ -50,6 +50,9 @@ pub struct Local {
     pub system_identifier: Option<String>,
     /// Whether PostgreSQL is running and answering.
     pub running: bool,
+    /// A postmaster runs but does not answer SQL (starting up, in crash recovery,
+    /// shutting down). Its data directory is busy: nothing may rewind or replace it.
+    pub unresponsive: bool,
     /// Whether it is in recovery (a replica), when running.
     pub in_recovery: Option<bool>,
     /// The `host:port` its standby config currently follows, if any.
@@ -125,6 +128,9 @@ pub struct ClusterView {
     pub members: BTreeMap<String, MemberStatus>,
     /// The primary's last status report.
     pub status: Option<PrimaryStatus>,
+    /// The store revision of the `status` key, to rewrite it only if nobody else has
+    /// since (`None`: the key is absent).
+    pub status_revision: Option<i64>,
     /// Cluster-wide settings.
     pub config: ClusterConfig,
     /// A pending switchover or failover request, with its store revision.

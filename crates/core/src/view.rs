@@ -47,7 +47,10 @@ pub fn cluster_view<'a>(
                 view.leader_lease = e.lease;
             }
             KEY_STATUS => match serde_json::from_str::<PrimaryStatus>(e.value) {
-                Ok(s) => view.status = Some(s),
+                Ok(s) => {
+                    view.status = Some(s);
+                    view.status_revision = Some(e.mod_revision);
+                }
                 Err(err) => problems.push(bad("primary status", err)),
             },
             KEY_SWITCHOVER => match serde_json::from_str::<SwitchoverRequest>(e.value) {

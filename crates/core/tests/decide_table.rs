@@ -308,6 +308,10 @@ fn primary_duty_rules() {
             .iter()
             .map(|(n, t)| (n.to_string(), *t))
             .collect(),
+        hosts: [("a", "host-a"), ("b", "host-b"), ("c", "host-c")]
+            .iter()
+            .map(|(n, h)| (n.to_string(), h.to_string()))
+            .collect(),
     };
     run(vec![
         case(
@@ -412,7 +416,7 @@ fn primary_duty_rules() {
         case(
             "the key holder is still in recovery after promotion began: finish it",
             as_primary().with_local(|l| l.in_recovery = Some(true)),
-            &["Promote"],
+            &["PublishStatus", "Promote"],
             "promoting",
         ),
         case(
@@ -662,7 +666,7 @@ fn no_leader_rules() {
         case(
             "the most advanced eligible replica wins",
             leaderless("b", 100).local(local_replica("host-a:5432", P_LSN)),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "most advanced eligible replica (rank 1)",
         )
         .has(Action::Promote {
@@ -678,7 +682,7 @@ fn no_leader_rules() {
         case(
             "after one grace period the second candidate may try",
             leaderless("c", 2500).local(local_replica("host-a:5432", P_LSN - 100)),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "rank 2",
         ),
         case(
@@ -700,7 +704,7 @@ fn no_leader_rules() {
                     ..replica("b", P_LSN)
                 })
                 .local(local_replica("host-a:5432", P_LSN - 100)),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "rank 1",
         ),
         case(
@@ -732,7 +736,7 @@ fn no_leader_rules() {
                     ..replica("b", P_LSN)
                 })
                 .local(local_replica("host-a:5432", P_LSN - 100)),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "rank 1",
         ),
         case(
@@ -768,7 +772,7 @@ fn no_leader_rules() {
                     ..Tags::default()
                 })
                 .local(local_replica("host-a:5432", P_LSN)),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "rank 1",
         ),
         case(
@@ -787,7 +791,7 @@ fn no_leader_rules() {
                     ..replica("c", P_LSN - 100)
                 })
                 .local(local_replica("host-a:5432", P_LSN - 100)),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "rank 1",
         ),
     ]);
@@ -871,7 +875,7 @@ fn switchover_rules() {
         case(
             "the candidate waits for the shutdown checkpoint, takes the key, promotes",
             stopped("b", 500).local(local_replica("host-a:5432", 0x6000)),
-            &["WaitForWal", "AcquireLeader", "Promote"],
+            &["WaitForWal", "AcquireLeader", "PublishStatus", "Promote"],
             "shutdown checkpoint",
         )
         .has(Action::WaitForWal { lsn: Lsn(0x6000) })
@@ -891,7 +895,7 @@ fn switchover_rules() {
             &["ClearSwitchover"],
             "timed out",
         )
-        .never(&["AcquireLeader", "Promote"]),
+        .never(&["AcquireLeader", "PublishStatus", "Promote"]),
         case(
             "the old primary waits while the switchover runs",
             stopped("a", 500).local(local_stopped(
@@ -942,7 +946,7 @@ fn operator_failover_rules() {
         case(
             "operator failover to a fit (streaming) member",
             base("c", failover_request("c", false)).local(local_replica("host-a:5432", P_LSN)),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "operator failover",
         )
         .has(Action::Promote {
@@ -955,11 +959,11 @@ fn operator_failover_rules() {
             &["ClearSwitchover"],
             "use --force",
         )
-        .never(&["AcquireLeader", "Promote"]),
+        .never(&["AcquireLeader", "PublishStatus", "Promote"]),
         case(
             "forced operator failover to a lagging member goes ahead and says data is lost",
             lagging("c", true),
-            &["AcquireLeader", "Promote"],
+            &["AcquireLeader", "PublishStatus", "Promote"],
             "forced",
         ),
         case(

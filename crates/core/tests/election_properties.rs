@@ -236,6 +236,7 @@ fn world(g: &GenCluster, fresh_since: u64, since_of: impl Fn(usize) -> u64) -> W
         timeline: 1,
         updated_ms: fresh_since - 1,
         registry: BTreeMap::new(),
+        hosts: BTreeMap::new(),
     });
     base.cluster.status = status.clone();
     // The bootstrap owner is the dead primary too: no live member may take the key back.
@@ -325,8 +326,17 @@ fn common_checks(w: &World, plans: &[(String, Plan)]) -> Result<(), TestCaseErro
         prop_assert_eq!(&decide(obs), plan, "{}: decide is not deterministic", name);
         prop_assert_eq!(&decide(&obs.clone()), plan);
         if takes_key(plan) {
+            // The winner names itself in the status key before promoting.
+            prop_assert!(
+                matches!(plan.actions.get(1), Some(Action::PublishStatus(s)) if s.primary == *name),
+                "{}: no status claim before the promotion: {:?}",
+                name,
+                plan
+            );
+            let mut actions = plan.actions.clone();
+            actions.remove(1);
             prop_assert_eq!(
-                plan.actions.clone(),
+                actions,
                 vec![
                     Action::AcquireLeader,
                     Action::Promote {

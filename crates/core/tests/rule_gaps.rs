@@ -44,7 +44,7 @@ fn unforced_failover_to_an_up_to_date_replica_of_a_dead_primary() {
     );
     assert_eq!(
         kinds(&plan.actions),
-        ["AcquireLeader", "Promote"],
+        ["AcquireLeader", "PublishStatus", "Promote"],
         "{}",
         plan.reason
     );

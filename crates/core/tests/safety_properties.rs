@@ -203,6 +203,7 @@ fn observation() -> impl Strategy<Value = Observation> {
                 timeline: 1,
                 updated_ms: NOW - 1000,
                 registry,
+                hosts: Default::default(),
             }),
     );
     let history = prop::collection::vec((2u32..4, lsn()), 0..3).prop_map(|h| {

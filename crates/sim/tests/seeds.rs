@@ -47,3 +47,38 @@ fn the_same_seed_gives_the_same_trace() {
     let c = run(&opts(8, "on"));
     assert_ne!(a.trace, c.trace, "different seeds should differ");
 }
+
+/// The CI seed set: every fault kind, synchronous mode on, must pass.
+#[test]
+fn ci_seed_set_passes() {
+    for seed in 1..=8 {
+        let out = run(&opts(seed, "on"));
+        assert!(out.violations.is_empty(), "{}", show(&out));
+    }
+}
+
+/// A deliberately broken rule (fence processes never act) is caught within the CI
+/// seed set.
+#[test]
+fn a_skipped_fence_is_caught() {
+    let caught = (1..=8).find(|s| {
+        let out = run(&Options {
+            broken: Broken::SkipFence,
+            ..opts(*s, "on")
+        });
+        out.violations.iter().any(|v| v.contains("two writable"))
+    });
+    assert!(caught.is_some(), "no seed of 1..=8 caught the skipped fence");
+}
+
+/// Each fault kind alone, in quorum mode.
+#[test]
+fn each_fault_kind_alone() {
+    for (i, k) in Kind::ALL.iter().enumerate() {
+        let out = run(&Options {
+            kinds: vec![*k],
+            ..opts(100 + i as u64, "quorum")
+        });
+        assert!(out.violations.is_empty(), "{k:?}: {}", show(&out));
+    }
+}

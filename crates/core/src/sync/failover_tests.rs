@@ -72,6 +72,7 @@ fn obs(me: &str, listed: &[&str], strict: bool) -> Observation {
                 timeline: 1,
                 updated_ms: 1,
                 registry: Default::default(),
+                hosts: Default::default(),
             }),
             config,
             sync: Some((
@@ -90,7 +91,15 @@ fn obs(me: &str, listed: &[&str], strict: bool) -> Observation {
 
 #[test]
 fn only_a_listed_member_is_promoted_and_it_rewrites_the_key_first() {
-    let plan = crate::decide(&obs("b", &["b"], true));
+    let o = obs("b", &["b"], true);
+    let plan = crate::decide(&o);
+    // The status key names b before b promotes (no old primary can take it back).
+    let claim = plan
+        .actions
+        .iter()
+        .find(|a| matches!(a, Action::PublishStatus(s) if s.primary == "b"))
+        .cloned()
+        .expect("a status claim before the promotion");
     assert_eq!(
         plan.actions,
         vec![
@@ -104,6 +113,7 @@ fn only_a_listed_member_is_promoted_and_it_rewrites_the_key_first() {
                 expect: Some(42)
             },
             Action::SetSynchronousStandbyNames("*".into()),
+            claim,
             Action::Promote {
                 reason: "failover: the primary p is gone".into(),
                 old_primary: Some("p".into())

@@ -79,6 +79,7 @@ pub fn status(primary: &str, lsn: u64, registry: &[(&str, u64)]) -> PrimaryStatu
         timeline: 1,
         updated_ms: NOW - 1000,
         registry: registry.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+        hosts: Default::default(),
     }
 }
 

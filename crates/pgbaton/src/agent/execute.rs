@@ -113,10 +113,20 @@ impl Agent {
                 Ok(())
             }
             Action::PublishStatus(status) => {
+                // Compare-and-set against the snapshot this plan was made from: a
+                // deposed primary's delayed write can never restore a stale `status`
+                // over a newer primary's claim (safety review finding 1).
                 let value = serde_json::to_string(status)?;
-                self.store
-                    .put(KEY_STATUS, &value, None, Expect::Any)
-                    .await?;
+                let expect = match obs.cluster.status_revision {
+                    Some(rev) => Expect::ModRevision(rev),
+                    None => Expect::Absent,
+                };
+                if !self.store.put(KEY_STATUS, &value, None, expect).await? {
+                    anyhow::bail!(
+                        "the status key changed since this cycle read it (another member \
+                         wrote it); deciding again"
+                    );
+                }
                 Ok(())
             }
             Action::HandOver { to } => self.hand_over(obs, to).await,

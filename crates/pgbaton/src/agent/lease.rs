@@ -37,7 +37,35 @@ pub fn spawn(
     let interval = (ttl / 4).max(Duration::from_millis(200));
     let keeper = spawner.spawn(Box::pin(async move {
         let mut lease: Option<LeaseId> = None;
+        let mut holding_back = false;
+        let mut fed = fence.subscribe();
         loop {
+            if lease.is_some() && !fence.may_renew(clock.boot()) {
+                // The main loop has not confirmed the leader key within the fence
+                // deadline: let the lease expire so that a replica can take over
+                // (safety review finding 2). The fence has stopped PostgreSQL.
+                if !holding_back {
+                    tracing::error!(
+                        "the main loop has not confirmed the leader key before the fence \
+                         deadline: no longer renewing the store lease, so that the leader \
+                         key expires and a replica can take over"
+                    );
+                    holding_back = true;
+                }
+                tokio::select! {
+                    biased;
+                    _ = fed.changed() => {}
+                    _ = tokio::time::sleep(interval) => {}
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                continue;
+            }
+            if holding_back {
+                tracing::info!("the main loop confirmed the leader key again: renewing the lease");
+                holding_back = false;
+            }
             // The fence deadline counts from when the request was sent, not answered.
             let sent = clock.boot();
             let result = match lease {

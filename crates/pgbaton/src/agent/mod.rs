@@ -10,6 +10,7 @@
 //!
 //! The lease is renewed by its own task ([`lease`]), never by this loop.
 
+mod backstop;
 mod execute;
 mod lease;
 mod observe;
@@ -37,6 +38,10 @@ pub use shutdown::Shutdown;
 /// How long a standby may fail to stream from its leader before its history is
 /// suspected to have diverged.
 const STALL_AFTER: Duration = Duration::from_secs(5);
+
+/// How long a postmaster that does not answer SQL is waited for before the rules may
+/// treat its data directory as stuck (rewind, or re-clone keeping the old data aside).
+const UNRESPONSIVE_LIMIT: Duration = Duration::from_secs(300);
 
 /// Run the agent of the member configured in `config_path` until SIGTERM or Ctrl-C.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
@@ -112,6 +117,8 @@ pub(crate) struct Agent {
     lease: tokio::sync::watch::Receiver<lease::LeaseState>,
     /// The lease keeper task, stopped with the agent.
     _keeper: AbortOnDrop,
+    /// The fence backstop task, stopped with the agent.
+    _backstop: AbortOnDrop,
     /// Cluster-wide settings, as last read from the store.
     cluster_config: ClusterConfig,
     /// The system identifier of the data directory, once read.
@@ -135,6 +142,8 @@ pub(crate) struct Agent {
     leaderless_since: Option<u64>,
     /// Since when the running standby has not been streaming.
     not_streaming_since: Option<Instant>,
+    /// Since when the postmaster has run without answering SQL.
+    unresponsive_since: Option<Instant>,
     /// PostgreSQL was running at the end of the last cycle.
     pg_running: bool,
     /// Promotions done by this member.
@@ -225,6 +234,12 @@ impl Agent {
             "agent configured"
         );
         let ttl = Duration::from_secs(cluster_config.ttl);
+        let backstop = backstop::spawn(
+            fence.clone(),
+            pg.clone(),
+            clock.clone(),
+            spawner.as_ref(),
+        );
         let (lease, keeper) = lease::spawn(
             store.clone(),
             ttl,
@@ -247,6 +262,7 @@ impl Agent {
             pg,
             clock,
             _keeper: AbortOnDrop(keeper),
+            _backstop: AbortOnDrop(backstop),
             lease,
             cluster_config,
             system_identifier: None,
@@ -262,6 +278,7 @@ impl Agent {
             promotions: 0,
             pg_running: false,
             not_streaming_since: None,
+            unresponsive_since: None,
             rewinds: 0,
             shutdown,
         }
@@ -358,6 +375,9 @@ impl Agent {
         {
             self.settings_dirty = true;
         }
+        // Before anything that can fail: a dead fence is replaced even while the store
+        // is unreachable, which is exactly when it matters (safety review finding 3).
+        self.ensure_fence().await;
         let read_sent = self.clock.boot();
         let snap = self.store.snapshot().await?;
         let (view, problems) = cluster_view(
@@ -396,6 +416,17 @@ impl Agent {
             (true, Some(t)) => Some(t),
             (true, None) => Some(Instant::now()),
         };
+        self.unresponsive_since = match (core.unresponsive, self.unresponsive_since) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(Instant::now()),
+        };
+        if self
+            .unresponsive_since
+            .is_some_and(|t| t.elapsed() >= UNRESPONSIVE_LIMIT)
+        {
+            core.unresponsive = false;
+        }
         core.stream_stalled = self
             .not_streaming_since
             .is_some_and(|t| t.elapsed() >= STALL_AFTER);
@@ -459,7 +490,7 @@ impl Agent {
     }
 
     /// Tell the fence what this cycle saw: leading (re-arm from this read), or no
-    /// longer a writable primary (disarm). Restart the fence process if it died.
+    /// longer a writable primary (disarm).
     async fn feed_fence(&mut self, obs: &Observation, read_sent: Duration) {
         let leads = obs.cluster.leader.as_deref() == Some(self.cfg.name.as_str())
             && obs.my_lease.is_some()
@@ -475,6 +506,11 @@ impl Agent {
         if let Err(e) = fed {
             tracing::error!("cannot feed the fence process: {e}");
         }
+    }
+
+    /// Restart the fence process if it died; the new one is armed at once with what
+    /// the old one was told.
+    async fn ensure_fence(&mut self) {
         if !self.fence.is_alive() {
             tracing::error!(
                 "the fence process died ({}); starting a new one",

@@ -81,6 +81,7 @@ impl Agent {
         }
         let Some(sql) = self.sql.as_deref() else {
             // The postmaster exists but does not answer yet (starting or stopping).
+            view.core.unresponsive = true;
             return Ok(view);
         };
         let probe = match sql.probe().await {
@@ -88,6 +89,7 @@ impl Agent {
             Err(e) => {
                 tracing::debug!("probe failed: {e}");
                 self.sql = None;
+                view.core.unresponsive = true;
                 return Ok(view);
             }
         };

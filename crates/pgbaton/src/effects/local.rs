@@ -1,6 +1,8 @@
 //! The production [`Pg`]: a real PostgreSQL through `pgbaton_postgres::Instance`.
 
 use super::pg::{Pg, PgSql};
+use crate::fence::postmaster::{lookup, quit, Lookup};
+use crate::fence::FenceError;
 use anyhow::Context;
 use pgbaton_core::Lsn;
 use pgbaton_postgres::{
@@ -115,6 +117,15 @@ impl Pg for LocalPg {
     }
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
         std::fs::rename(from, to)
+    }
+    fn postmaster_pid(&self) -> std::result::Result<Option<i32>, FenceError> {
+        Ok(match lookup(&self.0.data_dir)? {
+            Lookup::Running(pid) => Some(pid),
+            _ => None,
+        })
+    }
+    fn quit_postmaster(&self, pid: i32) -> std::result::Result<(), FenceError> {
+        quit(pid)
     }
 }
 

@@ -75,6 +75,10 @@ pub trait Pg: Send + Sync {
     fn remove_dir_all(&self, path: &Path) -> std::io::Result<()>;
     /// Rename `from` to `to`.
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()>;
+    /// The pid of a live postmaster of this data directory, as the fence finds it.
+    fn postmaster_pid(&self) -> std::result::Result<Option<i32>, crate::fence::FenceError>;
+    /// Immediate shutdown of postmaster `pid` (what the fence does at the deadline).
+    fn quit_postmaster(&self, pid: i32) -> std::result::Result<(), crate::fence::FenceError>;
 }
 
 /// An open SQL session with the local server.

@@ -77,6 +77,18 @@ pub struct FeedState {
 }
 
 impl FeedState {
+    /// Whether the lease keeper may renew the lease at `now`. Not once this member
+    /// leads and the main loop has not confirmed it within the fence deadline: the
+    /// loop is stuck (every cycle fails before it decides, or it hangs), its
+    /// PostgreSQL has been fenced, and only an expiring lease lets a replica take over
+    /// (safety review finding 2). Renewals resume as soon as the loop confirms again.
+    pub fn may_renew(&self, now: Duration, margin: Duration) -> bool {
+        match (self.confirmed, self.renewal) {
+            (Some(confirmed), Some((_, ttl))) => now < clock::deadline(confirmed, ttl, margin),
+            _ => true,
+        }
+    }
+
     /// The fence deadline and the lease's earliest expiry, once this member leads and a
     /// renewal is known: counted from the older of the two moments.
     pub fn arm_at(&self, margin: Duration) -> Option<(Duration, Duration)> {
@@ -97,6 +109,9 @@ pub struct FenceFeed {
     margin: Duration,
     spawner: Arc<dyn FenceSpawner>,
     inner: Mutex<Inner>,
+    /// Bumped on every change of what the fence was told (for the agent's backstop and
+    /// the lease keeper, which wait on it).
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 struct Inner {
@@ -122,7 +137,29 @@ impl FenceFeed {
                 state: FeedState::default(),
                 fenced_before: 0,
             }),
+            changed: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// The watchdog safety margin.
+    pub fn margin(&self) -> Duration {
+        self.margin
+    }
+
+    /// The armed deadline (on [`clock::now`]'s clock), if this member leads.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.lock().state.arm_at(self.margin).map(|(d, _)| d)
+    }
+
+    /// Whether the lease keeper may renew at `now` (on the fence clock; see
+    /// [`FeedState::may_renew`]).
+    pub fn may_renew(&self, now: Duration) -> bool {
+        self.lock().state.may_renew(now, self.margin)
+    }
+
+    /// A receiver that sees every change of what the fence was told.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Lease keeper, after a renewal (or a new grant) succeeded: `sent_at` is
@@ -145,7 +182,10 @@ impl FenceFeed {
     pub fn stepped_down(&self) -> Result<(), FenceError> {
         let mut inner = self.lock();
         inner.state.confirmed = None;
-        inner.fence.disarm()
+        let result = inner.fence.disarm();
+        drop(inner);
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        result
     }
 
     /// How many times PostgreSQL was fenced (the `fencing_actions` metric).
@@ -188,10 +228,13 @@ impl FenceFeed {
     fn update(&self, change: impl FnOnce(&mut FeedState)) -> Result<(), FenceError> {
         let mut inner = self.lock();
         change(&mut inner.state);
-        match inner.state.arm_at(self.margin) {
+        let result = match inner.state.arm_at(self.margin) {
             Some((deadline, expiry)) => inner.fence.arm_until(deadline, expiry),
             None => Ok(()),
-        }
+        };
+        drop(inner);
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        result
     }
 }
 
@@ -211,6 +254,24 @@ mod tests {
         assert_eq!(st.arm_at(s(2)), None);
         st.confirmed = Some(s(101));
         assert_eq!(st.arm_at(s(2)), Some((s(108), s(110))));
+    }
+
+    #[test]
+    fn renewals_stop_once_the_loop_misses_the_deadline() {
+        // Finding 2: leading, confirmed at 100 s, ttl 10, margin 2: renew until 108 s.
+        let st = FeedState {
+            renewal: Some((s(105), s(10))),
+            confirmed: Some(s(100)),
+        };
+        assert!(st.may_renew(s(107), s(2)));
+        assert!(!st.may_renew(s(108), s(2)));
+        assert!(!st.may_renew(s(500), s(2)));
+        // Not leading: the member key must stay alive whatever the loop does.
+        let st = FeedState {
+            renewal: Some((s(105), s(10))),
+            confirmed: None,
+        };
+        assert!(st.may_renew(s(500), s(2)));
     }
 
     #[test]

@@ -298,6 +298,16 @@ impl Pg for SimPg {
         w.note(&self.host, format!("[fs] removed {}", path.display()));
         Ok(())
     }
+    fn postmaster_pid(&self) -> std::result::Result<Option<i32>, pgbaton::fence::FenceError> {
+        Ok(self.pm_pid())
+    }
+    fn quit_postmaster(&self, pid: i32) -> std::result::Result<(), pgbaton::fence::FenceError> {
+        let mut w = lock(&self.world);
+        if w.hosts[&self.host].pm.as_ref().map(|p| p.pid as i32) == Some(pid) {
+            model::stop(&mut w, &self.host, false, "immediate shutdown by the agent's backstop");
+        }
+        Ok(())
+    }
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
         let mut w = lock(&self.world);
         let h = w
@@ -314,6 +324,15 @@ impl Pg for SimPg {
             format!("[fs] moved {} to {}", from.display(), to.display()),
         );
         Ok(())
+    }
+}
+
+impl SimPg {
+    fn pm_pid(&self) -> Option<i32> {
+        lock(&self.world).hosts[&self.host]
+            .pm
+            .as_ref()
+            .map(|p| p.pid as i32)
     }
 }
 

@@ -1,0 +1,210 @@
+//! End-to-end regressions of the safety review's confirmed findings, with real agents,
+//! real PostgreSQL and the local store on 127.0.0.1. Each test reproduces the schedule
+//! that lost data or left two primaries at 382e02b.
+
+mod common;
+
+use common::{wait_for, StoreKind, TestCluster};
+use nix::sys::signal::Signal;
+use pgbaton_store::{Expect, Store};
+use std::time::{Duration, Instant};
+
+const UP: Duration = Duration::from_secs(90);
+
+/// Whether member `i`'s PostgreSQL accepts writes now.
+async fn writable(c: &TestCluster, i: usize) -> bool {
+    c.query_one(i, "select pg_is_in_recovery()::text")
+        .await
+        .as_deref()
+        == Some("false")
+}
+
+fn local_store(c: &TestCluster) -> pgbaton_store::local::LocalStore {
+    pgbaton_store::local::LocalStore::open(
+        &c.dir.path().join("store"),
+        &c.cluster,
+        Duration::from_secs(5),
+    )
+    .expect("open the local store")
+}
+
+/// Finding 1 (confirmed: 792 and 795 acknowledged commits lost): in `synchronous_mode:
+/// on`, the primary P's agent is frozen and its fence stops PostgreSQL; R promotes;
+/// R's agent is killed right after, so its fence lets R acknowledge commits until its
+/// deadline; then P's agent resumes while the `status` key still names P (R never
+/// published it, or P's delayed write restored it). P must not take the cluster back
+/// on its old timeline: R's commits would be rewound away.
+#[tokio::test(flavor = "multi_thread")]
+async fn f1_old_primary_never_takes_the_cluster_back_from_a_newer_timeline() {
+    let mut c = TestCluster::new(3, StoreKind::Local);
+    for i in 0..3 {
+        c.add_bootstrap(i, "  synchronous_mode: on\n");
+    }
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    c.connect(p)
+        .await
+        .batch_execute("create table acked (id bigint primary key)")
+        .await
+        .expect("create table");
+    wait_for("a synchronous standby", UP, || async {
+        (!c.sync_members().is_empty()).then_some(())
+    })
+    .await;
+    let replicas: Vec<usize> = (0..3).filter(|&i| i != p).collect();
+    let mut watch = Vec::new();
+    for &i in &replicas {
+        watch.push((i, c.connect(i).await));
+    }
+
+    // 1. Freeze P's agent; its fence stops P's PostgreSQL at the deadline.
+    c.signal_agent(p, Signal::SIGSTOP);
+    // 2. Whoever promotes first is R; 3. kill its agent at once.
+    let r = wait_for("a promoted replica", UP, || async {
+        for (i, cl) in &watch {
+            if let Ok(row) = cl.query_one("select pg_is_in_recovery()", &[]).await {
+                if !row.get::<_, bool>(0) {
+                    return Some(*i);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        None
+    })
+    .await;
+    c.kill_agent(r);
+    eprintln!("P={} R={}", c.nodes[p].name, c.nodes[r].name);
+    // The `status` key still (or again) names P: what R's death before its first
+    // publication, or P's delayed write, leaves behind.
+    let store = local_store(&c);
+    let old_status = format!(
+        r#"{{"primary":"{}","lsn":"0/0","timeline":1,"updated_ms":0}}"#,
+        c.nodes[p].name
+    );
+    assert!(store
+        .put("status", &old_status, None, Expect::Any)
+        .await
+        .expect("write status"));
+
+    // R acknowledges commits until its fence stops it.
+    let rc = c.connect(r).await;
+    let mut acked = Vec::new();
+    let t0 = Instant::now();
+    for id in 1..i64::MAX {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+        let insert = rc.execute("insert into acked values ($1)", &params);
+        match tokio::time::timeout(Duration::from_secs(2), insert).await {
+            Ok(Ok(_)) => acked.push(id),
+            _ => break,
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            panic!("R was never fenced");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !acked.is_empty(),
+        "R acknowledged nothing: the test proves nothing"
+    );
+    eprintln!("R acknowledged {} rows before its fence", acked.len());
+
+    // 4. P's agent resumes. For 3×ttl it must never make P writable again.
+    c.signal_agent(p, Signal::SIGCONT);
+    let until = Instant::now() + Duration::from_secs(18);
+    while Instant::now() < until {
+        assert!(
+            !writable(&c, p).await,
+            "the old primary took the cluster back on its old timeline:\n{}",
+            c.log(p)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // 5. R's agent comes back: R leads again and every row it acknowledged is there.
+    c.start(r);
+    let primary = c.wait_healthy(UP).await;
+    let have: std::collections::HashSet<i64> = c
+        .query_col(primary, "select id from acked")
+        .await
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let lost: Vec<&i64> = acked.iter().filter(|id| !have.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged rows lost",
+        lost.len(),
+        acked.len()
+    );
+    assert!(!c.log(p).contains("taking the leader key back"));
+}
+
+/// The pid of the fence process (`pgbaton fence-watchdog`) started by agent `agent`.
+fn fence_pid(agent: u32) -> Option<i32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if ppid == Some(agent) && String::from_utf8_lossy(&cmdline).contains("fence-watchdog") {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// Finding 3 (confirmed: two primaries for about 10 s): the primary's fence process is
+/// killed, then the store becomes unreachable. The agent used to start a new fence only
+/// after a successful store read, so PostgreSQL stayed writable for the whole outage,
+/// long past the moment its lease could expire and a replica that still reached the
+/// store could be promoted. It must stop accepting writes by `ttl - safety_margin`.
+#[tokio::test(flavor = "multi_thread")]
+async fn f3_a_dead_fence_still_fences_the_primary_during_a_store_outage() {
+    let mut c = TestCluster::new(2, StoreKind::Local);
+    for i in 0..2 {
+        c.set_timing(i, 10, 1, 2);
+    }
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    let agent = c.nodes[p].agent.as_ref().expect("agent").id();
+    let fence = wait_for("the fence process", UP, || async { fence_pid(agent) }).await;
+    let client = c.connect(p).await;
+    client
+        .batch_execute("create table probe (id bigserial)")
+        .await
+        .expect("table");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(fence), Signal::SIGKILL).expect("kill");
+    let guard =
+        pgbaton_store::local::LocalStore::freeze_for_tests(&c.dir.path().join("store"), &c.cluster)
+            .expect("freeze the store");
+    let frozen_at = Instant::now();
+    // Write until the primary stops accepting writes (or 20 s: the lease is long gone).
+    let mut last_ack = None;
+    while frozen_at.elapsed() < Duration::from_secs(20) {
+        let insert = client.execute("insert into probe values (default)", &[]);
+        match tokio::time::timeout(Duration::from_secs(1), insert).await {
+            Ok(Ok(_)) => last_ack = Some(frozen_at.elapsed()),
+            _ => break,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(guard);
+    let last = last_ack.expect("the primary acknowledged nothing after the cut");
+    // ttl 10 - safety margin: the lease cannot expire before 10 s after the last
+    // renewal; writes must stop before (the margin's default leaves ~8 s).
+    assert!(
+        last < Duration::from_millis(9_000),
+        "the primary kept accepting writes {last:?} after its store was cut off, with \
+         its fence process dead:\n{}",
+        c.log(p)
+    );
+    eprintln!("last write acknowledged {last:?} after the cut");
+    // After the outage the cluster heals (a fence runs again).
+    c.wait_healthy(UP).await;
+    let agent = c.nodes[p].agent.as_ref().expect("agent").id();
+    wait_for("a new fence process", UP, || async { fence_pid(agent) }).await;
+}
