@@ -7,7 +7,6 @@ use crate::fence::SimFenceSpawner;
 use crate::gate::{Gate, GatedSpawner};
 use crate::pg::{model, SimPg};
 use crate::store::{StoreClient, StoreState};
-use crate::trace::TraceLayer;
 use crate::world::{lock, Broken, Host, Shared, World};
 use pgbaton::effects::Effects;
 use pgbaton::fence::{FenceFeed, FenceSpawner};
@@ -19,8 +18,6 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::Layer;
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -747,20 +744,12 @@ pub fn run(o: &Options) -> Outcome {
         broken: o.broken,
         lost_async: 0,
     }));
-    let level = if o.debug {
-        tracing_subscriber::filter::LevelFilter::DEBUG
-    } else {
-        tracing_subscriber::filter::LevelFilter::INFO
+    crate::trace::install(o.debug);
+    let traced = crate::trace::Sink {
+        lines: sink.clone(),
+        start,
     };
-    let subscriber = tracing_subscriber::registry().with(
-        TraceLayer {
-            sink: sink.clone(),
-            start,
-            debug: o.debug,
-        }
-        .with_filter(level),
-    );
-    let (converged_ms, faults) = tracing::subscriber::with_default(subscriber, || {
+    let (converged_ms, faults) = crate::trace::with_sink(traced, || {
         rt.block_on(drive(o.clone(), world.clone()))
     });
     let sim_ms = rt.block_on(async { Instant::now().duration_since(start).as_millis() as u64 });

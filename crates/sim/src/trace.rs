@@ -2,8 +2,9 @@
 //! stamped with simulated time and the member it came from, interleaved with the
 //! world's events. Deterministic, so one seed prints the same trace byte for byte.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::time::Instant;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
@@ -14,15 +15,47 @@ use tracing_subscriber::registry::LookupSpan;
 /// The member a span belongs to.
 struct Member(String);
 
-/// A layer that appends agent log lines to the run's trace.
-pub struct TraceLayer {
+/// Where the run on this thread writes its trace.
+#[derive(Clone)]
+pub struct Sink {
     /// The trace lines.
-    pub sink: Arc<Mutex<Vec<String>>>,
+    pub lines: Arc<Mutex<Vec<String>>>,
     /// Virtual time zero.
     pub start: Instant,
-    /// Also keep DEBUG lines.
-    pub debug: bool,
 }
+
+thread_local! {
+    static SINK: RefCell<Option<Sink>> = const { RefCell::new(None) };
+}
+
+/// Install the process-wide subscriber once (a scoped subscriber per run would let
+/// concurrent runs race on tracing's callsite cache and lose lines). `debug` on the
+/// first call decides whether DEBUG lines are kept.
+pub fn install(debug: bool) {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::Layer as _;
+        let level = if debug {
+            tracing_subscriber::filter::LevelFilter::DEBUG
+        } else {
+            tracing_subscriber::filter::LevelFilter::INFO
+        };
+        let subscriber = tracing_subscriber::registry().with(TraceLayer.with_filter(level));
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}
+
+/// Run `f` with its agents' log lines going to `sink`.
+pub fn with_sink<R>(sink: Sink, f: impl FnOnce() -> R) -> R {
+    SINK.with(|s| *s.borrow_mut() = Some(sink));
+    let r = f();
+    SINK.with(|s| *s.borrow_mut() = None);
+    r
+}
+
+/// A layer that appends agent log lines to the trace of the run on this thread.
+pub struct TraceLayer;
 
 #[derive(Default)]
 struct Fields {
@@ -67,10 +100,10 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let level = *event.metadata().level();
-        if level > Level::INFO && !(self.debug && level == Level::DEBUG) {
+        let Some(sink) = SINK.with(|s| s.borrow().clone()) else {
             return;
-        }
+        };
+        let level = *event.metadata().level();
         let member = ctx
             .event_scope(event)
             .and_then(|scope| {
@@ -81,7 +114,7 @@ where
             .unwrap_or_else(|| "-".into());
         let mut f = Fields::default();
         event.record(&mut f);
-        let ms = Instant::now().duration_since(self.start).as_millis() as u64;
+        let ms = Instant::now().duration_since(sink.start).as_millis() as u64;
         let tag = match level {
             Level::ERROR => "ERROR ",
             Level::WARN => "WARN ",
@@ -94,7 +127,7 @@ where
             f.message,
             f.rest
         );
-        self.sink
+        sink.lines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(line);
