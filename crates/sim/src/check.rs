@@ -3,6 +3,7 @@
 //! recorded with the simulated time; the run then fails and prints its trace.
 
 use crate::world::World;
+use std::collections::BTreeSet;
 
 /// `host`'s PostgreSQL just became writable (started as primary or promoted).
 pub fn became_writable(w: &mut World, host: &str) {
@@ -24,10 +25,11 @@ pub fn became_writable(w: &mut World, host: &str) {
     let Some(dir) = w.hosts.get(host).and_then(|h| h.data()) else {
         return;
     };
+    let have: BTreeSet<u64> = dir.commits().collect();
     let missing: Vec<u64> = w
         .acked
         .iter()
-        .filter(|a| !dir.has_commit(a.commit))
+        .filter(|a| !have.contains(&a.commit))
         .map(|a| a.commit)
         .collect();
     if !missing.is_empty() {
@@ -72,18 +74,23 @@ pub fn discarding(w: &mut World, host: &str, dir: &std::path::Path, what: &str, 
     if lost.is_empty() {
         return;
     }
+    let lost: BTreeSet<u64> = lost.iter().copied().collect();
+    let elsewhere: BTreeSet<u64> = w
+        .hosts
+        .values()
+        .flat_map(|h| {
+            h.dirs
+                .iter()
+                .filter(move |(p, _)| !(h.name == host && p.as_path() == dir))
+                .flat_map(|(_, d)| d.commits())
+        })
+        .filter(|c| lost.contains(c))
+        .collect();
     let only_here: Vec<u64> = w
         .acked
         .iter()
         .map(|a| a.commit)
-        .filter(|c| lost.contains(c))
-        .filter(|c| {
-            !w.hosts.values().any(|h| {
-                h.dirs
-                    .iter()
-                    .any(|(p, d)| !(h.name == host && p == dir) && d.has_commit(*c))
-            })
-        })
+        .filter(|c| lost.contains(c) && !elsewhere.contains(c))
         .collect();
     if only_here.is_empty() {
         return;

@@ -167,7 +167,12 @@ pub fn schedule(
             }
             _ => {}
         }
-        let mut add = |at: u64, f: Fault| steps.push(Step { at_ms: at, fault: f });
+        let mut add = |at: u64, f: Fault| {
+            steps.push(Step {
+                at_ms: at,
+                fault: f,
+            })
+        };
         match kind {
             Kind::AgentKill => {
                 add(t, Fault::KillAgent(m.clone()));

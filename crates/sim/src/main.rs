@@ -84,11 +84,29 @@ fn options(cli: &Cli, seed: u64) -> Result<Options, String> {
     })
 }
 
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`; the
+/// machine may be shared, so throughput is reported per wall second and per CPU second.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn summary(o: &Outcome) -> String {
     format!(
         "seed {}: {} ({} faults, {} acked commits, {:.1} simulated s{}{})",
         o.seed,
-        if o.violations.is_empty() { "ok" } else { "FAILED" },
+        if o.violations.is_empty() {
+            "ok"
+        } else {
+            "FAILED"
+        },
         o.faults,
         o.acked,
         o.sim_ms as f64 / 1000.0,
@@ -166,13 +184,16 @@ fn main() -> ExitCode {
                     for v in &out.violations {
                         eprintln!("  VIOLATION: {v}");
                     }
-                    eprintln!("  replay: pgbaton-sim --seed {seed} --faults {} --sync {}", cli.faults, cli.sync);
+                    eprintln!(
+                        "  replay: pgbaton-sim --seed {seed} --faults {} --sync {}",
+                        cli.faults, cli.sync
+                    );
                     if cli.fail_fast {
                         stop.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
                     r.2.push(out);
                 }
-                if r.0 % 100 == 0 {
+                if r.0.is_multiple_of(100) {
                     let wall = started.elapsed().as_secs_f64();
                     eprintln!(
                         "{} seeds, {} failed, {:.1} seeds/s, {:.0} simulated s per wall s",
@@ -187,15 +208,20 @@ fn main() -> ExitCode {
     });
     let r = results.into_inner().unwrap_or_else(|e| e.into_inner());
     let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().max(0.01);
+    let sim = r.1 as f64 / 1000.0;
     println!(
-        "{} seeds ({} jobs), {} failed, {:.1} s wall: {:.2} seeds/s, {:.0} simulated s per wall s ({:.0} per core)",
+        "{} seeds ({} jobs), {} failed, {:.1} s wall, {:.1} s CPU, {:.0} simulated s: \
+         {:.2} seeds/s, {:.0} simulated s per wall s, {:.0} simulated s per CPU s",
         r.0,
         cli.jobs,
         r.2.len(),
         wall,
+        cpu,
+        sim,
         r.0 as f64 / wall,
-        r.1 as f64 / 1000.0 / wall,
-        r.1 as f64 / 1000.0 / wall / cli.jobs.max(1) as f64
+        sim / wall,
+        sim / cpu
     );
     let mut failed: Vec<u64> = r.2.iter().map(|o| o.seed).collect();
     failed.sort();

@@ -6,7 +6,10 @@ use crate::faults::{Fault, Step};
 use crate::run::Options;
 
 fn at(ms: u64, f: Fault) -> Step {
-    Step { at_ms: ms, fault: f }
+    Step {
+        at_ms: ms,
+        fault: f,
+    }
 }
 
 fn s(x: &str) -> String {

@@ -263,7 +263,10 @@ async fn run_agent(
 
 /// A member for `role` now (see [`Fault::Bind`]).
 fn select(w: &World, role: &str) -> Option<String> {
-    let leader = w.store.value(pgbaton_core::model::KEY_LEADER).map(str::to_string);
+    let leader = w
+        .store
+        .value(pgbaton_core::model::KEY_LEADER)
+        .map(str::to_string);
     let sync: Vec<String> = w
         .store
         .value(pgbaton_core::model::KEY_SYNC)
@@ -297,7 +300,10 @@ type Labels = BTreeMap<String, String>;
 /// `$label` → the member bound to it; anything else as is.
 fn resolve(labels: &Labels, name: &str) -> String {
     match name.strip_prefix('$') {
-        Some(l) => labels.get(l).cloned().unwrap_or_else(|| format!("<unbound {l}>")),
+        Some(l) => labels
+            .get(l)
+            .cloned()
+            .unwrap_or_else(|| format!("<unbound {l}>")),
         None => name.to_string(),
     }
 }
@@ -358,7 +364,10 @@ async fn script(world: &Shared, labels: &mut Labels, f: &Fault) {
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            lock(world).note("script", format!("no member other than {old} became writable"));
+            lock(world).note(
+                "script",
+                format!("no member other than {old} became writable"),
+            );
         }
         Fault::ExpectWritableOtherThan(old) => {
             let old = resolve(labels, old);
@@ -418,12 +427,21 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
             let done = match w.hosts.get_mut(m) {
                 Some(h) if h.writable() => h
                     .data_mut()
-                    .map(|d| d.append(id, crate::pg::wal::RecKind::Checkpoint { shutdown: false }, *bytes))
+                    .map(|d| {
+                        d.append(
+                            id,
+                            crate::pg::wal::RecKind::Checkpoint { shutdown: false },
+                            *bytes,
+                        )
+                    })
                     .is_some(),
                 _ => false,
             };
             if done {
-                w.note(m, format!("[fault] {bytes} bytes of WAL written by an open transaction"));
+                w.note(
+                    m,
+                    format!("[fault] {bytes} bytes of WAL written by an open transaction"),
+                );
             }
         }
         Fault::KillAgent(m) => procs.kill(world, m),
@@ -455,7 +473,10 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
             }
             w.note(
                 m,
-                format!("[fault] fence {}", if frozen { "frozen" } else { "resumed" }),
+                format!(
+                    "[fault] fence {}",
+                    if frozen { "frozen" } else { "resumed" }
+                ),
             );
         }
         Fault::CrashPostgres(m) => {
@@ -501,7 +522,10 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
             }
             w.note(
                 m,
-                format!("[fault] WAL receiver {}", if stall { "stalled" } else { "resumed" }),
+                format!(
+                    "[fault] WAL receiver {}",
+                    if stall { "stalled" } else { "resumed" }
+                ),
             );
         }
         Fault::HangSql(m, on) => {
@@ -511,7 +535,10 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
             }
             w.note(
                 m,
-                format!("[fault] the agent's SQL session {}", if *on { "hangs" } else { "answers again" }),
+                format!(
+                    "[fault] the agent's SQL session {}",
+                    if *on { "hangs" } else { "answers again" }
+                ),
             );
         }
         Fault::Eio(m, on) => {
@@ -521,7 +548,10 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
             }
             w.note(
                 m,
-                format!("[fault] data directory {}", if *on { "returns EIO" } else { "healthy again" }),
+                format!(
+                    "[fault] data directory {}",
+                    if *on { "returns EIO" } else { "healthy again" }
+                ),
             );
         }
         Fault::HealAll => {
@@ -613,7 +643,12 @@ async fn drive(o: Options, world: Shared) -> (Option<u64>, usize) {
         }
     }
     steps.sort_by_key(|s| s.at_ms);
-    let heal_at = steps.iter().map(|s| s.at_ms).max().unwrap_or(0).max(end_faults);
+    let heal_at = steps
+        .iter()
+        .map(|s| s.at_ms)
+        .max()
+        .unwrap_or(0)
+        .max(end_faults);
     let mut applied = 0;
     let mut labels = Labels::new();
     let mut offset = Duration::ZERO;
@@ -749,9 +784,8 @@ pub fn run(o: &Options) -> Outcome {
         lines: sink.clone(),
         start,
     };
-    let (converged_ms, faults) = crate::trace::with_sink(traced, || {
-        rt.block_on(drive(o.clone(), world.clone()))
-    });
+    let (converged_ms, faults) =
+        crate::trace::with_sink(traced, || rt.block_on(drive(o.clone(), world.clone())));
     let sim_ms = rt.block_on(async { Instant::now().duration_since(start).as_millis() as u64 });
     drop(rt);
     let w = lock(&world);

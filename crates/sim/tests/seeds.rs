@@ -32,7 +32,9 @@ fn three_members_bootstrap_and_stream() {
     assert_eq!(out.converged_ms, Some(100), "{}", show(&out));
     assert!(out.acked > 1000, "{}", show(&out));
     assert!(
-        out.trace.iter().any(|l| l.contains("replica streaming from")),
+        out.trace
+            .iter()
+            .any(|l| l.contains("replica streaming from")),
         "{}",
         show(&out)
     );
@@ -51,7 +53,9 @@ fn the_same_seed_gives_the_same_trace() {
 /// The CI seed set: every fault kind, synchronous mode on, must pass.
 #[test]
 fn ci_seed_set_passes() {
-    for seed in 1..=8 {
+    // 1147, 1568, 2882 and 2991 started a primary past its fence deadline before
+    // `check_deadline` (two writable servers for up to one fence poll).
+    for seed in [1, 2, 3, 4, 5, 6, 7, 8, 1147, 1568, 2882, 2991] {
         let out = run(&opts(seed, "on"));
         assert!(out.violations.is_empty(), "{}", show(&out));
     }
@@ -68,7 +72,10 @@ fn a_skipped_fence_is_caught() {
         });
         out.violations.iter().any(|v| v.contains("two writable"))
     });
-    assert!(caught.is_some(), "no seed of 1..=8 caught the skipped fence");
+    assert!(
+        caught.is_some(),
+        "no seed of 1..=8 caught the skipped fence"
+    );
 }
 
 /// Each fault kind alone, in quorum mode.

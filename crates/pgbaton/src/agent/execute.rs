@@ -6,6 +6,7 @@
 
 use super::settings::{managed_settings, passfile, sibling};
 use super::Agent;
+use crate::effects::{Pg, PgSql};
 use anyhow::{bail, Context};
 use pgbaton_config::NodeConfig;
 use pgbaton_core::model::{
@@ -14,7 +15,6 @@ use pgbaton_core::model::{
 };
 use pgbaton_core::slots::slot_name;
 use pgbaton_core::{Action, Observation};
-use crate::effects::{Pg, PgSql};
 use pgbaton_postgres::{standard_hba, ConnTarget, PassfileEntry, StandbyTarget, StopMode};
 use pgbaton_store::Expect;
 use std::path::Path;
@@ -309,6 +309,22 @@ impl Agent {
         Ok(())
     }
 
+    /// Refuse to make PostgreSQL writable once the fence deadline has passed: the
+    /// leader key may be about to expire (or have expired) and the fence would stop
+    /// the server moments later, after it had accepted writes beside a new primary.
+    /// Found by the simulator: a resumed (SIGCONT) agent started its old primary from
+    /// a snapshot taken just before its lease expired.
+    pub(super) fn check_deadline(&self, what: &str) -> anyhow::Result<()> {
+        if let Some(deadline) = self.fence.deadline() {
+            if self.clock.boot() >= deadline {
+                bail!(
+                    "not {what}: the fence deadline has passed (the leader key is about to expire)"
+                );
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn start_primary(&mut self, obs: &Observation) -> anyhow::Result<()> {
         self.standby_target = None;
         let settings = self.settings();
@@ -327,6 +343,7 @@ impl Agent {
             } else {
                 Duration::from_secs(self.cluster_config.primary_start_timeout.max(1))
             };
+            self.check_deadline("starting PostgreSQL as primary")?;
             let started = Instant::now();
             if let Err(e) = self.start_pg(timeout).await {
                 self.start_failed = true;

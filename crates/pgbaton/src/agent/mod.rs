@@ -21,12 +21,12 @@ mod shutdown;
 mod transitions;
 mod wake;
 
+use crate::effects::{Clock, Effects, Pg, PgSql};
 use anyhow::Context;
 use pgbaton_config::NodeConfig;
 use pgbaton_core::model::{ClusterConfig, PgState};
 use pgbaton_core::view::{cluster_view, RawEntry};
 use pgbaton_core::{decide, Action, Observation};
-use crate::effects::{Clock, Effects, Pg, PgSql};
 use pgbaton_store::{Snapshot, Store};
 use std::path::Path;
 use std::sync::Arc;
@@ -73,7 +73,14 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 pub async fn run_with(cfg: NodeConfig, effects: Effects, shutdown: Shutdown) -> anyhow::Result<()> {
     let cluster_config = read_cluster_config(effects.store.as_ref(), &cfg).await;
     let reload = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut agent = Agent::assemble(cfg, Path::new(""), cluster_config, effects, shutdown, reload);
+    let mut agent = Agent::assemble(
+        cfg,
+        Path::new(""),
+        cluster_config,
+        effects,
+        shutdown,
+        reload,
+    );
     let result = agent.run().await;
     agent.stop().await;
     result
@@ -92,7 +99,9 @@ async fn read_cluster_config(store: &dyn Store, cfg: &NodeConfig) -> ClusterConf
         },
         Ok(None) => cfg.bootstrap.clone(),
         Err(err) => {
-            tracing::warn!("cannot read the cluster config from the store ({err}); using bootstrap");
+            tracing::warn!(
+                "cannot read the cluster config from the store ({err}); using bootstrap"
+            );
             cfg.bootstrap.clone()
         }
     }
@@ -234,12 +243,7 @@ impl Agent {
             "agent configured"
         );
         let ttl = Duration::from_secs(cluster_config.ttl);
-        let backstop = backstop::spawn(
-            fence.clone(),
-            pg.clone(),
-            clock.clone(),
-            spawner.as_ref(),
-        );
+        let backstop = backstop::spawn(fence.clone(), pg.clone(), clock.clone(), spawner.as_ref());
         let (lease, keeper) = lease::spawn(
             store.clone(),
             ttl,

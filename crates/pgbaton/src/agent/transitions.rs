@@ -112,6 +112,7 @@ impl Agent {
     ) -> anyhow::Result<()> {
         let t0 = Instant::now();
         let sql = self.pg.connect().await?;
+        self.check_deadline("promoting")?;
         sql.promote().await?;
         loop {
             if !sql.probe().await?.in_recovery {
@@ -251,13 +252,15 @@ impl Agent {
                 .remove_dir_all(&aside)
                 .with_context(|| format!("removing an older copy {}", aside.display()))?;
         }
-        self.pg.rename(self.pg.data_dir(), &aside).with_context(|| {
-            format!(
-                "moving {} aside to {}",
-                self.pg.data_dir().display(),
-                aside.display()
-            )
-        })?;
+        self.pg
+            .rename(self.pg.data_dir(), &aside)
+            .with_context(|| {
+                format!(
+                    "moving {} aside to {}",
+                    self.pg.data_dir().display(),
+                    aside.display()
+                )
+            })?;
         tracing::info!(
             "old data directory kept at {} until the clone succeeds",
             aside.display()

@@ -139,7 +139,10 @@ impl Pg for SimPg {
                 pid: p.pid,
                 closed: AtomicBool::new(false),
             })),
-            None => Err(fail("connect", "connection refused: the server is not running")),
+            None => Err(fail(
+                "connect",
+                "connection refused: the server is not running",
+            )),
         }
     }
     fn prepare_config(
@@ -148,7 +151,10 @@ impl Pg for SimPg {
         standby: Option<&StandbyTarget>,
     ) -> Result<bool> {
         let mut w = lock(&self.world);
-        let h = w.hosts.get_mut(&self.host).ok_or_else(|| fail("config", "host"))?;
+        let h = w
+            .hosts
+            .get_mut(&self.host)
+            .ok_or_else(|| fail("config", "host"))?;
         if h.eio {
             return Err(eio("write pgbaton.conf in", &self.data_dir));
         }
@@ -304,7 +310,12 @@ impl Pg for SimPg {
     fn quit_postmaster(&self, pid: i32) -> std::result::Result<(), pgbaton::fence::FenceError> {
         let mut w = lock(&self.world);
         if w.hosts[&self.host].pm.as_ref().map(|p| p.pid as i32) == Some(pid) {
-            model::stop(&mut w, &self.host, false, "immediate shutdown by the agent's backstop");
+            model::stop(
+                &mut w,
+                &self.host,
+                false,
+                "immediate shutdown by the agent's backstop",
+            );
         }
         Ok(())
     }
@@ -396,9 +407,9 @@ impl PgSql for SimSql {
                 wal_receiver: (pm.in_recovery && pm.streaming).then(|| WalReceiver {
                     pid: 1,
                     status: "streaming".into(),
-                    sender_host: upstream_addr.as_deref().map(|a| {
-                        a.split(':').next().unwrap_or_default().to_string()
-                    }),
+                    sender_host: upstream_addr
+                        .as_deref()
+                        .map(|a| a.split(':').next().unwrap_or_default().to_string()),
                     sender_port: Some(5432),
                     slot_name: d.conf.slot.clone(),
                     received_tli: Some(d.tli()),
@@ -414,7 +425,10 @@ impl PgSql for SimSql {
         let host = self.host.clone();
         let name = name.to_string();
         self.with(|w| {
-            let pm = w.hosts[&host].pm.as_ref().ok_or_else(|| fail("show", "gone"))?;
+            let pm = w.hosts[&host]
+                .pm
+                .as_ref()
+                .ok_or_else(|| fail("show", "gone"))?;
             Ok(match name.as_str() {
                 "synchronous_standby_names" => pm.ssn.clone(),
                 _ => String::new(),
@@ -528,7 +542,10 @@ impl PgSql for SimSql {
         let host = self.host.clone();
         self.with(|w| {
             let id = w.id();
-            let h = w.hosts.get_mut(&host).ok_or_else(|| fail("checkpoint", "host"))?;
+            let h = w
+                .hosts
+                .get_mut(&host)
+                .ok_or_else(|| fail("checkpoint", "host"))?;
             if h.writable() {
                 if let Some(d) = h.data_mut() {
                     d.append(id, wal::RecKind::Checkpoint { shutdown: false }, 114);

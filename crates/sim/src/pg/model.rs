@@ -73,8 +73,7 @@ pub fn stop(w: &mut World, host: &str, clean: bool, why: &str) -> bool {
             .hosts
             .values()
             .filter(|s| {
-                s.pm
-                    .as_ref()
+                s.pm.as_ref()
                     .is_some_and(|p| p.in_recovery && p.upstream.as_deref() == Some(host))
             })
             .map(|s| s.name.clone())
@@ -206,7 +205,10 @@ pub fn basebackup(w: &mut World, host: &str, dir: &Path, source: &str) -> Result
     copy.state = DirState::InArchiveRecovery;
     let h = w.hosts.get_mut(host).ok_or("no such host")?;
     if h.dirs.contains_key(dir) {
-        return Err(format!("directory {} exists but is not empty", dir.display()));
+        return Err(format!(
+            "directory {} exists but is not empty",
+            dir.display()
+        ));
     }
     h.dirs.insert(dir.to_path_buf(), copy);
     w.note(host, format!("[pg] pg_basebackup from {src} done"));
@@ -219,9 +221,13 @@ pub fn initdb(w: &mut World, host: &str, dir: &Path) -> Result<(), String> {
     let rec = w.id();
     let h = w.hosts.get_mut(host).ok_or("no such host")?;
     if h.dirs.contains_key(dir) {
-        return Err(format!("directory {} exists but is not empty", dir.display()));
+        return Err(format!(
+            "directory {} exists but is not empty",
+            dir.display()
+        ));
     }
-    h.dirs.insert(dir.to_path_buf(), DataDir::initdb(sysid, rec));
+    h.dirs
+        .insert(dir.to_path_buf(), DataDir::initdb(sysid, rec));
     w.note(host, format!("[pg] initdb: system identifier {sysid}"));
     Ok(())
 }
@@ -241,7 +247,11 @@ pub fn stream_one(w: &mut World, host: &str) {
     }
     let streaming = match up {
         Some(up) if w.connected(host, &up) => {
-            let src = w.hosts.get(&up).filter(|s| s.pm.is_some()).and_then(|s| s.data());
+            let src = w
+                .hosts
+                .get(&up)
+                .filter(|s| s.pm.is_some())
+                .and_then(|s| s.data());
             match (src, h.data()) {
                 (Some(src), Some(mine)) if mine.is_prefix_of(src) => {
                     let new = src.wal[mine.wal.len()..].to_vec();
@@ -311,7 +321,10 @@ pub fn sync_view(ssn_text: &str, standbys: &[(String, u64)], end: u64) -> (Vec<S
         Ssn::Standalone => (states(&|_, _| "async"), true),
         Ssn::AnyStandby => {
             let ok = standbys.first().is_some_and(|(_, f)| *f >= end);
-            (states(&|_, i| if i == 0 { "sync" } else { "potential" }), ok)
+            (
+                states(&|_, i| if i == 0 { "sync" } else { "potential" }),
+                ok,
+            )
         }
         Ssn::List { first: true, k, .. } => {
             let order = priority_order(ssn_text);
@@ -374,7 +387,9 @@ pub fn commit(w: &mut World, host: &str) -> Option<u64> {
 
 /// Mark the commits of `primary` that its synchronous standbys now hold.
 pub fn acknowledge(w: &mut World, primary: &str) {
-    let Some(h) = w.hosts.get(primary) else { return };
+    let Some(h) = w.hosts.get(primary) else {
+        return;
+    };
     let Some(pm) = h.pm.as_ref() else { return };
     if h.pending.iter().all(|p| p.acked) {
         return;
