@@ -21,6 +21,9 @@ pub const ALL: [&str; 5] = ["finding1", "finding2", "finding3", "finding4", "fin
 
 /// The options of regression `name`.
 pub fn options(name: &str) -> Option<Options> {
+    if let Some(ms) = name.strip_prefix("bootstrap-") {
+        return ms.parse().ok().map(bootstrap);
+    }
     let (sync, steps) = match name {
         // Finding 1: the primary P's agent is frozen (its fence stops PostgreSQL), R
         // promotes, R's agent is killed right after the promotion (its fence and
@@ -109,4 +112,24 @@ pub fn options(name: &str) -> Option<Options> {
         schedule: Some(steps),
         ..Options::default()
     })
+}
+
+/// The interrupted bootstrap (issue 10): every agent is killed `kill_ms` after the start
+/// (Ctrl-C of `pgbaton demo`) and started again 500 ms later. The cluster must converge
+/// with one system identifier.
+pub fn bootstrap(kill_ms: u64) -> Options {
+    let mut steps = Vec::new();
+    for m in ["node1", "node2", "node3"] {
+        steps.push(at(kill_ms, Fault::KillAgent(s(m))));
+        steps.push(at(kill_ms + 500, Fault::StartAgent(s(m))));
+    }
+    Options {
+        seed: 1,
+        sync: "off".into(),
+        kinds: Vec::new(),
+        faults_from_ms: 0,
+        fault_ms: kill_ms + 1000,
+        schedule: Some(steps),
+        ..Options::default()
+    }
 }
