@@ -9,7 +9,6 @@ cd "$(dirname "$0")/.."
 need=()
 command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
-command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
@@ -32,3 +31,18 @@ id postgres >/dev/null 2>&1 || { echo "the OS user 'postgres' is missing (instal
 
 export PATH="/usr/lib/postgresql/15/bin:$HOME/.cargo/bin:$PATH"
 cargo test --workspace --all-targets "$@"
+
+# The full run (no arguments) also builds the Debian package from the binary just
+# tested, installs it, and runs the installed binary.
+if [ $# -eq 0 ] && [ "$(id -u)" -eq 0 ] && command -v dpkg >/dev/null 2>&1; then
+  t0=$(date +%s)
+  deb="$(./scripts/package.sh --ci)"
+  dpkg -i "$deb" >/dev/null
+  /usr/bin/pgbaton --version
+  /usr/bin/pgbaton check-config -c /etc/pgbaton/pgbaton.yaml.example >/dev/null
+  unit=/usr/lib/systemd/system/pgbaton.service
+  [ -f "$unit" ] || unit=/lib/systemd/system/pgbaton.service
+  if command -v systemd-analyze >/dev/null 2>&1; then systemd-analyze verify "$unit"; else [ -f "$unit" ]; fi
+  man -w pgbaton-switchover >/dev/null 2>&1 || [ -f /usr/share/man/man1/pgbaton-switchover.1.gz ]
+  echo "package: $deb installed and checked in $(( $(date +%s) - t0 )) s"
+fi

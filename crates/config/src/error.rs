@@ -68,12 +68,12 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{origin}: cannot read the config file: {source}")]
+    #[error("{origin}: cannot read the config file: {error}")]
     Read {
         /// The path as given.
         origin: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not chained, so it is printed once).
+        error: std::io::Error,
     },
     /// The file was read but is not a valid config. Display prints every problem, one per
     /// line, each starting with the file name.

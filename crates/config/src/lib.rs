@@ -21,11 +21,11 @@ pub use env::{check_environment, REQUIRED_PROGRAMS};
 pub use error::{ConfigError, Problem};
 pub use params::MANAGED_PARAMETERS;
 pub use parse::{load, parse};
-pub use render::{render_effective, render_example, render_example_etcd, REDACTED};
+pub use render::{effective, render_effective, render_example, render_example_etcd, REDACTED};
 pub use types::{
     default_prefix, default_safety_margin, default_watchdog_device, ApiConfig, ApiTls, Credentials,
-    EtcdConfig, LogConfig, NodeConfig, PostgresConfig, StoreConfig, TlsConfig, WatchdogConfig,
-    WatchdogMode,
+    EtcdConfig, LogConfig, LogFormat, NodeConfig, PostgresConfig, StoreConfig, TlsConfig,
+    WatchdogConfig, WatchdogMode,
 };
 pub use validate::{
     check_cluster_config, check_cluster_config_with_margin, min_safe_ttl, MAX_NAME_LEN,

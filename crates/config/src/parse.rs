@@ -11,9 +11,9 @@ use std::path::Path;
 /// Nothing else is touched. Error messages start with `path` as given.
 pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         origin: origin.clone(),
-        source,
+        error,
     })?;
     parse(&text, &origin)
 }

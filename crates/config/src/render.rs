@@ -14,6 +14,22 @@ pub const REDACTED: &str = "********";
 /// Meant for a validated config; `postgres.bin_dir` stays absent when it is found
 /// automatically.
 pub fn render_effective(cfg: &NodeConfig) -> String {
+    let c = effective(cfg);
+    let header = format!(
+        "# effective config of member {:?} in cluster {:?} (defaults filled in, passwords hidden)\n",
+        cfg.name, cfg.cluster
+    );
+    match serde_saphyr::to_string(&c) {
+        Ok(body) => header + &body,
+        // Serializing plain strings, numbers and maps does not fail; keep a readable
+        // fallback rather than panicking if it ever does.
+        Err(e) => format!("{header}# cannot render the config as YAML: {e}\n"),
+    }
+}
+
+/// The effective config as a value (what [`render_effective`] prints): defaults filled
+/// in, every password replaced by `********`.
+pub fn effective(cfg: &NodeConfig) -> NodeConfig {
     let mut c = cfg.clone();
     c.postgres.superuser.password = REDACTED.to_string();
     if let Some(r) = c.postgres.rewind.as_mut() {
@@ -34,16 +50,7 @@ pub fn render_effective(cfg: &NodeConfig) -> String {
     c.postgres.os_user = Some(cfg.os_user_name().to_string());
     c.postgres.socket_dir = Some(cfg.socket_dir());
     c.log.level = Some(cfg.log_level().to_string());
-    let header = format!(
-        "# effective config of member {:?} in cluster {:?} (defaults filled in, passwords hidden)\n",
-        cfg.name, cfg.cluster
-    );
-    match serde_saphyr::to_string(&c) {
-        Ok(body) => header + &body,
-        // Serializing plain strings, numbers and maps does not fail; keep a readable
-        // fallback rather than panicking if it ever does.
-        Err(e) => format!("{header}# cannot render the config as YAML: {e}\n"),
-    }
+    c
 }
 
 /// A complete, commented config file for one member of a single-host cluster that uses

@@ -173,9 +173,34 @@ pub struct LogConfig {
     /// `error`, `warn`, `info` (default), `debug` or `trace`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
-    /// Absolute path of a file the agent appends its log to (default: standard error).
+    /// `text` (default) or `json` (one JSON object per line).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// Absolute path of a file the agent and its fence process append their log to
+    /// (default: standard error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines: time, level, message, fields.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, fields.message, ...), for Loki/ELK.
+    Json,
+}
+
+impl LogFormat {
+    /// The config spelling: `text` or `json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 /// Fencing settings: when the fence fires and whether the Linux watchdog device backs it.

@@ -4,9 +4,13 @@
 
 pub mod agent;
 pub mod api;
+pub mod args;
 pub mod cli;
 pub mod demo;
 pub mod effects;
+pub mod exit;
 pub mod fence;
+pub mod generate;
 pub mod logging;
+pub mod sdnotify;
 pub mod storeconn;

@@ -1,178 +1,11 @@
 //! The `pgbaton` binary: parses the command line and hands over to one subcommand.
 
-use pgbaton::{agent, cli, demo, fence};
+use pgbaton::{agent, args, cli, demo, exit, fence, generate, sdnotify};
 
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use args::{Cli, Command};
+use clap::Parser;
 use std::process::ExitCode;
-
-/// PostgreSQL replication and failover manager.
-#[derive(Parser)]
-#[command(name = "pgbaton", version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run this member's agent in the foreground.
-    Agent {
-        /// The member's config file.
-        #[arg(short, long)]
-        config: PathBuf,
-    },
-    /// Validate a config file and print the effective config (passwords masked).
-    CheckConfig {
-        /// The member's config file.
-        #[arg(short, long)]
-        config: PathBuf,
-    },
-    /// Print the cluster-wide config the store holds (YAML or JSON).
-    ShowConfig {
-        /// Any member's config file.
-        #[arg(short, long)]
-        config: PathBuf,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = cli::ConfigFormat::Yaml)]
-        format: cli::ConfigFormat,
-    },
-    /// Change the cluster-wide config in the store: checked, compare-and-set, diff printed.
-    EditConfig {
-        /// Any member's config file (its watchdog.safety_margin is used for the timing check).
-        #[arg(short, long)]
-        config: PathBuf,
-        /// KEY=VALUE, e.g. loop_wait=2, paused=true, parameters.work_mem=8MB; KEY=null resets it.
-        #[arg(short, long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-    },
-    /// Show the cluster's members.
-    List {
-        /// Any member's config file (it names the store and the cluster).
-        #[arg(short, long)]
-        config: PathBuf,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = cli::Format::Table)]
-        format: cli::Format,
-    },
-    /// Hand the primary role to a replica, with no data loss.
-    Switchover {
-        /// Any member's config file.
-        #[arg(short, long)]
-        config: PathBuf,
-        /// The member to promote (default: the best streaming replica).
-        #[arg(long)]
-        to: Option<String>,
-        /// When: an RFC 3339 time (2026-11-25T21:00:00Z) or +30s / +5m from now.
-        #[arg(long)]
-        at: Option<String>,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        force: bool,
-        /// Cancel a pending (scheduled) switchover.
-        #[arg(long)]
-        cancel: bool,
-        /// Seconds to wait for the new primary.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
-    },
-    /// Promote a chosen member when there is no healthy primary.
-    Failover {
-        /// Any member's config file.
-        #[arg(short, long)]
-        config: PathBuf,
-        /// The member to promote.
-        #[arg(long)]
-        to: String,
-        /// Accept losing commits the member has not received (logged in history).
-        #[arg(long)]
-        force: bool,
-        /// Seconds to wait for the new primary.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
-    },
-    /// Maintenance mode: no automatic failover, restart or rejoin.
-    Pause {
-        /// Any member's config file.
-        #[arg(short, long)]
-        config: PathBuf,
-    },
-    /// Leave maintenance mode.
-    Resume {
-        /// Any member's config file.
-        #[arg(short, long)]
-        config: PathBuf,
-    },
-    /// Show every promotion: timeline, switch point, reason.
-    History {
-        /// Any member's config file.
-        #[arg(short, long)]
-        config: PathBuf,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = cli::Format::Table)]
-        format: cli::Format,
-    },
-    /// Restart a member's PostgreSQL in its current role.
-    Restart {
-        /// Any member's config file.
-        #[arg(short, long)]
-        config: PathBuf,
-        /// The member whose PostgreSQL restarts.
-        name: String,
-        /// Seconds to wait for it to run again.
-        #[arg(long, default_value_t = 120)]
-        timeout: u64,
-    },
-    /// Make a member's agent re-read its config file (tags, parameters, pg_hba lines).
-    Reload {
-        /// Any member's config file.
-        #[arg(short, long)]
-        config: PathBuf,
-        /// The member to reload.
-        name: String,
-    },
-    /// Re-clone a replica from the primary.
-    Reinit {
-        /// Any member's config file.
-        #[arg(short, long)]
-        config: PathBuf,
-        /// The member to rebuild.
-        name: String,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        force: bool,
-        /// Seconds to wait for it to stream again.
-        #[arg(long, default_value_t = 600)]
-        timeout: u64,
-    },
-    /// Forget a member that is gone for good: the primary drops its replication slot.
-    Remove {
-        /// Any member's config file.
-        #[arg(short, long)]
-        config: PathBuf,
-        /// The member to forget.
-        name: String,
-    },
-    /// Run a local demo cluster in the foreground, on the embedded store or on etcd.
-    Demo {
-        /// Where the configs, data and logs live (reused when run again).
-        #[arg(long, default_value = "/var/tmp/pgbaton-demo")]
-        dir: PathBuf,
-        /// Number of members.
-        #[arg(long, default_value_t = 3)]
-        nodes: u16,
-        /// The store the members share.
-        #[arg(long, value_enum, default_value_t = demo::StoreArg::Local)]
-        store: demo::StoreArg,
-        /// Client URLs of a running etcd, comma-separated (with `--store etcd`). Without
-        /// them the demo starts its own etcd on 127.0.0.1:52379.
-        #[arg(long, value_delimiter = ',', value_name = "URL,...")]
-        etcd_endpoints: Vec<String>,
-    },
-    /// Internal: the fence process the agent starts to enforce its lease deadline.
-    #[command(hide = true)]
-    FenceWatchdog(fence::WatchdogArgs),
-}
+use std::time::Duration;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -182,17 +15,15 @@ fn main() -> ExitCode {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
+    // Take systemd's notification socket out of the environment while this process is
+    // still single-threaded, so PostgreSQL and the fence process never inherit it.
+    sdnotify::take_from_env();
     // The fence process needs no async runtime (and no idle worker threads).
     let command = match cli.command {
         Command::FenceWatchdog(args) => {
-            return match fence::run_watchdog(args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("pgbaton: {e:#}");
-                    ExitCode::from(2)
-                }
-            };
+            return finish(fence::run_watchdog(args));
         }
+        Command::Generate { what, dir } => return finish(generate::run(what, &dir)),
         other => other,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -207,83 +38,130 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match command {
-            Command::Agent { config } => agent::run(&config).await,
-            Command::CheckConfig { config } => cli::check_config(&config),
-            Command::ShowConfig { config, format } => cli::show_config(&config, format).await,
-            Command::EditConfig { config, set } => cli::edit_config(&config, &set).await,
-            Command::List { config, format } => cli::list(&config, format).await,
-            Command::Remove { config, name } => cli::remove(&config, &name).await,
-            Command::Switchover {
-                config,
-                to,
-                at,
-                force,
-                cancel,
-                timeout,
-            } => {
-                let args = cli::SwitchoverArgs {
-                    to,
-                    at,
-                    force,
-                    cancel,
-                    timeout: std::time::Duration::from_secs(timeout),
-                };
-                cli::switchover(&config, args).await
-            }
-            Command::Failover {
-                config,
-                to,
-                force,
-                timeout,
-            } => cli::failover(&config, &to, force, std::time::Duration::from_secs(timeout)).await,
-            Command::Pause { config } => cli::set_paused(&config, true).await,
-            Command::Resume { config } => cli::set_paused(&config, false).await,
-            Command::History { config, format } => cli::history(&config, format).await,
-            Command::Restart {
-                config,
-                name,
-                timeout,
-            } => cli::restart(&config, &name, std::time::Duration::from_secs(timeout)).await,
-            Command::Reload { config, name } => cli::reload(&config, &name).await,
-            Command::Reinit {
-                config,
-                name,
-                force,
-                timeout,
-            } => {
-                cli::reinit(
-                    &config,
-                    &name,
-                    force,
-                    std::time::Duration::from_secs(timeout),
-                )
-                .await
-            }
-            Command::Demo {
-                dir,
-                nodes,
-                store,
-                etcd_endpoints,
-            } => {
-                let opts = demo::Options {
-                    dir,
-                    nodes,
-                    store,
-                    etcd_endpoints,
-                };
-                demo::run(&opts).await
-            }
-            // Dispatched before the runtime starts.
-            Command::FenceWatchdog(_) => Ok(()),
-        }
-    });
+    if let Command::Check {
+        config,
+        lag_warning,
+        lag_critical,
+        format,
+    } = &command
+    {
+        let limits = cli::CheckLimits {
+            warning: *lag_warning,
+            critical: *lag_critical,
+        };
+        return ExitCode::from(runtime.block_on(cli::check(&config.config, limits, *format)));
+    }
+    finish(runtime.block_on(dispatch(command)))
+}
+
+/// Print the error, if any, and turn it into the documented exit code.
+fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pgbaton: {e:#}");
-            ExitCode::from(2)
+            let unreadable = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<pgbaton_config::ConfigError>(),
+                    Some(pgbaton_config::ConfigError::Read { .. })
+                )
+            });
+            if unreadable {
+                eprintln!(
+                    "pgbaton: the config file is -c FILE, else $PGBATON_CONFIG, else {}",
+                    args::DEFAULT_CONFIG
+                );
+            }
+            ExitCode::from(exit::classify(&e).code())
         }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    let secs = Duration::from_secs;
+    match command {
+        Command::Agent { config } => agent::run(&config.config).await,
+        Command::CheckConfig { config, format } => cli::check_config(&config.config, format),
+        Command::ShowConfig { config, format } => cli::show_config(&config.config, format).await,
+        Command::EditConfig {
+            config,
+            set,
+            format,
+        } => cli::edit_config(&config.config, &set, format).await,
+        Command::List { config, format } => cli::list(&config.config, format).await,
+        Command::Dsn {
+            config,
+            role,
+            dbname,
+            user,
+            format,
+        } => {
+            let ask = cli::DsnArgs {
+                role,
+                dbname,
+                user,
+                format,
+            };
+            cli::dsn(&config.config, &ask).await
+        }
+        Command::Remove { config, name } => cli::remove(&config.config, &name).await,
+        Command::Switchover {
+            config,
+            to,
+            at,
+            force,
+            cancel,
+            timeout,
+        } => {
+            let args = cli::SwitchoverArgs {
+                to,
+                at,
+                force,
+                cancel,
+                timeout: secs(timeout),
+            };
+            cli::switchover(&config.config, args).await
+        }
+        Command::Failover {
+            config,
+            to,
+            force,
+            timeout,
+        } => cli::failover(&config.config, &to, force, secs(timeout)).await,
+        Command::Pause { config } => cli::set_paused(&config.config, true).await,
+        Command::Resume { config } => cli::set_paused(&config.config, false).await,
+        Command::History { config, format } => cli::history(&config.config, format).await,
+        Command::Restart {
+            config,
+            name,
+            timeout,
+        } => cli::restart(&config.config, &name, secs(timeout)).await,
+        Command::Reload { config, name } => cli::reload(&config.config, &name).await,
+        Command::Reinit {
+            config,
+            name,
+            force,
+            timeout,
+        } => cli::reinit(&config.config, &name, force, secs(timeout)).await,
+        Command::Demo {
+            dir,
+            nodes,
+            store,
+            etcd_endpoints,
+        } => {
+            let opts = demo::Options {
+                dir,
+                nodes,
+                store,
+                etcd_endpoints,
+            };
+            // The demo is a foreground tool for people: every error it reports exits 2,
+            // as before the exit codes were split.
+            demo::run(&opts)
+                .await
+                .map_err(|e| exit::usage(format!("{e:#}")))
+        }
+        // Dispatched before the runtime starts.
+        Command::Check { .. } | Command::Generate { .. } | Command::FenceWatchdog(_) => Ok(()),
     }
 }

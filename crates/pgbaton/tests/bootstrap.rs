@@ -82,7 +82,8 @@ async fn system_identifier_mismatch_is_refused_and_data_untouched() {
     let before = fingerprint(&c.nodes[stranger].data_dir);
     c.start(stranger);
     let status = c.wait_exit(stranger, Duration::from_secs(30));
-    assert!(!status.success());
+    // 65: refused by the cluster's state (systemd does not restart it).
+    assert_eq!(status.code(), Some(65), "{}", c.log(stranger));
     let log = c.log(stranger);
     assert!(log.contains("system identifier"), "{log}");
     assert!(log.contains("Nothing was changed"), "{log}");
@@ -157,7 +158,7 @@ async fn a_replica_data_dir_is_not_adopted() {
     std::fs::write(&signal, "").expect("signal");
     let before = fingerprint(&c.nodes[0].data_dir);
     c.start(0);
-    assert!(!c.wait_exit(0, Duration::from_secs(30)).success());
+    assert_eq!(c.wait_exit(0, Duration::from_secs(30)).code(), Some(65));
     assert!(
         c.log(0).contains("a replica is never adopted as primary"),
         "{}",
@@ -195,7 +196,7 @@ async fn a_second_agent_with_the_same_name_is_refused() {
     )
     .expect("write");
     c.start(twin);
-    assert!(!c.wait_exit(twin, Duration::from_secs(30)).success());
+    assert_eq!(c.wait_exit(twin, Duration::from_secs(30)).code(), Some(65));
     let log = c.log(twin);
     assert!(log.contains("already used by a running agent"), "{log}");
     assert!(!c.nodes[twin].data_dir.join("PG_VERSION").exists());
@@ -257,7 +258,7 @@ fn bad_configs_get_clear_errors() {
             .output()
             .expect("run");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{file} accepted");
+        assert_eq!(out.status.code(), Some(78), "{file}: {err}");
         assert!(
             err.contains(file),
             "{file}: error does not name the file: {err}"

@@ -1,5 +1,6 @@
 //! End-to-end on etcd: a cluster on a 3-member etcd is not disturbed when one etcd
-//! member dies, and `pgbaton demo --store etcd` comes up and stops cleanly.
+//! member dies or when someone writes undecodable entries under its prefix, and
+//! `pgbaton demo --store etcd` comes up and stops cleanly.
 
 mod common;
 
@@ -129,6 +130,13 @@ async fn undisturbed_by_losing(victim: Victim) {
         })
         .await;
     }
+    undisturbed_logs(&c, &marks, "the etcd kill");
+}
+
+/// Each member's log since `marks`, after checking that no line shows a disturbance
+/// (see [`DISTURBANCES`]) since `event`; WARN and ERROR lines are printed.
+fn undisturbed_logs(c: &TestCluster, marks: &[usize], event: &str) -> Vec<String> {
+    let mut logs = Vec::new();
     for (i, &mark) in marks.iter().enumerate() {
         let log = c.log(i);
         let after = &log[mark..];
@@ -136,15 +144,17 @@ async fn undisturbed_by_losing(victim: Victim) {
             let lower = line.to_lowercase();
             if let Some(word) = DISTURBANCES.iter().find(|w| lower.contains(*w)) {
                 panic!(
-                    "{} logged {word:?} after the etcd kill:\n{line}\n--- log since the kill ---\n{after}",
+                    "{} logged {word:?} after {event}:\n{line}\n--- log since then ---\n{after}",
                     c.nodes[i].name
                 );
             }
             if line.contains(" WARN ") || line.contains(" ERROR ") {
-                eprintln!("{} after the kill: {line}", c.nodes[i].name);
+                eprintln!("{} after {event}: {line}", c.nodes[i].name);
             }
         }
+        logs.push(after.to_string());
     }
+    logs
 }
 
 /// Exactly `n` members, `primary` the only primary and leader, the others streaming.
@@ -433,4 +443,79 @@ fn processes_under(dir: &Path) -> Vec<String> {
                 .then(|| format!("{}: {cmd}", e.file_name().to_string_lossy()))
         })
         .collect()
+}
+
+/// A value and a key that are not UTF-8, written under the cluster's prefix by someone
+/// else, must not stop any member from reading the cluster: the primary keeps its
+/// lease and its writes, nobody fails over or fences, and each member warns about each
+/// bad key once instead of on every loop.
+#[tokio::test(flavor = "multi_thread")]
+async fn undecodable_entries_in_etcd_do_not_disturb_the_cluster() {
+    let mut c = TestCluster::new(3, common::StoreKind::Etcd);
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    let primary = c.nodes[p].name.clone();
+    let w = c.connect(p).await;
+    w.batch_execute("create table beat (n int primary key)")
+        .await
+        .expect("create table on the primary");
+    let marks: Vec<usize> = (0..3).map(|i| c.log(i).len()).collect();
+
+    // Raw bytes as etcdctl arguments: `etcdctl put /pgbaton/test/junk $'\xff'`.
+    let prefix = format!("/pgbaton/{}/", c.cluster);
+    let os =
+        |b: &[u8]| <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b).to_os_string();
+    let etcd = etcd_of(&c);
+    etcd.etcdctl(
+        0,
+        &[
+            os(b"put"),
+            os(format!("{prefix}junk").as_bytes()),
+            os(b"\xff"),
+        ],
+    );
+    etcd.etcdctl(
+        0,
+        &[
+            os(b"put"),
+            os(&[prefix.as_bytes(), b"bad\xfekey"].concat()),
+            os(b"{}"),
+        ],
+    );
+
+    let until = Instant::now() + 3 * TTL;
+    let mut writes = 0;
+    while Instant::now() < until {
+        assert_undisturbed(&c.list(0), &primary, 3);
+        writes += 1;
+        if let Err(e) = w.execute("insert into beat values ($1)", &[&writes]).await {
+            panic!("write {writes} on the primary {primary} failed after the bad entries: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(writes > 20, "only {writes} rounds in {:?}", 3 * TTL);
+    assert_eq!(
+        c.query_one(p, "select pg_is_in_recovery()::text")
+            .await
+            .as_deref(),
+        Some("false")
+    );
+    let logs = undisturbed_logs(&c, &marks, "the bad entries");
+    for (i, after) in logs.iter().enumerate() {
+        let warnings: Vec<&str> = after.lines().filter(|l| l.contains("not UTF-8")).collect();
+        assert!(
+            (1..=2).contains(&warnings.len()),
+            "{} warned {} times about the 2 bad entries:\n{after}",
+            c.nodes[i].name,
+            warnings.len()
+        );
+        // Each names the key the way a shell takes it back: etcdctl del $'...'.
+        for w in &warnings {
+            assert!(
+                w.contains(&format!("etcdctl del $'{prefix}junk'"))
+                    || w.contains(&format!("etcdctl del $'{prefix}bad\\xfekey'")),
+                "{w}"
+            );
+        }
+    }
 }

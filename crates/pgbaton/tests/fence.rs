@@ -183,6 +183,7 @@ fn options(data_dir: &Path, log: &Path) -> FenceOptions {
         data_dir: data_dir.to_path_buf(),
         member: "node1".into(),
         log: Some(log.to_path_buf()),
+        log_format: pgbaton_config::LogFormat::Text,
         watchdog_mode: WatchdogMode::Off,
         watchdog_device: PathBuf::from("/nonexistent/watchdog"),
         watchdog_timeout: Duration::from_secs(1),

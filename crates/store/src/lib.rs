@@ -4,7 +4,8 @@
 //! guarantees: `docs/store-layout.md`.
 //!
 //! Keys are relative to one cluster's namespace (`leader`, `members/node1`, ...); each
-//! backend maps them onto its own layout. Values are UTF-8 text (JSON by convention).
+//! backend maps them onto its own layout. Values are UTF-8 text (JSON by convention);
+//! an etcd entry whose key or value is not is left out of reads and logged once.
 //!
 //! Two kinds of "no" must never be confused by callers:
 //! - the store answered and refused (a compare failed): `Ok(false)`;

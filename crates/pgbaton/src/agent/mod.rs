@@ -12,12 +12,14 @@
 
 mod backstop;
 mod execute;
+mod freshness;
 mod lease;
 mod observe;
 mod publish;
 mod reload;
 mod settings;
 mod shutdown;
+mod startup;
 mod transitions;
 mod wake;
 
@@ -46,8 +48,11 @@ const UNRESPONSIVE_LIMIT: Duration = Duration::from_secs(300);
 /// Run the agent of the member configured in `config_path` until SIGTERM or Ctrl-C.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let cfg = pgbaton_config::load(config_path)?;
-    crate::logging::init(cfg.log.level.as_deref(), &cfg.name);
-    let mut agent = Agent::new(cfg, config_path).await?;
+    crate::logging::init(&cfg).map_err(|e| crate::exit::bad_config(format!("{e:#}")))?;
+    let Some(mut agent) = Agent::new(cfg, config_path).await? else {
+        tracing::info!("shutdown requested before the store answered");
+        return Ok(());
+    };
     crate::api::spawn(crate::api::ApiContext {
         snapshot: agent.api_state.subscribe(),
         store: agent.store.clone(),
@@ -63,6 +68,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         )
     })?;
     let result = agent.run().await;
+    crate::sdnotify::stopping();
     agent.stop().await;
     result
 }
@@ -71,7 +77,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 /// the same cycle as [`run`], without the HTTP API, signal handlers or a config file.
 /// The simulator runs every member this way.
 pub async fn run_with(cfg: NodeConfig, effects: Effects, shutdown: Shutdown) -> anyhow::Result<()> {
-    let cluster_config = read_cluster_config(effects.store.as_ref(), &cfg).await;
+    let Some(cluster_config) = read_cluster_config(effects.store.as_ref(), &cfg, &shutdown).await
+    else {
+        return Ok(());
+    };
     let reload = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut agent = Agent::assemble(
         cfg,
@@ -86,25 +95,26 @@ pub async fn run_with(cfg: NodeConfig, effects: Effects, shutdown: Shutdown) -> 
     result
 }
 
-/// The cluster-wide settings from the store's `config` key; the member's `bootstrap`
-/// section when the key is missing, unreadable or the store does not answer.
-async fn read_cluster_config(store: &dyn Store, cfg: &NodeConfig) -> ClusterConfig {
-    match store.get(pgbaton_core::model::KEY_CONFIG).await {
-        Ok(Some(e)) => match serde_json::from_str::<ClusterConfig>(&e.value) {
+/// The cluster-wide settings from the store's `config` key (waiting for the store as
+/// long as it takes); the member's `bootstrap` section when the key is missing or
+/// unreadable. `None` when a shutdown was requested before the store answered.
+async fn read_cluster_config(
+    store: &dyn Store,
+    cfg: &NodeConfig,
+    shutdown: &Shutdown,
+) -> Option<ClusterConfig> {
+    let key = pgbaton_core::model::KEY_CONFIG;
+    let entry = startup::get_retrying(store, key, shutdown).await?;
+    Some(match entry {
+        Some(e) => match serde_json::from_str::<ClusterConfig>(&e.value) {
             Ok(c) => c,
             Err(err) => {
                 tracing::warn!("the store's config key is unreadable ({err}); using bootstrap");
                 cfg.bootstrap.clone()
             }
         },
-        Ok(None) => cfg.bootstrap.clone(),
-        Err(err) => {
-            tracing::warn!(
-                "cannot read the cluster config from the store ({err}); using bootstrap"
-            );
-            cfg.bootstrap.clone()
-        }
-    }
+        None => cfg.bootstrap.clone(),
+    })
 }
 
 /// Aborts a background task when dropped, so that the lease keeper dies with its agent.
@@ -153,6 +163,8 @@ pub(crate) struct Agent {
     not_streaming_since: Option<Instant>,
     /// Since when the postmaster has run without answering SQL.
     unresponsive_since: Option<Instant>,
+    /// When this agent first saw each member report (finding 6: no cross-host clocks).
+    freshness: freshness::Freshness,
     /// PostgreSQL was running at the end of the last cycle.
     pg_running: bool,
     /// Promotions done by this member.
@@ -175,12 +187,18 @@ pub(crate) struct Agent {
 }
 
 impl Agent {
-    async fn new(cfg: NodeConfig, config_path: &Path) -> anyhow::Result<Agent> {
+    /// Connect to the store (waiting for it as long as it takes) and start the fence
+    /// process. `None` when a shutdown was requested before the store answered.
+    async fn new(cfg: NodeConfig, config_path: &Path) -> anyhow::Result<Option<Agent>> {
+        let shutdown = shutdown::Shutdown::listen()?;
         let bootstrap_timeout = Duration::from_secs(cfg.bootstrap.retry_timeout.max(1));
         let mut store = crate::storeconn::open(&cfg, bootstrap_timeout).await?;
         // Once the cluster exists, its timing lives in the store's `config` key
         // (`pgbaton edit-config`); the file's `bootstrap` section only seeds it.
-        let cluster_config = read_cluster_config(store.as_ref(), &cfg).await;
+        let Some(cluster_config) = read_cluster_config(store.as_ref(), &cfg, &shutdown).await
+        else {
+            return Ok(None);
+        };
         let call_timeout = Duration::from_secs(cluster_config.retry_timeout.max(1));
         if call_timeout != bootstrap_timeout {
             store = crate::storeconn::open(&cfg, call_timeout).await?;
@@ -210,14 +228,14 @@ impl Agent {
             fence,
             spawner: Arc::new(crate::effects::TokioSpawner),
         };
-        Ok(Agent::assemble(
+        Ok(Some(Agent::assemble(
             cfg,
             config_path,
             cluster_config,
             effects,
-            shutdown::Shutdown::listen()?,
+            shutdown,
             reload::listen()?,
-        ))
+        )))
     }
 
     /// The agent of member `cfg`, acting through `effects`; starts its lease keeper.
@@ -283,6 +301,7 @@ impl Agent {
             pg_running: false,
             not_streaming_since: None,
             unresponsive_since: None,
+            freshness: freshness::Freshness::default(),
             rewinds: 0,
             shutdown,
         }
@@ -300,7 +319,9 @@ impl Agent {
             tracing::warn!("no store lease after 5 s: is the store reachable? retrying");
         }
         let mut last: Option<Snapshot> = None;
+        crate::sdnotify::ready("running the HA loop");
         while !self.shutdown.requested() {
+            crate::sdnotify::alive();
             let started = Instant::now();
             let failed = match self.cycle().await {
                 Ok(snap) => {
@@ -314,7 +335,7 @@ impl Agent {
                 }
             };
             if let Some(msg) = self.fatal.take() {
-                anyhow::bail!("{msg}");
+                return Err(crate::exit::refused(msg));
             }
             tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -338,7 +359,8 @@ impl Agent {
     /// by this member's own previous run stops changing and expires with its lease.
     async fn check_name_is_free(&self) -> anyhow::Result<()> {
         let key = pgbaton_core::model::member_key(&self.cfg.name);
-        let Some(first) = self.store.get(&key).await? else {
+        let store = self.store.as_ref();
+        let Some(Some(first)) = startup::get_retrying(store, &key, &self.shutdown).await else {
             return Ok(());
         };
         tracing::info!(
@@ -349,21 +371,21 @@ impl Agent {
             Instant::now() + Duration::from_secs(self.cluster_config.ttl) + Duration::from_secs(1);
         while Instant::now() < deadline && !self.shutdown.requested() {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            match self.store.get(&key).await? {
-                None => return Ok(()),
-                Some(e) if e.mod_revision != first.mod_revision => {
+            match startup::get_retrying(store, &key, &self.shutdown).await {
+                None | Some(None) => return Ok(()),
+                Some(Some(e)) if e.mod_revision != first.mod_revision => {
                     let other = serde_json::from_str::<pgbaton_core::model::MemberStatus>(&e.value)
                         .map(|m| {
                             format!(" (PostgreSQL at {}:{}, API {})", m.host, m.port, m.api_url)
                         })
                         .unwrap_or_default();
-                    anyhow::bail!(
+                    return Err(crate::exit::refused(format!(
                         "member name {:?} is already used by a running agent{other}; every member \
                          needs a unique `name` in its config file",
                         self.cfg.name
-                    );
+                    )));
                 }
-                Some(_) => {}
+                Some(Some(_)) => {}
             }
         }
         Ok(())
@@ -411,6 +433,18 @@ impl Agent {
             (None, Some(t)) => Some(t),
             (None, None) => Some(now_ms),
         };
+        let revisions: std::collections::BTreeMap<String, i64> = snap
+            .entries
+            .values()
+            .filter_map(|e| {
+                e.key
+                    .strip_prefix(pgbaton_core::model::MEMBERS_PREFIX)
+                    .map(|name| (name.to_string(), e.mod_revision))
+            })
+            .collect();
+        let mut view = view;
+        self.freshness
+            .stamp(&mut view.members, &revisions, now_ms, self.leaderless_since);
         let mut core = local.core.clone();
         core.start_failed = self.start_failed && !core.running;
         // A standby that has not streamed for STALL_AFTER is stalled.
@@ -452,6 +486,7 @@ impl Agent {
             let _ = self
                 .publish(&obs, &local, "restarting PostgreSQL on operator request")
                 .await;
+            let _alive = crate::sdnotify::KeepAlive::start();
             if let Err(e) = self.restart_postgres(&obs).await {
                 tracing::error!("restart failed: {e:#}");
             }
@@ -481,6 +516,8 @@ impl Agent {
                 break;
             }
             let name = execute::describe(&action);
+            // Long steps (a clone, a crash recovery) keep the systemd watchdog fed.
+            let _alive = long_running(&action).then(crate::sdnotify::KeepAlive::start);
             if let Err(e) = self.execute(&action, &obs).await {
                 tracing::error!("{name} failed: {e:#}");
                 break;
@@ -570,6 +607,7 @@ impl Agent {
         };
         let mut seen = last.revision;
         loop {
+            crate::sdnotify::alive();
             let now = Instant::now();
             if now >= deadline || self.shutdown.requested() {
                 return;
@@ -616,4 +654,25 @@ fn activity(actions: &[Action], local: &pgbaton_core::Local) -> Option<PgState> 
         Action::Reclone { .. } => Some(PgState::CreatingReplica),
         _ => None,
     })
+}
+
+/// Whether `action` runs a program whose duration grows with the data (initdb, a clone,
+/// pg_rewind, a start with crash recovery, a shutdown checkpoint): the systemd watchdog
+/// is fed from a side task while it runs, so only a hung loop, not a big database,
+/// gets the agent restarted.
+fn long_running(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Initdb
+            | Action::StartPrimary
+            | Action::StartStandby
+            | Action::StopPostgres
+            | Action::CloneFrom { .. }
+            | Action::Follow { .. }
+            | Action::HandOver { .. }
+            | Action::WaitForWal { .. }
+            | Action::Promote { .. }
+            | Action::Rewind { .. }
+            | Action::Reclone { .. }
+    )
 }

@@ -1,7 +1,8 @@
 //! SIGHUP: re-read the member's config file and apply what can change at run time.
 //!
-//! Tags, PostgreSQL parameters, extra `pg_hba` lines and the log level apply at once
-//! (PostgreSQL is reloaded, or restarted if a parameter needs it). The keys that say
+//! Tags, PostgreSQL parameters and extra `pg_hba` lines apply at once (PostgreSQL is
+//! reloaded, or restarted if a parameter needs it). The `log` section is read only at
+//! start: a change to it is kept in the file and logged as waiting for a restart. The keys that say
 //! who and where the member is (cluster, name, data_dir, store, addresses, OS user)
 //! need an agent restart: a reload that changes them is refused as a whole.
 
@@ -95,8 +96,14 @@ impl Agent {
             tracing::info!("reload: {} is unchanged", path.display());
             return false;
         }
+        if new.log != self.cfg.log {
+            tracing::warn!(
+                "reload: the log section of {} changed; it applies when the agent restarts",
+                path.display()
+            );
+        }
         tracing::info!(
-            "reload: applying tags, parameters, pg_hba lines and log settings from {}",
+            "reload: applying tags, parameters and pg_hba lines from {}",
             path.display()
         );
         self.cfg = new;

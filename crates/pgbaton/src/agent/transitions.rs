@@ -313,17 +313,28 @@ impl Agent {
                 .await?;
             self.sql = None;
         }
+        // Restart in the role the rules would give it, never more: a former primary's
+        // data directory is started (writable) only under this member's leader key
+        // (safety review finding 7); otherwise the next cycle decides how it rejoins.
         let leader = obs.cluster.leader.clone();
-        let result = match leader.as_deref() {
-            Some(l) if l == self.cfg.name && was_primary => self.start_primary(obs).await,
-            Some(l) if l != self.cfg.name && obs.local.data == pgbaton_core::DataDir::Standby => {
-                self.follow(obs, l).await
-            }
-            _ => self
+        let me = self.cfg.name.as_str();
+        let result = match (leader.as_deref(), obs.local.data) {
+            (Some(l), pgbaton_core::DataDir::Primary) if l == me => self.start_primary(obs).await,
+            (Some(l), pgbaton_core::DataDir::Standby) if l != me => self.follow(obs, l).await,
+            (_, pgbaton_core::DataDir::Standby) => self
                 .start_pg(Duration::from_secs(120))
                 .await
                 .map(|_| ())
                 .map_err(Into::into),
+            _ => {
+                tracing::warn!(
+                    was_primary,
+                    "not starting PostgreSQL after the restart request: its data directory \
+                     is a former primary and this member does not hold the leader key; it \
+                     rejoins as a replica when the cluster's rules allow"
+                );
+                Ok(())
+            }
         };
         let _ = self
             .store

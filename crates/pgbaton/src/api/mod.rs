@@ -22,6 +22,7 @@ mod views;
 #[cfg(test)]
 mod tests;
 
+pub use lag::parse_lag;
 pub use merge::merge_patch;
 pub use snapshot::AgentSnapshot;
 

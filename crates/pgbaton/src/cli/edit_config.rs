@@ -3,6 +3,7 @@
 //! `edit-config -s`).
 
 use super::cluster_config::{diff, parse_set};
+use super::Format;
 use anyhow::{anyhow, bail};
 use pgbaton_core::model::{ClusterConfig, KEY_CONFIG};
 use pgbaton_store::Expect;
@@ -16,9 +17,14 @@ const ATTEMPTS: usize = 5;
 /// the timing rule with this member's `watchdog.safety_margin`), print the diff and
 /// write it only if nobody changed the config meanwhile. Nothing is written when any
 /// check fails or nothing changes.
-pub async fn edit_config(config: &Path, sets: &[String]) -> anyhow::Result<()> {
+///
+/// With `Format::Json` the result is one object `{cluster, changed, changes, config}`
+/// on stdout instead of the diff lines.
+pub async fn edit_config(config: &Path, sets: &[String], format: Format) -> anyhow::Result<()> {
     if sets.is_empty() {
-        bail!("nothing to change: give at least one --set KEY=VALUE, e.g. --set loop_wait=2");
+        return Err(crate::exit::usage(
+            "nothing to change: give at least one --set KEY=VALUE, e.g. --set loop_wait=2",
+        ));
     }
     let mut patches = Vec::new();
     let mut bad = Vec::new();
@@ -29,18 +35,21 @@ pub async fn edit_config(config: &Path, sets: &[String]) -> anyhow::Result<()> {
         }
     }
     if !bad.is_empty() {
-        bail!("{}\nnothing was changed", bad.join("\n"));
+        return Err(crate::exit::usage(format!(
+            "{}\nnothing was changed",
+            bad.join("\n")
+        )));
     }
     let (cfg, store) = super::open(config).await?;
     let store = store.as_ref();
     let origin = format!("cluster {:?} config", cfg.cluster);
     for _ in 0..ATTEMPTS {
         let Some(entry) = store.get(KEY_CONFIG).await? else {
-            bail!(
+            return Err(crate::exit::refused(format!(
                 "the store has no config for cluster {:?} yet (it is not bootstrapped); change the bootstrap section of {} instead",
                 cfg.cluster,
                 config.display()
-            );
+            )));
         };
         let mut value: Value = serde_json::from_str(&entry.value)
             .map_err(|e| anyhow!("the store's {KEY_CONFIG} key is not JSON: {e}"))?;
@@ -55,10 +64,26 @@ pub async fn edit_config(config: &Path, sets: &[String]) -> anyhow::Result<()> {
             pgbaton_config::check_cluster_config_with_margin(&new, "", cfg.watchdog.safety_margin);
         if !problems.is_empty() {
             let lines: Vec<String> = problems.iter().map(|p| p.render(&origin)).collect();
-            bail!("{}\nnothing was changed", lines.join("\n"));
+            return Err(crate::exit::usage(format!(
+                "{}\nnothing was changed",
+                lines.join("\n")
+            )));
         }
         let changes = diff(&old, &new);
+        let report = |changed: bool| -> anyhow::Result<()> {
+            let out = serde_json::json!({
+                "cluster": cfg.cluster,
+                "changed": changed,
+                "changes": changes,
+                "config": new,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        };
         if changes.is_empty() {
+            if format == Format::Json {
+                return report(false);
+            }
             println!("no change: the cluster config already has these values");
             return Ok(());
         }
@@ -74,10 +99,14 @@ pub async fn edit_config(config: &Path, sets: &[String]) -> anyhow::Result<()> {
         {
             continue;
         }
-        for line in &changes {
-            println!("{line}");
+        if format == Format::Json {
+            report(true)?;
+        } else {
+            for line in &changes {
+                println!("{line}");
+            }
+            println!("cluster config of {:?} updated", cfg.cluster);
         }
-        println!("cluster config of {:?} updated", cfg.cluster);
         if old.ttl != new.ttl || old.retry_timeout != new.retry_timeout {
             eprintln!(
                 "note: each agent takes its lease ttl and store call timeout from the bootstrap \

@@ -166,7 +166,20 @@ pub fn table(cluster: &str, rows: &[Row]) -> String {
     for row in &cells {
         out.push_str(&line(row.iter().map(|s| s.as_str()).collect()));
     }
+    for (name, note) in why(rows) {
+        out.push_str(&format!("{name}: {note}\n"));
+    }
     out
+}
+
+/// The notes worth a line under the table: every member's when no member leads (why
+/// nobody took over), and any "no failover: ..." explanation.
+fn why(rows: &[Row]) -> Vec<(&str, &str)> {
+    let leaderless = !rows.iter().any(|r| r.leader);
+    rows.iter()
+        .filter_map(|r| Some((r.name.as_str(), r.note.as_deref()?)))
+        .filter(|(_, note)| leaderless || note.contains("no failover"))
+        .collect()
 }
 
 fn human_bytes(b: u64) -> String {
@@ -221,4 +234,42 @@ pub async fn list(config: &Path, format: Format) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, leader: bool, note: &str) -> Row {
+        Row {
+            name: name.into(),
+            host: "127.0.0.1".into(),
+            port: 5432,
+            role: if leader { "primary" } else { "replica" }.into(),
+            state: "streaming".into(),
+            timeline: Some(1),
+            lsn: None,
+            lag_bytes: Some(0),
+            tags: vec![],
+            leader,
+            sync: None,
+            note: Some(note.into()),
+        }
+    }
+
+    #[test]
+    fn the_table_says_why_there_is_no_failover() {
+        let healthy = [row("a", true, "leading"), row("b", false, "following a")];
+        assert!(!table("c", &healthy).contains("following a"));
+        let headless = [
+            row("b", false, "no failover: b lags 40 MB > 1 MB limit"),
+            row("c", false, "waiting for the leader key"),
+        ];
+        let t = table("c", &headless);
+        assert!(
+            t.contains("\nb: no failover: b lags 40 MB > 1 MB limit\n"),
+            "{t}"
+        );
+        assert!(t.contains("\nc: waiting for the leader key\n"), "{t}");
+    }
 }

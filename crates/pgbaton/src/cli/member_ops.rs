@@ -29,7 +29,9 @@ pub async fn restart(config: &Path, name: &str, timeout: Duration) -> anyhow::Re
             return Ok(());
         }
         if t0.elapsed() > timeout {
-            bail!("{name} did not come back within {timeout:?} (state: {state:?}); see its log");
+            return Err(crate::exit::timed_out(format!(
+                "{name} did not come back within {timeout:?} (state: {state:?}); see its log"
+            )));
         }
     }
 }
@@ -38,10 +40,11 @@ pub async fn restart(config: &Path, name: &str, timeout: Duration) -> anyhow::Re
 pub async fn reload(config: &Path, name: &str) -> anyhow::Result<()> {
     let (cfg, store) = super::open(config).await?;
     let key = pgbaton_core::model::member_key(name);
-    let entry = store
-        .get(&key)
-        .await?
-        .with_context(|| format!("member {name} is not running (no key {key})"))?;
+    let Some(entry) = store.get(&key).await? else {
+        return Err(crate::exit::refused(format!(
+            "member {name} is not running (no key {key})"
+        )));
+    };
     let member: pgbaton_core::model::MemberStatus = serde_json::from_str(&entry.value)?;
     if member.api_url.starts_with("https://") {
         let url = member.api_url.trim_end_matches('/');

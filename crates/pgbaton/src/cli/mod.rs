@@ -2,8 +2,10 @@
 //! any member's config file.
 
 mod budget;
+mod check;
 mod check_config;
 mod cluster_config;
+mod dsn;
 mod edit_config;
 mod history;
 mod list;
@@ -13,7 +15,9 @@ mod remove;
 mod request;
 mod show_config;
 
+pub use check::{check, CheckFormat, CheckLimits};
 pub use check_config::check_config;
+pub use dsn::{dsn, DsnArgs, DsnFormat, DsnRole};
 pub use edit_config::edit_config;
 pub use history::history;
 pub use list::{fetch, list, table, Format};

@@ -9,20 +9,25 @@ pub async fn remove(config: &Path, name: &str) -> anyhow::Result<()> {
     let (cfg, store) = super::open(config).await?;
     for _ in 0..10 {
         if store.get(&member_key(name)).await?.is_some() {
-            anyhow::bail!(
+            return Err(crate::exit::refused(format!(
                 "member {name} is still running (its key members/{name} exists); stop its \
                  agent first, then run `pgbaton remove {name}` again"
-            );
+            )));
         }
         let Some(entry) = store.get(KEY_STATUS).await? else {
-            anyhow::bail!(
+            return Err(crate::exit::refused(format!(
                 "cluster {} has no primary status yet: nothing to remove",
                 cfg.cluster
-            );
+            )));
         };
         let mut status: PrimaryStatus = serde_json::from_str(&entry.value)?;
         match status.registry.get_mut(name) {
-            None => anyhow::bail!("cluster {} has no member named {name}", cfg.cluster),
+            None => {
+                return Err(crate::exit::refused(format!(
+                    "cluster {} has no member named {name}",
+                    cfg.cluster
+                )))
+            }
             Some(seen) => *seen = 0,
         }
         let value = serde_json::to_string(&status)?;

@@ -32,7 +32,9 @@ fn confirm(question: &str, force: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        bail!("{question} Not confirmed: standard input is not a terminal; add --force");
+        return Err(crate::exit::usage(format!(
+            "{question} Not confirmed: standard input is not a terminal; add --force"
+        )));
     }
     print!("{question} [y/N] ");
     std::io::stdout().flush()?;
@@ -136,10 +138,10 @@ async fn wait_for_primary(
                     .find(|r| r.name == l.name)
                     .and_then(|r| r.note.clone())
                     .unwrap_or_default();
-                bail!(
+                return Err(crate::exit::refused(format!(
                     "the request was dropped and {} is still the primary: {why}",
                     l.name
-                );
+                )));
             }
             (None, None) => "waiting for a leader".to_string(),
             _ => "waiting".to_string(),
@@ -153,10 +155,10 @@ async fn wait_for_primary(
                 .iter()
                 .filter_map(|r| r.note.as_ref().map(|n| format!("{}: {n}", r.name)))
                 .collect();
-            bail!(
+            return Err(crate::exit::timed_out(format!(
                 "{to} did not become a writable primary within {timeout:?}. Members say:\n  {}",
                 notes.join("\n  ")
-            );
+            )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -255,9 +257,9 @@ pub async fn reinit(
             let _ = store
                 .delete(KEY_REINIT, Expect::Value(name.to_string()))
                 .await;
-            bail!(
+            return Err(crate::exit::timed_out(format!(
                 "{name} was not re-cloned within {timeout:?} (state: {state:?}); request withdrawn"
-            );
+            )));
         }
     }
 }

@@ -385,15 +385,19 @@ fn set_nonblocking_if_pipe(fd: &impl std::os::fd::AsFd) {
     }
 }
 
+/// Log to stderr (the agent points it at `log.file`) in the agent's `log.format`.
 fn init_log() {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match std::env::var(super::LOG_FORMAT_ENV).as_deref() {
+        Ok("json") => builder.json().with_current_span(false).try_init(),
+        _ => builder.try_init(),
+    };
 }

@@ -46,6 +46,8 @@ pub struct FenceOptions {
     pub member: String,
     /// File the fence process appends its log to; `None`: the agent's standard error.
     pub log: Option<PathBuf>,
+    /// `log.format`, passed on in [`LOG_FORMAT_ENV`].
+    pub log_format: pgbaton_config::LogFormat,
     /// `watchdog.mode`.
     pub watchdog_mode: WatchdogMode,
     /// `watchdog.device`.
@@ -55,6 +57,9 @@ pub struct FenceOptions {
     /// `watchdog.safety_margin`: how long before the lease's earliest expiry to fence.
     pub safety_margin: Duration,
 }
+
+/// The environment variable that carries `log.format` to the fence process.
+pub const LOG_FORMAT_ENV: &str = "PGBATON_LOG_FORMAT";
 
 impl FenceOptions {
     /// Options from a validated member config, for leases of `ttl`.
@@ -72,6 +77,7 @@ impl FenceOptions {
             data_dir: cfg.data_dir.clone(),
             member: cfg.name.clone(),
             log: cfg.log.file.clone(),
+            log_format: cfg.log.format,
             watchdog_mode: cfg.watchdog.mode,
             watchdog_device: cfg.watchdog.device.clone(),
             watchdog_timeout: decide::device_timeout(ttl, margin),
@@ -137,6 +143,7 @@ impl Fence {
             .arg(&opts.watchdog_device)
             .arg("--watchdog-timeout")
             .arg(opts.watchdog_timeout.as_secs().max(1).to_string())
+            .env(LOG_FORMAT_ENV, opts.log_format.as_str())
             .stdin(Stdio::from(read_end))
             .stdout(Stdio::piped())
             .stderr(stderr)

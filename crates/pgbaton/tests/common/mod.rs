@@ -159,6 +159,11 @@ impl TestCluster {
 
     /// Start the agent of member `i`.
     pub fn start(&mut self, i: usize) {
+        self.start_with_env(i, &[]);
+    }
+
+    /// Start the agent of member `i` with extra environment variables.
+    pub fn start_with_env(&mut self, i: usize, env: &[(&str, &std::ffi::OsStr)]) {
         let node = &mut self.nodes[i];
         assert!(node.agent.is_none(), "{} already started", node.name);
         let out = std::fs::OpenOptions::new()
@@ -170,6 +175,7 @@ impl TestCluster {
             .args(["agent", "-c"])
             .arg(&node.config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
             .stderr(out)

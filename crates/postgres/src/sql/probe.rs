@@ -101,7 +101,9 @@ const PROBE_SQL: &str = "SELECT pg_is_in_recovery(), \
        CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, \
        CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END, \
        pg_last_wal_receive_lsn()::text, \
-       pg_last_wal_replay_lsn()::text";
+       pg_last_wal_replay_lsn()::text, \
+       CASE WHEN pg_is_in_recovery() THEN (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int4) \
+         FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$') END";
 
 const RECEIVER_SQL: &str = "SELECT pid, status, sender_host, sender_port, slot_name, \
        received_tli, written_lsn::text, flushed_lsn::text, latest_end_lsn::text \
@@ -136,7 +138,17 @@ impl Sql {
                     ..
                 }),
             ) => *t,
-            _ => checkpoint_timeline,
+            // A standby without a WAL receiver (its primary is gone): the newest
+            // timeline it holds WAL segments of. Its last restartpoint can still be on
+            // the previous timeline long after it crossed a switch, which would make
+            // it look as if it had missed a promotion.
+            _ => {
+                let segments: Option<i32> = row.get(8);
+                segments
+                    .and_then(|t| u32::try_from(t).ok())
+                    .unwrap_or(0)
+                    .max(checkpoint_timeline)
+            }
         };
         Ok(Probe {
             in_recovery,

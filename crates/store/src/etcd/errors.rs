@@ -1,17 +1,69 @@
-//! Sorting etcd client errors into the store's two kinds of failure (plus lease loss),
-//! and telling which failed requests certainly never reached etcd.
+//! The errors of the etcd client, sorted into the store's two kinds of failure (plus
+//! lease loss), and telling which failed requests certainly never reached etcd.
 
 use crate::{LeaseId, StoreError};
-use etcd_client::Error;
-use tonic::Code;
+use std::fmt;
+use tonic::{Code, Status};
+
+/// Why one etcd call failed.
+#[derive(Debug)]
+pub(crate) enum Error {
+    /// etcd (or the transport, as code Unavailable) answered with a gRPC status.
+    Status(Status),
+    /// The channel could not take the request.
+    Transport(tonic::transport::Error),
+    /// A lease keep-alive was answered with TTL 0: the lease does not exist.
+    LeaseNotFound,
+    /// Logging in with user and password failed.
+    Login { user: String, status: Status },
+    /// A stream ended or answered in a way etcd never does when healthy.
+    Stream(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Status(s) => write_status(f, s),
+            Error::Transport(e) => write!(f, "transport error: {e}"),
+            Error::LeaseNotFound => write!(f, "lease not found"),
+            Error::Login { user, status } => {
+                write!(
+                    f,
+                    "login as etcd user {user:?} (store.etcd.username) failed: "
+                )?;
+                write_status(f, status)
+            }
+            Error::Stream(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+/// A status as "message (code)", with the root cause of transport failures.
+fn write_status(f: &mut fmt::Formatter<'_>, s: &Status) -> fmt::Result {
+    write!(f, "{} ({:?})", s.message(), s.code())?;
+    let mut cur = std::error::Error::source(s);
+    let mut last = None;
+    while let Some(e) = cur {
+        last = Some(e);
+        cur = e.source();
+    }
+    match last {
+        Some(root) if !s.message().contains(&root.to_string()) => write!(f, ": {root}"),
+        _ => Ok(()),
+    }
+}
+
+impl From<Status> for Error {
+    fn from(s: Status) -> Error {
+        Error::Status(s)
+    }
+}
 
 /// True when etcd says the lease does not exist (expired or revoked).
 pub(crate) fn is_lease_not_found(e: &Error) -> bool {
     match e {
-        Error::GRpcStatus(s) => {
-            s.code() == Code::NotFound && s.message().contains("lease not found")
-        }
-        Error::LeaseKeepAliveError(m) => m.contains("lease not found"),
+        Error::Status(s) => s.code() == Code::NotFound && s.message().contains("lease not found"),
+        Error::LeaseNotFound => true,
         _ => false,
     }
 }
@@ -21,9 +73,8 @@ pub(crate) fn is_lease_not_found(e: &Error) -> bool {
 /// that retrying cannot fix (auth, bad arguments).
 pub(crate) fn is_unreachable(e: &Error) -> bool {
     match e {
-        Error::TransportError(_) | Error::IoError(_) => true,
-        Error::WatchError(_) | Error::LeaseKeepAliveError(_) => !is_lease_not_found(e),
-        Error::GRpcStatus(s) => !matches!(
+        Error::Transport(_) | Error::Stream(_) => true,
+        Error::Status(s) | Error::Login { status: s, .. } => !matches!(
             s.code(),
             Code::InvalidArgument
                 | Code::NotFound
@@ -34,7 +85,7 @@ pub(crate) fn is_unreachable(e: &Error) -> bool {
                 | Code::Unimplemented
                 | Code::Unauthenticated
         ),
-        _ => false,
+        Error::LeaseNotFound => false,
     }
 }
 
@@ -45,8 +96,10 @@ pub(crate) fn not_sent(e: &Error) -> bool {
         AddrNotAvailable, ConnectionRefused, HostUnreachable, NetworkUnreachable,
     };
     let root: &(dyn std::error::Error + 'static) = match e {
-        Error::GRpcStatus(s) => s,
-        Error::TransportError(t) => t,
+        Error::Status(s) => s,
+        Error::Transport(t) => t,
+        // A failed login sent nothing but the login.
+        Error::Login { .. } => return is_unreachable(e),
         _ => return false,
     };
     let mut cur = Some(root);
@@ -91,22 +144,35 @@ mod tests {
 
     #[test]
     fn classification() {
-        let nf = Error::GRpcStatus(tonic::Status::not_found(
-            "etcdserver: requested lease not found",
-        ));
+        let nf = Error::Status(Status::not_found("etcdserver: requested lease not found"));
         assert!(is_lease_not_found(&nf));
         assert!(matches!(
             map_lease_error("put", LeaseId(7), nf),
             StoreError::LeaseExpired(LeaseId(7))
         ));
-        let down = Error::GRpcStatus(tonic::Status::unavailable("etcdserver: leader changed"));
+        assert!(matches!(
+            map_lease_error("keep-alive", LeaseId(7), Error::LeaseNotFound),
+            StoreError::LeaseExpired(LeaseId(7))
+        ));
+        let down = Error::Status(Status::unavailable("etcdserver: leader changed"));
         assert!(!not_sent(&down));
         assert!(matches!(map_error("get", down), StoreError::Unreachable(_)));
-        let auth = Error::GRpcStatus(tonic::Status::permission_denied("denied"));
+        let auth = Error::Status(Status::permission_denied("denied"));
         assert!(matches!(map_error("get", auth), StoreError::Other(_)));
-        let refused = Error::GRpcStatus(tonic::Status::from_error(Box::new(std::io::Error::from(
+        let refused = Error::Status(Status::from_error(Box::new(std::io::Error::from(
             std::io::ErrorKind::ConnectionRefused,
         ))));
         assert!(not_sent(&refused));
+        let bad_login = Error::Login {
+            user: "pgbaton".into(),
+            status: Status::invalid_argument(
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
+        };
+        let m = map_error("get", bad_login).to_string();
+        assert!(
+            m.contains("store.etcd.username") && m.contains("invalid user ID or password"),
+            "{m}"
+        );
     }
 }

@@ -3,25 +3,33 @@
 //!
 //! Every call is bounded by the configured call timeout and goes to one endpoint at a
 //! time, failing over to the next when one dies (see `pool.rs`); a background watch on the
-//! prefix feeds `wait_for_change` (see `watcher.rs`).
+//! prefix feeds `wait_for_change` (see `watcher.rs`). The gRPC client is our own thin one
+//! (`client.rs`, messages in `proto.rs`): no generated code, so no `protoc` at build time.
 
+mod client;
+mod decode;
 mod errors;
 mod options;
 mod pool;
+mod proto;
 mod tls;
 mod watcher;
 
 pub use options::{EtcdOptions, EtcdTls, DEFAULT_CALL_TIMEOUT, DEFAULT_PREFIX};
 
 use crate::{Entry, Expect, LeaseId, Result, Revision, Snapshot, Store, StoreError};
+use client::{Auth, Client};
+use decode::Skipped;
 use errors::{map_error, map_lease_error};
-use etcd_client::{
-    Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
-};
 use pool::{CallError, Pool, Retry};
+use proto::{
+    Compare, DeleteRangeRequest, PutRequest, RangeRequest, Request, RequestOp, TargetUnion,
+    TxnRequest,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
 use watcher::WatchState;
 
 /// How often `wait_for_change` polls while the background watch is down.
@@ -36,6 +44,7 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(6);
 pub struct EtcdStore {
     pool: Arc<Pool>,
     namespace: String,
+    skipped: Arc<Skipped>,
     revisions: watch::Receiver<WatchState>,
     _watch_task: Arc<AbortOnDrop>,
 }
@@ -66,23 +75,25 @@ impl EtcdStore {
     /// `https://`, and missing or unreadable TLS files (see [`EtcdTls`]).
     pub async fn connect(opts: EtcdOptions) -> Result<EtcdStore> {
         validate(&opts)?;
-        let mut copts = ConnectOptions::new()
-            .with_connect_timeout(opts.call_timeout)
-            .with_keep_alive(KEEPALIVE_INTERVAL, opts.call_timeout);
-        if let Some(t) = &opts.tls {
-            copts = copts.with_tls(tls::tls_options(t)?);
-        }
-        match (&opts.username, &opts.password) {
-            (Some(u), Some(p)) => copts = copts.with_user(u.clone(), p.clone()),
-            (None, None) => {}
+        let tls = opts.tls.as_ref().map(tls::tls_options).transpose()?;
+        let auth = match (&opts.username, &opts.password) {
+            (Some(u), Some(p)) => Some(Arc::new(Auth::new(u.clone(), p.clone()))),
+            (None, None) => None,
             _ => {
                 return Err(StoreError::Other(
                     "etcd username and password must be given together".into(),
                 ))
             }
-        }
+        };
+        let clients = opts
+            .endpoints
+            .iter()
+            .map(|url| {
+                channel(url, tls.clone(), opts.call_timeout).map(|c| Client::new(c, auth.clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let namespace = opts.namespace();
-        let pool = Arc::new(Pool::new(opts.endpoints, copts, opts.call_timeout));
+        let pool = Arc::new(Pool::new(opts.endpoints, clients, opts.call_timeout));
         let (tx, rx) = watch::channel(WatchState::default());
         let task = tokio::spawn(watcher::run(
             pool.clone(),
@@ -93,6 +104,7 @@ impl EtcdStore {
         Ok(EtcdStore {
             pool,
             namespace,
+            skipped: Arc::default(),
             revisions: rx,
             _watch_task: Arc::new(AbortOnDrop(task)),
         })
@@ -103,61 +115,113 @@ impl EtcdStore {
         &self.namespace
     }
 
-    fn full_key(&self, key: &str) -> Result<String> {
+    fn full_key(&self, key: &str) -> Result<Vec<u8>> {
         if key.is_empty() {
             return Err(StoreError::Other("empty store key".into()));
         }
-        Ok(format!("{}{key}", self.namespace))
+        Ok(format!("{}{key}", self.namespace).into_bytes())
     }
 
-    fn entry(&self, kv: &KeyValue) -> Result<Entry> {
-        let key = kv
-            .key_str()
-            .map_err(|e| StoreError::Other(format!("etcd key {:?} is not UTF-8: {e}", kv.key())))?;
-        let rel = key.strip_prefix(&self.namespace).ok_or_else(|| {
-            StoreError::Other(format!(
-                "etcd returned key {key} outside {}",
-                self.namespace
-            ))
-        })?;
-        let value = kv
-            .value_str()
-            .map_err(|e| StoreError::Other(format!("value of etcd key {key} is not UTF-8: {e}")))?;
-        Ok(Entry {
-            key: rel.to_string(),
-            value: value.to_string(),
-            mod_revision: kv.mod_revision(),
-            lease: (kv.lease() != 0).then_some(LeaseId(kv.lease())),
-        })
-    }
-
-    fn compares(full: &str, expect: &Expect) -> Vec<Compare> {
-        let exists = || Compare::create_revision(full, CompareOp::Greater, 0);
+    /// The transaction conditions that make `expect` hold for `full`.
+    fn compares(full: &[u8], expect: &Expect) -> Vec<Compare> {
+        let cmp = |result, target, union| Compare {
+            result,
+            target,
+            key: full.to_vec(),
+            target_union: Some(union),
+        };
+        let exists = || {
+            cmp(
+                proto::GREATER,
+                proto::CREATE,
+                TargetUnion::CreateRevision(0),
+            )
+        };
         match expect {
             Expect::Any => vec![],
-            Expect::Absent => vec![Compare::create_revision(full, CompareOp::Equal, 0)],
-            Expect::ModRevision(r) => {
-                vec![exists(), Compare::mod_revision(full, CompareOp::Equal, *r)]
-            }
-            Expect::Value(v) => vec![exists(), Compare::value(full, CompareOp::Equal, v.as_str())],
+            Expect::Absent => vec![cmp(
+                proto::EQUAL,
+                proto::CREATE,
+                TargetUnion::CreateRevision(0),
+            )],
+            Expect::ModRevision(r) => vec![
+                exists(),
+                cmp(proto::EQUAL, proto::MOD, TargetUnion::ModRevision(*r)),
+            ],
+            Expect::Value(v) => vec![
+                exists(),
+                cmp(
+                    proto::EQUAL,
+                    proto::VALUE,
+                    TargetUnion::Value(v.as_bytes().to_vec()),
+                ),
+            ],
         }
     }
 
-    /// Run a conditional transaction; `what` names it in errors.
-    async fn txn(&self, what: &str, txn: Txn, lease: Option<LeaseId>) -> Result<bool> {
+    /// Run `op` on `full` if `expect` holds; `what` names it in errors.
+    async fn txn(
+        &self,
+        what: &str,
+        full: &[u8],
+        expect: &Expect,
+        op: Request,
+        lease: Option<LeaseId>,
+    ) -> Result<bool> {
+        let txn = TxnRequest {
+            compare: Self::compares(full, expect),
+            success: vec![RequestOp { request: Some(op) }],
+            failure: vec![],
+        };
         let resp = self
             .pool
-            .call(what, Retry::OnlyUnsent, |c| {
-                let txn = txn.clone();
-                async move { c.kv_client().txn(txn).await }
-            })
+            .call(what, Retry::OnlyUnsent, |c| c.txn(txn.clone()))
             .await
             .map_err(|e| match lease {
                 Some(l) => e.into_lease(what, l),
                 None => e.into_store(what),
             })?;
-        Ok(resp.succeeded())
+        Ok(resp.succeeded)
     }
+
+    /// A linearizable range read of the whole namespace (`count_only`: just the header).
+    fn namespace_range(&self, count_only: bool) -> RangeRequest {
+        RangeRequest {
+            key: self.namespace.as_bytes().to_vec(),
+            range_end: proto::prefix_end(self.namespace.as_bytes()),
+            count_only,
+        }
+    }
+}
+
+/// The lazily connecting gRPC channel to one endpoint.
+fn channel(
+    url: &str,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+    call_timeout: Duration,
+) -> Result<Channel> {
+    let bad = |e: tonic::transport::Error| {
+        StoreError::Other(format!(
+            "invalid etcd endpoint {url:?} in store.etcd.endpoints: {e}"
+        ))
+    };
+    // A bare HOST:PORT means plain HTTP (with TLS, `validate` demands https://).
+    let full = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    };
+    let mut ep = Endpoint::from_shared(full)
+        .map_err(bad)?
+        .connect_timeout(call_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(call_timeout)
+        .keep_alive_while_idle(true);
+    if let Some(tls) = tls {
+        ep = ep.tls_config(tls).map_err(bad)?;
+    }
+    Ok(ep.connect_lazy())
 }
 
 impl CallError {
@@ -216,42 +280,38 @@ impl Store for EtcdStore {
     }
 
     async fn snapshot(&self) -> Result<Snapshot> {
-        let ns = self.namespace.as_str();
+        let req = self.namespace_range(false);
         let resp = self
             .pool
-            .call("snapshot", Retry::Idempotent, |c| async move {
-                c.kv_client()
-                    .get(ns, Some(GetOptions::new().with_prefix()))
-                    .await
-            })
+            .call("snapshot", Retry::Idempotent, |c| c.range(req.clone()))
             .await
             .map_err(|e| e.into_store("snapshot"))?;
         let revision = resp
-            .header()
-            .map(|h| h.revision())
+            .header
+            .map(|h| h.revision)
             .ok_or_else(|| StoreError::Other("etcd range answer without header".into()))?;
-        let mut snap = Snapshot {
+        let entries = self.skipped.decode(&self.namespace, resp.kvs, true);
+        Ok(Snapshot {
             revision,
-            ..Snapshot::default()
-        };
-        for kv in resp.kvs() {
-            let e = self.entry(kv)?;
-            snap.entries.insert(e.key.clone(), e);
-        }
-        Ok(snap)
+            entries: entries.into_iter().map(|e| (e.key.clone(), e)).collect(),
+        })
     }
 
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
-        let full = self.full_key(key)?;
-        let full = full.as_str();
+        let req = RangeRequest {
+            key: self.full_key(key)?,
+            ..RangeRequest::default()
+        };
         let resp = self
             .pool
-            .call("get", Retry::Idempotent, |c| async move {
-                c.kv_client().get(full, None).await
-            })
+            .call("get", Retry::Idempotent, |c| c.range(req.clone()))
             .await
             .map_err(|e| e.into_store("get"))?;
-        resp.kvs().first().map(|kv| self.entry(kv)).transpose()
+        Ok(self
+            .skipped
+            .decode(&self.namespace, resp.kvs, false)
+            .into_iter()
+            .next())
     }
 
     async fn put(
@@ -262,19 +322,18 @@ impl Store for EtcdStore {
         expect: Expect,
     ) -> Result<bool> {
         let full = self.full_key(key)?;
-        let popts = lease.map(|l| PutOptions::new().with_lease(l.0));
-        let txn = Txn::new()
-            .when(Self::compares(&full, &expect))
-            .and_then(vec![TxnOp::put(full.as_str(), value, popts)]);
-        self.txn("put", txn, lease).await
+        let op = Request::Put(PutRequest {
+            key: full.clone(),
+            value: value.as_bytes().to_vec(),
+            lease: lease.map_or(0, |l| l.0),
+        });
+        self.txn("put", &full, &expect, op, lease).await
     }
 
     async fn delete(&self, key: &str, expect: Expect) -> Result<bool> {
         let full = self.full_key(key)?;
-        let txn = Txn::new()
-            .when(Self::compares(&full, &expect))
-            .and_then(vec![TxnOp::delete(full.as_str(), None)]);
-        self.txn("delete", txn, None).await
+        let op = Request::DeleteRange(DeleteRangeRequest { key: full.clone() });
+        self.txn("delete", &full, &expect, op, None).await
     }
 
     /// etcd leases have whole-second TTLs: `ttl` is rounded up (at least 1 s), and etcd
@@ -285,26 +344,23 @@ impl Store for EtcdStore {
             .max(1);
         let resp = self
             .pool
-            .call("lease grant", Retry::OnlyUnsent, |c| async move {
-                c.lease_client().grant(secs, None).await
-            })
+            .call("lease grant", Retry::OnlyUnsent, |c| c.lease_grant(secs))
             .await
             .map_err(|e| e.into_store("lease grant"))?;
-        if !resp.error().is_empty() {
+        if !resp.error.is_empty() {
             return Err(StoreError::Other(format!(
                 "etcd lease grant refused: {}",
-                resp.error()
+                resp.error
             )));
         }
-        Ok(LeaseId(resp.id()))
+        Ok(LeaseId(resp.id))
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
-        // One keep-alive exchange on a fresh stream; the client checks TTL > 0 and
-        // reports "lease not found" otherwise.
+        // One keep-alive exchange on a fresh stream; TTL 0 means "lease not found".
         self.pool
-            .call("lease keep-alive", Retry::Idempotent, |c| async move {
-                c.lease_client().keep_alive(lease.0).await.map(drop)
+            .call("lease keep-alive", Retry::Idempotent, |c| {
+                c.lease_keep_alive(lease.0)
             })
             .await
             .map_err(|e| e.into_lease("lease keep-alive", lease))
@@ -313,8 +369,8 @@ impl Store for EtcdStore {
     async fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
         let r = self
             .pool
-            .call("lease revoke", Retry::Idempotent, |c| async move {
-                c.lease_client().revoke(lease.0).await
+            .call("lease revoke", Retry::Idempotent, |c| {
+                c.lease_revoke(lease.0)
             })
             .await;
         match r.map_err(|e| e.into_lease("lease revoke", lease)) {
@@ -363,17 +419,14 @@ impl Store for EtcdStore {
                 }
                 continue;
             }
-            let ns = self.namespace.as_str();
+            let req = self.namespace_range(true);
             let poll = self
                 .pool
-                .call("revision poll", Retry::Idempotent, |c| async move {
-                    let opts = GetOptions::new().with_prefix().with_count_only();
-                    c.kv_client().get(ns, Some(opts)).await
-                });
+                .call("revision poll", Retry::Idempotent, |c| c.range(req.clone()));
             match tokio::time::timeout(deadline - now, poll).await {
                 Ok(Ok(resp)) => {
                     polled_ok = true;
-                    let rev = resp.header().map_or(0, |h| h.revision());
+                    let rev = resp.header.map_or(0, |h| h.revision);
                     if rev > after {
                         return Ok(rev);
                     }
@@ -395,5 +448,18 @@ impl Store for EtcdStore {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn endpoints_without_scheme_are_plain_http() {
+        assert!(channel("127.0.0.1:2379", None, DEFAULT_CALL_TIMEOUT).is_ok());
+        assert!(channel("http://127.0.0.1:2379", None, DEFAULT_CALL_TIMEOUT).is_ok());
+        let err = channel("http://[bad", None, DEFAULT_CALL_TIMEOUT).unwrap_err();
+        assert!(err.to_string().contains("store.etcd.endpoints"), "{err}");
     }
 }

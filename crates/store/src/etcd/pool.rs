@@ -1,19 +1,18 @@
 //! One etcd client per endpoint and the choice of which one to use.
 //!
-//! etcd-client's own balancing keeps sending requests to a dead endpoint (its channel
-//! does not eject members whose connections fail), so calls would fail at random while
-//! one member is down. Instead every call goes to the "current" endpoint; a call that
+//! A balancing channel keeps sending requests to a dead endpoint (it does not eject
+//! members whose connections fail), so calls would fail at random while one member is
+//! down. Instead every call goes to the "current" endpoint; a call that
 //! could not even connect is retried on the next one within the same deadline (safe:
 //! it was never sent), and any other transport failure or timeout moves "current" on
 //! for the next call (writes are not retried: they may have been applied; reads and
 //! lease renewals are, until the deadline).
 
-use super::errors::{is_unreachable, not_sent};
+use super::client::Client;
+use super::errors::{is_unreachable, not_sent, Error};
 use crate::StoreError;
-use etcd_client::{Client, ConnectOptions, Error};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::{timeout, Instant};
 
@@ -37,25 +36,23 @@ pub(crate) enum CallError {
     Etcd(Error),
 }
 
-/// Clients for each endpoint, created lazily (logging in needs a live endpoint).
+/// A client for each endpoint (each connects on first use, and again after a failure).
 pub(crate) struct Pool {
     endpoints: Vec<String>,
-    options: ConnectOptions,
-    clients: Vec<Mutex<Option<Client>>>,
+    clients: Vec<Client>,
     current: AtomicUsize,
     call_timeout: Duration,
 }
 
 impl Pool {
+    /// `clients[i]` talks to `endpoints[i]`.
     pub(crate) fn new(
         endpoints: Vec<String>,
-        options: ConnectOptions,
+        clients: Vec<Client>,
         call_timeout: Duration,
     ) -> Pool {
-        let clients = endpoints.iter().map(|_| Mutex::new(None)).collect();
         Pool {
             endpoints,
-            options,
             clients,
             current: AtomicUsize::new(0),
             call_timeout,
@@ -80,32 +77,23 @@ impl Pool {
             .compare_exchange(idx, next, Ordering::Relaxed, Ordering::Relaxed);
     }
 
-    /// The client of endpoint `idx`, connecting it first if needed.
-    pub(crate) async fn client(&self, idx: usize) -> Result<Client, Error> {
-        if let Some(c) = self.slot(idx).clone() {
-            return Ok(c);
-        }
-        let c = Client::connect([&self.endpoints[idx]], Some(self.options.clone())).await?;
-        *self.slot(idx) = Some(c.clone());
-        Ok(c)
-    }
-
-    fn slot(&self, idx: usize) -> std::sync::MutexGuard<'_, Option<Client>> {
-        self.clients[idx].lock().unwrap_or_else(|p| p.into_inner())
+    /// The client of endpoint `idx`.
+    pub(crate) fn client(&self, idx: usize) -> &Client {
+        &self.clients[idx]
     }
 
     /// Run `f` against the current endpoint within the call deadline, failing over as
     /// described in the module docs. With `Retry::Idempotent` (reads, renewals,
     /// revocations) a call that failed with a transient error ("leader changed",
     /// connection lost) is also retried, on the next endpoint, until the deadline.
-    pub(crate) async fn call<T, F, Fut>(
-        &self,
+    pub(crate) async fn call<'a, T, F, Fut>(
+        &'a self,
         what: &str,
         retry: Retry,
         f: F,
     ) -> Result<T, CallError>
     where
-        F: Fn(Client) -> Fut,
+        F: Fn(&'a Client) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
     {
         let deadline = Instant::now() + self.call_timeout;
@@ -124,11 +112,7 @@ impl Pool {
                 break;
             }
             let idx = self.current();
-            let once = async {
-                let client = self.client(idx).await?;
-                f(client).await
-            };
-            match timeout(left, once).await {
+            match timeout(left, f(self.client(idx))).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => {
                     let unreachable = is_unreachable(&e);

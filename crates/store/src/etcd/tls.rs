@@ -1,22 +1,22 @@
-//! Turning the configured TLS files into etcd-client TLS options, with errors that name
-//! the config key and the file.
+//! Turning the configured TLS files into the gRPC channel's TLS settings (rustls), with
+//! errors that name the config key and the file.
 
 use super::options::EtcdTls;
 use crate::{Result, StoreError};
-use etcd_client::{Certificate, Identity, TlsOptions};
 use std::path::Path;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// Build the client TLS options from `tls`. The CA must be given (this build trusts no
 /// system roots); `cert` and `key` must be given together. Fails with `Other` naming the
 /// `store.etcd.tls.*` key and path of a missing or unreadable file.
-pub(crate) fn tls_options(tls: &EtcdTls) -> Result<TlsOptions> {
+pub(crate) fn tls_options(tls: &EtcdTls) -> Result<ClientTlsConfig> {
     let ca = tls.ca_file.as_deref().ok_or_else(|| {
         StoreError::Other(
             "store.etcd.tls.ca is required with TLS to etcd (no system trust roots are used)"
                 .into(),
         )
     })?;
-    let mut opts = TlsOptions::new().ca_certificate(Certificate::from_pem(read("ca", ca)?));
+    let mut opts = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca", ca)?));
     match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
             opts = opts.identity(Identity::from_pem(read("cert", cert)?, read("key", key)?));

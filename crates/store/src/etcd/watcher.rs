@@ -6,9 +6,13 @@
 //! requests it sends every second, which catches a hung (e.g. SIGSTOPped) endpoint long
 //! before TCP or HTTP/2 keepalive would.
 
+use super::client::Client;
 use super::pool::Pool;
+use super::proto::{
+    prefix_end, RangeRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
+    WatchRequestUnion,
+};
 use crate::Revision;
-use etcd_client::{Client, GetOptions, WatchOptions};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -38,13 +42,7 @@ pub(crate) async fn run(
     let mut backoff = Duration::from_millis(20);
     loop {
         let idx = pool.current();
-        let attempt = async {
-            let client = timeout(call_timeout, pool.client(idx))
-                .await
-                .map_err(|_| format!("connect timed out after {call_timeout:?}"))?
-                .map_err(|e| e.to_string())?;
-            watch_once(&client, &namespace, &tx, call_timeout).await
-        };
+        let attempt = watch_once(pool.client(idx), &namespace, &tx, call_timeout);
         let result = tokio::select! {
             r = attempt => r,
             _ = tx.closed() => return,
@@ -82,14 +80,17 @@ async fn current_revision(
     namespace: &str,
     call_timeout: Duration,
 ) -> Result<Revision, String> {
-    let mut kv = client.kv_client();
-    let opts = GetOptions::new().with_prefix().with_count_only();
-    let resp = timeout(call_timeout, kv.get(namespace, Some(opts)))
+    let req = RangeRequest {
+        key: namespace.as_bytes().to_vec(),
+        range_end: prefix_end(namespace.as_bytes()),
+        count_only: true,
+    };
+    let resp = timeout(call_timeout, client.range(req))
         .await
         .map_err(|_| format!("revision read timed out after {call_timeout:?}"))?
         .map_err(|e| e.to_string())?;
-    resp.header()
-        .map(|h| h.revision())
+    resp.header
+        .map(|h| h.revision)
         .ok_or_else(|| "etcd answered without a header".to_string())
 }
 
@@ -100,21 +101,30 @@ async fn watch_once(
     tx: &watch::Sender<WatchState>,
     call_timeout: Duration,
 ) -> Result<(), String> {
+    // Read the revision first even when resuming: it proves the endpoint answers, and it
+    // renews an expired auth token (etcd refuses a watch with a stale token by
+    // cancelling it as "permission denied", which the watch call itself cannot tell
+    // from a real refusal).
+    let rev = current_revision(client, namespace, call_timeout).await?;
     let known = tx.borrow().revision;
     let start = if known == 0 {
-        let rev = current_revision(client, namespace, call_timeout).await?;
         publish(tx, rev);
         rev + 1
     } else {
         known + 1
     };
-    let opts = WatchOptions::new().with_prefix().with_start_revision(start);
-    let mut wc = client.watch_client();
-    let stream = timeout(call_timeout, wc.watch(namespace, Some(opts)))
+    let create = WatchCreateRequest {
+        key: namespace.as_bytes().to_vec(),
+        range_end: prefix_end(namespace.as_bytes()),
+        start_revision: start,
+    };
+    let (mut requests, mut responses) = timeout(call_timeout, client.watch(create))
         .await
         .map_err(|_| format!("watch creation timed out after {call_timeout:?}"))?
         .map_err(|e| e.to_string())?;
-    let (mut requests, mut responses) = stream.split();
+    let progress = || WatchRequest {
+        request_union: Some(WatchRequestUnion::Progress(WatchProgressRequest {})),
+    };
     let mut last_heard = Instant::now();
     let mut ticker = tokio::time::interval(PROGRESS_EVERY);
     loop {
@@ -124,20 +134,20 @@ async fn watch_once(
                     return Ok(());
                 };
                 last_heard = Instant::now();
-                if msg.compact_revision() > 0 {
+                if msg.compact_revision > 0 {
                     // Events were compacted away: jump to the present (a spurious wake
                     // at worst) and restart from there.
                     let rev = current_revision(client, namespace, call_timeout).await?;
                     publish(tx, rev);
                     return Ok(());
                 }
-                if msg.canceled() {
-                    return Err(format!("watch canceled: {}", msg.cancel_reason()));
+                if msg.canceled {
+                    return Err(format!("watch canceled: {}", msg.cancel_reason));
                 }
-                if msg.created() {
+                if msg.created {
                     tx.send_modify(|s| s.healthy = true);
                 }
-                if let Some(rev) = msg.events().iter().filter_map(|e| e.kv()).map(|kv| kv.mod_revision()).max() {
+                if let Some(rev) = msg.events.iter().filter_map(|e| e.kv.as_ref()).map(|kv| kv.mod_revision).max() {
                     publish(tx, rev);
                 }
             }
@@ -145,7 +155,10 @@ async fn watch_once(
                 if last_heard.elapsed() > PROGRESS_EVERY + call_timeout {
                     return Err(format!("watch stalled: no answer for {:?}", last_heard.elapsed()));
                 }
-                requests.request_progress().await.map_err(|e| e.to_string())?;
+                // The queue holds a few requests; a full one means etcd stopped reading.
+                requests
+                    .try_send(progress())
+                    .map_err(|e| format!("watch progress request not sent: {e}"))?;
             }
         }
     }

@@ -250,6 +250,24 @@ impl EtcdCluster {
         self.signal(i, Signal::SIGCONT);
     }
 
+    /// Run `etcdctl` (API v3) with `args` against member `i`, e.g. `["put", key, value]`
+    /// (raw bytes allowed, `--user=NAME:PASSWORD` too). Panics with its stderr when it
+    /// fails, or with an install hint when it is missing.
+    pub fn etcdctl<S: AsRef<std::ffi::OsStr>>(&self, i: usize, args: &[S]) {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint(i)))
+            .args(args)
+            .output()
+            .expect("run etcdctl (apt-get install -y etcd-client)");
+        assert!(
+            out.status.success(),
+            "etcdctl {:?} failed: {}",
+            args.iter().map(|a| a.as_ref()).collect::<Vec<_>>(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Start a killed member `i` again on its old ports and data dir, and wait until it
     /// is healthy. Panics when it does not come back.
     pub fn restart(&self, i: usize) {
