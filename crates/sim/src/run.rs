@@ -679,10 +679,13 @@ async fn drive(o: Options, world: Shared) -> (Option<u64>, usize) {
         let mut w = lock(&world);
         match converged_ms {
             Some(ms) => w.note("CHECK", format!("converged {ms} ms after the last repair")),
-            None => w.violation(format!(
-                "liveness: no single primary with every member streaming {} s after the last repair",
-                bound.as_secs()
-            )),
+            None => {
+                w.violation(format!(
+                    "liveness: no single primary with every member streaming {} s after the last repair",
+                    bound.as_secs()
+                ));
+                dump(&w);
+            }
         }
         final_check(&mut w);
     }
@@ -692,6 +695,41 @@ async fn drive(o: Options, world: Shared) -> (Option<u64>, usize) {
         h.abort();
     }
     (converged_ms, applied)
+}
+
+/// The store's keys and each server's state, into the trace (after a liveness failure).
+fn dump(w: &World) {
+    for key in ["leader", "sync", "status", "history", "initialize"] {
+        if let Some(v) = w.store.value(key) {
+            w.note("store", format!("{key} = {v}"));
+        }
+    }
+    for h in w.hosts.values() {
+        let pm = match &h.pm {
+            Some(p) if p.in_recovery => format!(
+                "standby of {} ({})",
+                p.upstream.as_deref().unwrap_or("nobody"),
+                if p.streaming {
+                    "streaming"
+                } else {
+                    "not streaming"
+                }
+            ),
+            Some(_) => "PRIMARY".into(),
+            None => "stopped".into(),
+        };
+        let wal = h
+            .data()
+            .map(|d| {
+                format!(
+                    "timeline {}, WAL to {}",
+                    d.tli(),
+                    crate::pg::model::lsn(d.end())
+                )
+            })
+            .unwrap_or_else(|| "no data directory".into());
+        w.note(&h.name, format!("state: {pm}; {wal}"));
+    }
 }
 
 /// In synchronous mode every acknowledged commit is on the final primary.
