@@ -1,7 +1,9 @@
 //! The HA rules: one pure function from an [`Observation`] to a [`Plan`].
 //!
 //! Read top to bottom, this file is the whole policy of a member:
-//! 1. refuse anything that could mix histories (foreign files, another system id);
+//! 1. set aside a data directory that a lost bootstrap made (it never served as the
+//!    cluster); refuse anything else that could mix histories (foreign files, another
+//!    system id);
 //! 2. no cluster in the store: race to create it (or adopt the existing primary);
 //! 3. a claim without a system identifier: the winner bootstraps, the others wait;
 //! 4. a running cluster: the leader does primary duties (and hands over on a
@@ -25,6 +27,9 @@ use std::collections::BTreeSet;
 
 /// Decide what this member does now. Pure: same observation, same plan.
 pub fn decide(obs: &Observation) -> Plan {
+    if let Some(plan) = lost_bootstrap(obs) {
+        return plan;
+    }
     if obs.local.data == DataDir::Foreign {
         return Plan::one(
             Action::Refuse(
@@ -45,6 +50,43 @@ pub fn decide(obs: &Observation) -> Plan {
         }
         Some(_) => running_cluster(obs),
     }
+}
+
+/// A data directory made by this member's initdb, whose system identifier was never
+/// recorded, never served as the cluster: it is not user data. When the bootstrap went
+/// to another member (another identifier is recorded, or another member holds the
+/// claim), or the directory is only half moved into place, it is set aside (moved,
+/// never deleted) so that the member can be cloned like a new one. With no claim at all,
+/// the member claims the cluster again to adopt its own directory ([`no_cluster`]).
+fn lost_bootstrap(obs: &Observation) -> Option<Plan> {
+    let local = &obs.local;
+    if !local.unrecorded_initdb {
+        return None;
+    }
+    let lost = match &obs.cluster.initialize {
+        _ if local.data == DataDir::Foreign => true,
+        None => false,
+        Some((init, _)) => match (&init.system_identifier, &local.system_identifier) {
+            (Some(theirs), Some(mine)) => theirs != mine,
+            (Some(_), None) => false,
+            (None, _) => init.owner != obs.me,
+        },
+    };
+    if !lost {
+        return None;
+    }
+    let mut actions = Vec::new();
+    if obs.cluster.leader.as_deref() == Some(obs.me.as_str()) {
+        actions.push(Action::ReleaseLeader);
+    }
+    actions.push(Action::SetAsideDataDir);
+    Some(Plan {
+        actions,
+        reason: "the data directory comes from a bootstrap that this member lost (its \
+                 initdb was never recorded as the cluster's): setting it aside to clone \
+                 this member from the primary"
+            .into(),
+    })
 }
 
 fn system_identifier_mismatch(obs: &Observation) -> Option<Plan> {
@@ -106,17 +148,19 @@ fn bootstrapping(obs: &Observation, owner: &str, revision: i64) -> Plan {
             Action::Initdb,
             "this member won the initialize race: creating the cluster with initdb",
         ),
+        // The identifier is recorded first: from then on it is the cluster's, and a
+        // crash before it leaves a directory that never served (see lost_bootstrap).
         (DataDir::Primary, Some(sysid)) => Plan {
             actions: vec![
-                Action::AcquireLeader,
-                Action::StartPrimary,
                 Action::RecordSystemIdentifier {
                     system_identifier: sysid.clone(),
                 },
+                Action::AcquireLeader,
+                Action::StartPrimary,
             ],
             reason: format!(
-                "this member owns the new cluster: taking the leader key, starting \
-                 PostgreSQL as primary and recording system identifier {sysid}"
+                "this member owns the new cluster: recording system identifier {sysid}, \
+                 taking the leader key and starting PostgreSQL as primary"
             ),
         },
         (DataDir::Primary, None) => {

@@ -48,6 +48,10 @@ pub struct Local {
     pub data: DataDir,
     /// Its system identifier (from `pg_controldata`), when it has data.
     pub system_identifier: Option<String>,
+    /// The data directory was made by this member's initdb and its system identifier
+    /// was never recorded in the store (its `pgbaton-initdb` marker is still there): it
+    /// never served as the cluster.
+    pub unrecorded_initdb: bool,
     /// Whether PostgreSQL is running and answering.
     pub running: bool,
     /// A postmaster runs but does not answer SQL (starting up, in crash recovery,

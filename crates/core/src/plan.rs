@@ -43,6 +43,10 @@ pub enum Action {
     },
     /// Run `initdb` (with data checksums) in the empty data directory.
     Initdb,
+    /// Stop PostgreSQL if it runs and move the data directory aside, to
+    /// `<data_dir>.set-aside-<unix seconds>` (never deleted): it was made by this member's
+    /// initdb for a bootstrap that another member won, so it never served as the cluster.
+    SetAsideDataDir,
     /// Write the primary's config and `pg_hba.conf`, start PostgreSQL if stopped (or
     /// restart it if a setting needs it), and make sure the replication role exists.
     StartPrimary,

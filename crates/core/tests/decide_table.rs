@@ -210,9 +210,9 @@ fn bootstrap_rules() {
             "won the initialize race",
         ),
         case(
-            "the claim owner with a primary directory takes the key, starts, records the id",
+            "the claim owner with a primary directory records the id, takes the key, starts",
             Obs::new("a").claimed_by("a").local(primary_dir()),
-            &["AcquireLeader", "StartPrimary", "RecordSystemIdentifier"],
+            &["RecordSystemIdentifier", "AcquireLeader", "StartPrimary"],
             "recording system identifier",
         )
         .has(Action::RecordSystemIdentifier {
@@ -248,6 +248,110 @@ fn bootstrap_rules() {
             "releasing the claim",
         )
         .has(Action::ReleaseStaleInitialize { revision: INIT_REV }),
+    ]);
+}
+
+/// A bootstrap interrupted at any point converges: a data directory that a lost
+/// bootstrap made is set aside, never refused forever; anything else is kept.
+#[test]
+fn interrupted_bootstrap_rules() {
+    let unborn = |sysid: &str| {
+        let mut l = local_stopped(DataDir::Primary, Some(control(true, 0x100, 1)));
+        l.system_identifier = Some(sysid.into());
+        l.unrecorded_initdb = true;
+        l
+    };
+    run(vec![
+        case(
+            "another identifier was recorded: the lost initdb is set aside",
+            Obs::new("b")
+                .member(primary("a", 0, &[]))
+                .local(unborn("999")),
+            &["SetAsideDataDir"],
+            "bootstrap that this member lost",
+        )
+        .never(&["Refuse"]),
+        case(
+            "the lost initdb holds a stale leader key: let go first",
+            Obs::new("b")
+                .leader("b", LEASE)
+                .local(unborn("999"))
+                .with_local(|l| {
+                    l.running = true;
+                    l.in_recovery = Some(false);
+                }),
+            &["ReleaseLeader", "SetAsideDataDir"],
+            "bootstrap that this member lost",
+        ),
+        case(
+            "another member took the claim over: set aside at once",
+            Obs::new("b")
+                .claimed_by("c")
+                .member(replica("c", 0))
+                .local(unborn("999")),
+            &["SetAsideDataDir"],
+            "bootstrap that this member lost",
+        ),
+        case(
+            "a half-moved directory with the marker: set aside, not refused",
+            Obs::new("b")
+                .claimed_by("c")
+                .local(unborn("999"))
+                .with_local(|l| {
+                    l.data = DataDir::Foreign;
+                    l.system_identifier = None;
+                }),
+            &["SetAsideDataDir"],
+            "bootstrap that this member lost",
+        ),
+        case(
+            "the claim is still mine: record the identifier first",
+            Obs::new("a").claimed_by("a").local(unborn(SYSID)),
+            &["RecordSystemIdentifier", "AcquireLeader", "StartPrimary"],
+            "recording system identifier",
+        )
+        .never(&["SetAsideDataDir"]),
+        case(
+            "the owner recorded the id and crashed before the leader key: it takes it",
+            Obs::new("a").my_lease(LEASE).local(local_stopped(
+                DataDir::Primary,
+                Some(control(true, 0x100, 1)),
+            )),
+            &["AcquireLeader"],
+            "",
+        )
+        .has(Action::StartPrimary),
+        case(
+            "the claim was released: claim again to adopt my own initdb",
+            Obs::new("a").no_cluster().local(unborn(SYSID)),
+            &["ClaimInitialize"],
+            "adopt",
+        ),
+        case(
+            "the recorded identifier is mine: this is the cluster, never set aside",
+            Obs::new("a").local(unborn(SYSID)),
+            ANY,
+            "",
+        )
+        .never(&["SetAsideDataDir", "Refuse"]),
+        case(
+            "the identifier cannot be read: wait, touch nothing",
+            Obs::new("b")
+                .local(unborn("999"))
+                .with_local(|l| l.system_identifier = None),
+            &[],
+            "",
+        )
+        .never(&["SetAsideDataDir"]),
+        case(
+            "no marker: a foreign identifier is user data, refused",
+            Obs::new("b")
+                .local(unborn("999"))
+                .with_local(|l| l.unrecorded_initdb = false),
+            &["Refuse"],
+            "system identifier mismatch",
+        )
+        .never(&["SetAsideDataDir"]),
     ]);
 }
 

@@ -275,9 +275,14 @@ Examples:
         #[arg(long, value_enum, default_value_t = demo::StoreArg::Local)]
         store: demo::StoreArg,
         /// Client URLs of a running etcd, comma-separated (with `--store etcd`). Without
-        /// them the demo starts its own etcd on 127.0.0.1:52379.
+        /// them the demo starts its own etcd on 127.0.0.1:22379.
         #[arg(long, value_delimiter = ',', value_name = "URL,...")]
         etcd_endpoints: Vec<String>,
+        /// Also run a client that commits a row every 10 ms through the multi-host
+        /// connection string and shows how many commits succeeded and failed (try a
+        /// `pgbaton switchover` in another terminal).
+        #[arg(long)]
+        writer: bool,
     },
     /// Internal: write man pages or shell completions into DIR (used by packaging).
     #[command(hide = true)]

@@ -148,12 +148,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             nodes,
             store,
             etcd_endpoints,
+            writer,
         } => {
             let opts = demo::Options {
                 dir,
                 nodes,
                 store,
                 etcd_endpoints,
+                writer,
             };
             // The demo is a foreground tool for people: every error it reports exits 2,
             // as before the exit codes were split.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{wait_for, StoreKind, TestCluster, SUPERUSER_PASSWORD};
+use common::{wait_for, Moment, StoreKind, TestCluster, SUPERUSER_PASSWORD};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -268,4 +268,129 @@ fn bad_configs_get_clear_errors() {
             "{file}: error lacks {needle:?}: {err}"
         );
     }
+}
+
+/// Whether the bootstrap of `c` has reached `m`.
+fn reached(c: &TestCluster, m: Moment) -> bool {
+    let dirs: Vec<_> = c.nodes.iter().map(|n| n.data_dir.clone()).collect();
+    m.reached(|k| c.local_key(k), &dirs)
+}
+
+/// Poll (every 2 ms: the moments last tens of milliseconds) until `m`.
+fn wait_moment(c: &TestCluster, m: Moment) {
+    let deadline = std::time::Instant::now() + UP;
+    while !reached(c, m) {
+        assert!(std::time::Instant::now() < deadline, "never reached {m:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// One primary, every member streaming from it, and one system identifier: the one the
+/// `initialize` key records.
+async fn assert_converged(c: &TestCluster) {
+    let p = c.wait_healthy(UP).await;
+    let init: serde_json::Value =
+        serde_json::from_str(&c.local_key("initialize").expect("initialize key")).expect("json");
+    let recorded = init["system_identifier"]
+        .as_str()
+        .expect("recorded")
+        .to_string();
+    for i in 0..c.nodes.len() {
+        let id = wait_for("the member's system identifier", UP, || async {
+            c.query_one(i, "select system_identifier::text from pg_control_system()")
+                .await
+        })
+        .await;
+        assert_eq!(id, recorded, "member {} (primary {p})", c.nodes[i].name);
+    }
+}
+
+/// Start a 3-member cluster, crash every process at `m`, start them all again.
+async fn crash_bootstrap_at(m: Moment) {
+    let mut c = TestCluster::new(3, StoreKind::Local);
+    c.start_all();
+    wait_moment(&c, m);
+    c.crash_all();
+    c.start_all();
+    assert_converged(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_after_the_claim_converges() {
+    crash_bootstrap_at(Moment::Claimed).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_during_initdb_converges() {
+    crash_bootstrap_at(Moment::InitdbTmp).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_after_initdb_converges() {
+    crash_bootstrap_at(Moment::DataInPlace).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_after_the_identifier_is_recorded_converges() {
+    crash_bootstrap_at(Moment::Recorded).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_after_the_first_start_converges() {
+    crash_bootstrap_at(Moment::PostmasterUp).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_after_the_leader_key_converges() {
+    crash_bootstrap_at(Moment::LeaderTaken).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_during_a_clone_converges() {
+    crash_bootstrap_at(Moment::CloneTmp).await;
+}
+
+/// The claimer crashed right after its initdb, and comes back only once another member
+/// has taken its claim over: its new data directory never served as the cluster, so it
+/// is set aside (kept, not deleted) and the member is cloned.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_half_born_data_dir_is_set_aside_when_the_claim_was_taken_over() {
+    let mut c = TestCluster::new(3, StoreKind::Local);
+    c.start_all();
+    wait_moment(&c, Moment::DataInPlace);
+    c.crash_all();
+    let owner = c
+        .nodes
+        .iter()
+        .position(|n| n.data_dir.join("PG_VERSION").exists())
+        .expect("the claimer");
+    let before =
+        std::fs::read_to_string(c.nodes[owner].data_dir.join("PG_VERSION")).expect("PG_VERSION");
+    let old_name = c.nodes[owner].name.clone();
+    for i in (0..3).filter(|&i| i != owner) {
+        c.start(i);
+    }
+    wait_for("another member to take the claim over", UP, || async {
+        let v: serde_json::Value = serde_json::from_str(&c.local_key("initialize")?).ok()?;
+        (v["owner"] != old_name.as_str()).then_some(())
+    })
+    .await;
+    c.start(owner);
+    assert_converged(&c).await;
+    // The set-aside directory is kept beside the data directory.
+    let parent = c.nodes[owner].data_dir.parent().expect("parent");
+    let kept: Vec<_> = std::fs::read_dir(parent)
+        .expect("read_dir")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{old_name}.set-aside-"))
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "the old data directory is kept");
+    assert_eq!(
+        std::fs::read_to_string(kept[0].path().join("PG_VERSION")).expect("kept PG_VERSION"),
+        before
+    );
 }

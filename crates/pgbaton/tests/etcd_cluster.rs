@@ -349,7 +349,7 @@ async fn demo_on_etcd_comes_up_and_stops_cleanly() {
     }
     let text = std::fs::read_to_string(&config).expect("node1.yaml");
     assert!(
-        text.contains("endpoints: [\"http://127.0.0.1:52379\"]"),
+        text.contains("endpoints: [\"http://127.0.0.1:22379\"]"),
         "{text}"
     );
     assert!(dir.join("etcd").is_dir() && dir.join("logs/etcd.log").is_file());
@@ -390,7 +390,7 @@ async fn demo_on_etcd_comes_up_and_stops_cleanly() {
     let err = String::from_utf8_lossy(&again.stderr);
     assert_eq!(again.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("uses etcd at http://127.0.0.1:52379") && err.contains("--store etcd`"),
+        err.contains("uses etcd at http://127.0.0.1:22379") && err.contains("--store etcd`"),
         "{err}"
     );
     assert!(

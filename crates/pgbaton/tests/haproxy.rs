@@ -1,9 +1,15 @@
 //! End-to-end: real HAProxy with the example config from docs/haproxy.cfg routes the
 //! read-write port to the primary, and to the new primary after a switchover.
+//!
+//! Until a server's first health check has run, HAProxy counts it as up (see the docs
+//! config), so the test reads HAProxy's stats socket and asserts routing only once
+//! every check has settled.
 
 mod common;
 
 use common::{free_port, wait_for, StoreKind, TestCluster, SUPERUSER_PASSWORD};
+use std::io::{Read, Write};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -18,8 +24,9 @@ impl Drop for Haproxy {
     }
 }
 
-/// The docs example with this cluster's ports in place of the example ones.
-fn config(c: &TestCluster, rw: u16, ro: u16) -> String {
+/// The docs example with this cluster's ports in place of the example ones, plus a
+/// stats socket at `socket`.
+fn config(c: &TestCluster, rw: u16, ro: u16, socket: &Path) -> String {
     let mut text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../docs/haproxy.cfg"
@@ -27,6 +34,11 @@ fn config(c: &TestCluster, rw: u16, ro: u16) -> String {
     .expect("docs/haproxy.cfg");
     text = text.replace("127.0.0.1:5000", &format!("127.0.0.1:{rw}"));
     text = text.replace("127.0.0.1:5001", &format!("127.0.0.1:{ro}"));
+    text = text.replacen(
+        "global\n",
+        &format!("global\n    stats socket {}\n", socket.display()),
+        1,
+    );
     for (i, n) in c.nodes.iter().enumerate() {
         text = text.replace(
             &format!("127.0.0.1:5500{}", i + 1),
@@ -57,6 +69,54 @@ async fn reached(port: u16) -> Option<u16> {
         .and_then(|p| u16::try_from(p).ok())
 }
 
+/// `show stat` on HAProxy's stats socket: one map per proxy/server row.
+fn show_stat(socket: &Path) -> Option<Vec<std::collections::HashMap<String, String>>> {
+    let mut s = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    s.write_all(b"show stat\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()?
+        .trim_start_matches("# ")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    Some(
+        lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                header
+                    .iter()
+                    .cloned()
+                    .zip(l.split(',').map(str::to_string))
+                    .collect()
+            })
+            .collect(),
+    )
+}
+
+/// Wait until every server of both proxies has finished a health check and its state
+/// follows it: UP after a passed check (L7OK), DOWN after a failed one.
+async fn wait_checks_settled(socket: &Path) {
+    wait_for("HAProxy's health checks to settle", UP, || async {
+        let rows = show_stat(socket)?;
+        let servers: Vec<_> = rows
+            .iter()
+            .filter(|r| r["svname"] != "FRONTEND" && r["svname"] != "BACKEND")
+            .collect();
+        let settled = !servers.is_empty()
+            && servers.iter().all(|r| {
+                matches!(
+                    (r["check_status"].as_str(), r["status"].as_str()),
+                    ("L7OK", "UP") | ("L7STS", "DOWN")
+                )
+            });
+        settled.then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn haproxy_routes_writes_to_the_primary_across_a_switchover() {
     let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
@@ -68,7 +128,8 @@ async fn haproxy_routes_writes_to_the_primary_across_a_switchover() {
     let p = c.wait_healthy(UP).await;
     let (rw, ro) = (free_port(), free_port());
     let cfg = c.dir.path().join("haproxy.cfg");
-    std::fs::write(&cfg, config(&c, rw, ro)).expect("write haproxy.cfg");
+    let socket = c.dir.path().join("haproxy.sock");
+    std::fs::write(&cfg, config(&c, rw, ro, &socket)).expect("write haproxy.cfg");
     let check = Command::new(haproxy)
         .arg("-c")
         .arg("-f")
@@ -91,15 +152,13 @@ async fn haproxy_routes_writes_to_the_primary_across_a_switchover() {
             .expect("start haproxy"),
     );
     let primary_port = c.nodes[p].pg_port;
-    wait_for("the read-write port to reach the primary", UP, || async {
-        (reached(rw).await? == primary_port).then_some(())
-    })
-    .await;
-    let replica = wait_for("the read-only port to reach a replica", UP, || async {
-        reached(ro).await
-    })
-    .await;
-    assert_ne!(replica, primary_port);
+    wait_checks_settled(&socket).await;
+    // Settled: every new connection goes where it belongs.
+    for _ in 0..6 {
+        assert_eq!(reached(rw).await, Some(primary_port), "read-write port");
+        let replica = reached(ro).await.expect("the read-only port answers");
+        assert_ne!(replica, primary_port, "read-only port");
+    }
 
     let to = (0..3).find(|&i| i != p).expect("replica");
     let out = c.pgbaton(

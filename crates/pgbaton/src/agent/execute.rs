@@ -21,6 +21,11 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// A file that this member's initdb leaves in the new data directory until its system
+/// identifier is recorded in the store: while it is there, the directory never served
+/// as the cluster, and a bootstrap lost to another member may set it aside.
+pub const INITDB_MARKER: &str = "pgbaton-initdb";
+
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -64,6 +69,7 @@ impl Agent {
                 Ok(())
             }
             Action::Initdb => self.initdb().await,
+            Action::SetAsideDataDir => self.set_aside_data_dir().await,
             Action::StartPrimary => self.start_primary(obs).await,
             Action::RecordSystemIdentifier { system_identifier } => {
                 self.record_system_identifier(system_identifier).await
@@ -272,6 +278,48 @@ impl Agent {
             "cluster {} initialized with system identifier {sysid}",
             self.cfg.cluster
         );
+        self.forget_initdb_marker()?;
+        Ok(())
+    }
+
+    /// The data directory is the cluster's now: drop the marker of its initdb (before
+    /// PostgreSQL first starts, so that no clone ever copies it).
+    fn forget_initdb_marker(&self) -> anyhow::Result<()> {
+        let marker = self.pg.data_dir().join(INITDB_MARKER);
+        match self.pg.remove_file(&marker) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", marker.display())),
+        }
+    }
+
+    /// Move a data directory made by a lost bootstrap out of the way (never delete it),
+    /// so that the member is cloned like a new one.
+    async fn set_aside_data_dir(&mut self) -> anyhow::Result<()> {
+        if self.pg.status()?.is_some() {
+            self.pg.stop(StopMode::Fast, STOP_TIMEOUT).await?;
+        }
+        self.sql = None;
+        self.fence.stepped_down()?;
+        let secs = self.clock.wall_ms() / 1000;
+        let to = sibling(&self.cfg, &format!("set-aside-{secs}"));
+        let from = self.pg.data_dir();
+        self.pg.rename(from, &to).with_context(|| {
+            format!(
+                "moving {} aside to {}: move it elsewhere by hand (or empty data_dir) \
+                 so that this member can be cloned",
+                from.display(),
+                to.display()
+            )
+        })?;
+        self.system_identifier = None;
+        self.following = None;
+        tracing::warn!(
+            "moved {} to {}: it came from a bootstrap that another member won and never \
+             served as the cluster; delete it once you do not need it",
+            from.display(),
+            to.display()
+        );
         Ok(())
     }
 
@@ -300,6 +348,9 @@ impl Agent {
         let tmp = sibling(&self.cfg, "initdb-tmp");
         let started = Instant::now();
         self.pg.initdb_in(&tmp).await?;
+        // Moved into place with the directory, in the same rename.
+        self.pg
+            .write_file(&tmp.join(INITDB_MARKER), self.cfg.name.as_bytes())?;
         self.install_dir(&tmp)?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -330,6 +381,7 @@ impl Agent {
         let settings = self.settings();
         let mut changed = self.pg.prepare_config(&settings, None)?;
         changed |= self.write_hba(&member_hosts(obs, &self.cfg.name))?;
+        self.forget_initdb_marker()?;
         if self.pg.status()?.is_none() {
             // A running cluster's primary gets primary_start_timeout to come back;
             // after that a replica takes over. A new cluster gets longer.

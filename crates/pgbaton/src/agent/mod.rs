@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+pub use execute::INITDB_MARKER;
 pub use shutdown::Shutdown;
 
 /// How long a standby may fail to stream from its leader before its history is

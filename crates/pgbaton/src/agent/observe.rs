@@ -36,6 +36,9 @@ impl Agent {
         };
         let mut view = LocalView::default();
         view.core.data = data;
+        view.core.unrecorded_initdb = self
+            .pg
+            .exists(&self.pg.data_dir().join(super::execute::INITDB_MARKER));
         if matches!(data, DataDir::Empty | DataDir::Foreign) {
             self.system_identifier = None;
             self.sql = None;

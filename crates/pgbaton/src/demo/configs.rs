@@ -1,5 +1,10 @@
-//! The demo's member configs: which store they name, writing them once, and refusing
-//! to reuse configs that name another store than the one asked for.
+//! The demo's member configs: which store they name, which ports they use, writing
+//! them once, and refusing to reuse configs that name another store than the one asked
+//! for.
+//!
+//! Ports are picked at the first start, below Linux's ephemeral range (32768–60999) so
+//! that no outgoing connection can take one, and only if free then; the configs keep
+//! them, so later runs use the same ones.
 
 use super::error::DemoError;
 use anyhow::Context;
@@ -47,42 +52,135 @@ impl Backend {
     }
 }
 
-/// Ports of member `i` (1-based): PostgreSQL and the HTTP API.
-pub fn ports(i: u16) -> (u16, u16) {
-    (55000 + i, 58000 + i)
+/// First PostgreSQL port: member `i` gets `PG_BASE + i` when it is free.
+pub const PG_BASE: u16 = 25000;
+/// First HTTP API port: member `i` gets `API_BASE + i` when it is free.
+pub const API_BASE: u16 = 28000;
+/// Ports the demo picks stay below the kernel's ephemeral range.
+const EPHEMERAL_START: u16 = 32768;
+
+/// One demo member, as its config says.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// `node<i>`.
+    pub name: String,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Its PostgreSQL port.
+    pub pg_port: u16,
+    /// Its HTTP API port.
+    pub api_port: u16,
 }
 
 /// Make sure `<dir>/node<i>.yaml` exists for every member and names `wanted`: write the
-/// missing ones, check the existing ones. Returns `(name, config path)` per member.
+/// missing ones (with free ports), check the existing ones (and keep their ports).
 /// Fails with [`DemoError::StoreMismatch`] when an existing config names another store.
 pub fn prepare(
     dir: &Path,
     nodes: u16,
     wanted: &Backend,
     own_etcd: &[String],
-) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let mut configs = Vec::new();
+) -> anyhow::Result<Vec<Member>> {
+    let mut members = Vec::new();
+    let mut missing = Vec::new();
     for i in 1..=nodes {
         let name = format!("node{i}");
         let path = dir.join(format!("{name}.yaml"));
         if path.exists() {
             let cfg = pgbaton_config::load(&path)?;
             check_same_store(&path, &Backend::of(&cfg), wanted, dir, nodes, own_etcd)?;
+            members.push(member(name, path, &cfg));
         } else {
-            let text = render(dir, &name, i, wanted);
-            // Check before writing, so a bad --etcd-endpoints leaves no config behind.
-            pgbaton_config::parse(&text, &path.display().to_string())?;
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            missing.push((i, name, path));
         }
-        configs.push((name, path));
     }
-    Ok(configs)
+    let mut taken: Vec<u16> = members
+        .iter()
+        .flat_map(|m| [m.pg_port, m.api_port])
+        .collect();
+    for (i, name, path) in missing {
+        let (pg_port, api_port) = pick_ports(i, &mut taken)?;
+        let text = render(dir, &name, wanted, pg_port, api_port);
+        // Check before writing, so a bad --etcd-endpoints leaves no config behind.
+        let cfg = pgbaton_config::parse(&text, &path.display().to_string())?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        members.push(member(name, path, &cfg));
+    }
+    members.sort_by_key(|m| m.name[4..].parse::<u16>().unwrap_or(u16::MAX));
+    Ok(members)
 }
 
-/// The config text of member `name` (number `i`) on `backend`.
-fn render(dir: &Path, name: &str, i: u16, backend: &Backend) -> String {
+fn member(name: String, config: PathBuf, cfg: &NodeConfig) -> Member {
+    Member {
+        name,
+        config,
+        data_dir: cfg.data_dir.clone(),
+        pg_port: cfg.pg_listen().1,
+        api_port: cfg.api_listen().1,
+    }
+}
+
+/// Free ports for member `i`: `PG_BASE + i` and `API_BASE + i` when both are free,
+/// else the first free pair `10·k` above them, below the ephemeral range.
+fn pick_ports(i: u16, taken: &mut Vec<u16>) -> anyhow::Result<(u16, u16)> {
+    let free = |p: u16, taken: &[u16]| {
+        !taken.contains(&p) && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+    };
+    let mut k = 0u16;
+    loop {
+        let (pg, api) = (PG_BASE + i + 10 * k, API_BASE + i + 10 * k);
+        if api >= EPHEMERAL_START {
+            anyhow::bail!(
+                "no free pair of ports for node{i} between {PG_BASE} and {EPHEMERAL_START}; \
+                 free some, or write the demo's configs by hand"
+            );
+        }
+        if free(pg, taken) && free(api, taken) {
+            taken.extend([pg, api]);
+            return Ok((pg, api));
+        }
+        k += 1;
+    }
+}
+
+/// A port of `member` is in use by another program: say which, and what to do.
+pub fn check_ports(members: &[Member]) -> Result<(), DemoError> {
+    for m in members {
+        // Its own PostgreSQL still running (e.g. after the demo was killed) is fine: the
+        // agent takes it over.
+        let own_postmaster = postmaster_alive(&m.data_dir);
+        let ports = [("PostgreSQL", m.pg_port), ("HTTP API", m.api_port)];
+        for (what, port) in ports {
+            if what == "PostgreSQL" && own_postmaster {
+                continue;
+            }
+            if let Err(source) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                return Err(DemoError::PortInUse {
+                    port,
+                    what,
+                    member: m.name.clone(),
+                    config: m.config.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the postmaster of `data_dir` runs.
+fn postmaster_alive(data_dir: &Path) -> bool {
+    std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok())
+        .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
+}
+
+/// The config text of member `name` on `backend`.
+fn render(dir: &Path, name: &str, backend: &Backend, pg_port: u16, api_port: u16) -> String {
     let data_dir = dir.join("data").join(name);
-    let (pg_port, api_port) = ports(i);
     match backend {
         Backend::Local => pgbaton_config::render_example(
             CLUSTER,
@@ -141,14 +239,16 @@ mod tests {
         let etcd = Backend::Etcd(own());
         let configs = prepare(dir, 2, &etcd, &own()).expect("first run writes configs");
         assert_eq!(configs.len(), 2);
-        let cfg = pgbaton_config::load(&configs[1].1).expect("valid config");
+        let cfg = pgbaton_config::load(&configs[1].config).expect("valid config");
         assert_eq!(Backend::of(&cfg), etcd);
-        assert_eq!(cfg.pg_listen().1, 55002);
+        let port = cfg.pg_listen().1;
+        assert!(port > PG_BASE && port < EPHEMERAL_START, "{port}");
+        assert_eq!(configs[1].pg_port, port);
         // The same store again: reused as they are.
-        let before = std::fs::read_to_string(&configs[0].1).expect("read");
+        let before = std::fs::read_to_string(&configs[0].config).expect("read");
         prepare(dir, 2, &etcd, &own()).expect("same store is fine");
         assert_eq!(
-            std::fs::read_to_string(&configs[0].1).expect("read"),
+            std::fs::read_to_string(&configs[0].config).expect("read"),
             before
         );
 
@@ -194,5 +294,51 @@ mod tests {
         let err = prepare(tmp.path(), 1, &bad, &own()).expect_err("not a URL");
         assert!(err.to_string().contains("store.etcd.endpoints"), "{err:#}");
         assert!(!tmp.path().join("node1.yaml").exists());
+    }
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_below_the_ephemeral_range_and_kept() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let own = vec!["http://127.0.0.1:52379".to_string()];
+        // Someone holds node1's default PostgreSQL port: node1 gets another pair.
+        let squatter = std::net::TcpListener::bind(("127.0.0.1", PG_BASE + 1)).ok();
+        let first = prepare(tmp.path(), 3, &Backend::Local, &own).expect("configs");
+        let mut all: Vec<u16> = first.iter().flat_map(|m| [m.pg_port, m.api_port]).collect();
+        assert!(all.iter().all(|&p| p < EPHEMERAL_START), "{all:?}");
+        if squatter.is_some() {
+            assert_ne!(first[0].pg_port, PG_BASE + 1);
+        }
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 6, "ports are distinct");
+        drop(squatter);
+        // A second run keeps them, whatever is free now.
+        let again = prepare(tmp.path(), 3, &Backend::Local, &own).expect("configs");
+        for (a, b) in first.iter().zip(&again) {
+            assert_eq!((a.pg_port, a.api_port), (b.pg_port, b.api_port));
+        }
+    }
+
+    #[test]
+    fn a_taken_port_is_named_with_what_to_do() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let own = vec!["http://127.0.0.1:52379".to_string()];
+        let members = prepare(tmp.path(), 2, &Backend::Local, &own).expect("configs");
+        let port = members[1].api_port;
+        let _held = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+        // Only node2: the other test of this module may hold node1's default port.
+        let text = check_ports(&members[1..]).expect_err("taken").to_string();
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+        assert!(text.contains("HTTP API port of node2"), "{text}");
+        assert!(text.contains("node2.yaml"), "{text}");
+        assert!(
+            text.contains(&format!("ss -ltnp 'sport = :{port}'")),
+            "{text}"
+        );
     }
 }

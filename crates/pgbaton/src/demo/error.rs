@@ -23,6 +23,24 @@ pub enum DemoError {
         /// The command line that resumes the existing cluster.
         resume: String,
     },
+    /// A port a member needs is taken by another program.
+    #[error(
+        "127.0.0.1:{port}, the {what} port of {member} (kept in {config}), is in use by \
+         another program. Find it with `ss -ltnp 'sport = :{port}'` and stop it, or give \
+         {member} another free port below 32768 in {config}, then run the demo again"
+    )]
+    PortInUse {
+        /// The port.
+        port: u16,
+        /// `PostgreSQL` or `HTTP API`.
+        what: &'static str,
+        /// The member.
+        member: String,
+        /// Its config file.
+        config: PathBuf,
+        /// The bind error (shown after the message, as its cause).
+        source: std::io::Error,
+    },
     /// `--etcd-endpoints` without `--store etcd`.
     #[error("--etcd-endpoints only applies to --store etcd; add --store etcd")]
     EndpointsWithoutEtcd,

@@ -8,16 +8,47 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-/// etcd's client port on 127.0.0.1. Fixed, because the member configs keep it.
-pub const CLIENT_PORT: u16 = 52379;
+/// etcd's client port on 127.0.0.1, below the kernel's ephemeral range (32768+) so
+/// that no outgoing connection can take it. Fixed, because the member configs keep it.
+pub const CLIENT_PORT: u16 = 22379;
 /// etcd's peer port on 127.0.0.1 (kept in etcd's own data dir).
-pub const PEER_PORT: u16 = 52380;
+pub const PEER_PORT: u16 = 22380;
+/// The client and peer ports of demo dirs made before the ports moved (they lie in
+/// the ephemeral range); such a dir keeps them, since its configs and etcd data do.
+const LEGACY_PORTS: Ports = Ports {
+    client: 52379,
+    peer: 52380,
+};
+
+/// The ports of the demo's own etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    /// Client port.
+    pub client: u16,
+    /// Peer port.
+    pub peer: u16,
+}
+
+/// The ports of the demo's etcd in `dir`: the legacy ones when its configs name them.
+pub fn ports(dir: &Path) -> Ports {
+    let legacy = format!("http://127.0.0.1:{}", LEGACY_PORTS.client);
+    let names_legacy = std::fs::read_to_string(dir.join("node1.yaml"))
+        .is_ok_and(|t| t.contains(&format!("\"{legacy}\"")));
+    if names_legacy {
+        LEGACY_PORTS
+    } else {
+        Ports {
+            client: CLIENT_PORT,
+            peer: PEER_PORT,
+        }
+    }
+}
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The client URLs of the demo's own etcd, as written into the member configs.
-pub fn endpoints() -> Vec<String> {
-    vec![format!("http://127.0.0.1:{CLIENT_PORT}")]
+pub fn endpoints(ports: Ports) -> Vec<String> {
+    vec![format!("http://127.0.0.1:{}", ports.client)]
 }
 
 /// A running etcd child process. Call [`LocalEtcd::stop`] when done (after the agents);
@@ -25,13 +56,14 @@ pub fn endpoints() -> Vec<String> {
 pub struct LocalEtcd {
     child: Child,
     log: PathBuf,
+    ports: Ports,
 }
 
 impl LocalEtcd {
     /// Start etcd for the demo in `dir` and wait until it answers `/health`.
-    pub async fn start(dir: &Path) -> Result<LocalEtcd, DemoError> {
+    pub async fn start(dir: &Path, ports: Ports) -> Result<LocalEtcd, DemoError> {
         let binary = find_etcd()?;
-        for port in [CLIENT_PORT, PEER_PORT] {
+        for port in [ports.client, ports.peer] {
             std::net::TcpListener::bind(("127.0.0.1", port))
                 .map_err(|source| DemoError::EtcdPortInUse { port, source })?;
         }
@@ -44,8 +76,8 @@ impl LocalEtcd {
         let err = out
             .try_clone()
             .map_err(DemoError::io(format!("opening {}", log.display())))?;
-        let client = endpoints().join(",");
-        let peer = format!("http://127.0.0.1:{PEER_PORT}");
+        let client = endpoints(ports).join(",");
+        let peer = format!("http://127.0.0.1:{}", ports.peer);
         let mut cmd = Command::new(&binary);
         cmd.args(["--name", "demo", "--data-dir"])
             .arg(dir.join("etcd"))
@@ -79,7 +111,7 @@ impl LocalEtcd {
         let child = cmd
             .spawn()
             .map_err(DemoError::io(format!("starting {}", binary.display())))?;
-        let mut etcd = LocalEtcd { child, log };
+        let mut etcd = LocalEtcd { child, log, ports };
         if let Err(e) = etcd.wait_healthy().await {
             etcd.stop().await;
             return Err(e);
@@ -96,7 +128,7 @@ impl LocalEtcd {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             self.check_running()?;
-            if healthy().await {
+            if healthy(self.ports.client).await {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -157,9 +189,9 @@ fn find_etcd() -> Result<PathBuf, DemoError> {
 }
 
 /// Whether etcd answers `GET /health` with `"health":"true"`.
-async fn healthy() -> bool {
+async fn healthy(port: u16) -> bool {
     let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", CLIENT_PORT)).await?;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
         s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
             .await?;
         let mut body = String::new();
@@ -180,5 +212,23 @@ fn unsupported_arch() -> Option<&'static str> {
         "arm" => Some("arm"),
         "x86" => Some("386"),
         other => Some(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_dirs_get_ports_below_the_ephemeral_range_old_dirs_keep_theirs() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let new = ports(tmp.path());
+        assert!(new.client < 32768 && new.peer < 32768, "{new:?}");
+        std::fs::write(
+            tmp.path().join("node1.yaml"),
+            "store:\n  etcd:\n    endpoints: [\"http://127.0.0.1:52379\"]\n",
+        )
+        .expect("write");
+        assert_eq!(ports(tmp.path()), LEGACY_PORTS);
     }
 }

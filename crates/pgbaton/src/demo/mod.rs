@@ -2,21 +2,25 @@
 //!
 //! It writes one config per member (kept, so a second run reuses them and the data),
 //! starts etcd when asked for one without endpoints, starts one agent process per
-//! member, shows a live status table, and on Ctrl-C or SIGTERM stops every agent (each
-//! stops its PostgreSQL cleanly) and then etcd.
+//! member, shows a live status table (and, with `--writer`, a client writing through it),
+//! and on Ctrl-C or SIGTERM stops every agent (each stops its PostgreSQL cleanly) and
+//! then etcd. Started again after any interruption, it resumes and heals the cluster.
 
 mod configs;
 mod error;
 mod etcd;
+mod screen;
+mod writer;
 
 use anyhow::Context;
-use configs::{Backend, CLUSTER};
+use configs::{Backend, Member};
 use error::DemoError;
 use etcd::LocalEtcd;
+use screen::Screen;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 /// The store a demo runs on (`--store`).
@@ -39,14 +43,21 @@ pub struct Options {
     pub store: StoreArg,
     /// etcd client URLs of a running etcd; empty means "start one" (etcd only).
     pub etcd_endpoints: Vec<String>,
+    /// Run a client that commits every 10 ms through the multi-host string.
+    pub writer: bool,
 }
 
 /// Run the demo until Ctrl-C or SIGTERM. Returns an error when it cannot start, or when
 /// an agent or the demo's etcd exits by itself; either way everything started is stopped.
 pub async fn run(opts: &Options) -> anyhow::Result<()> {
+    let started = Instant::now();
+    // Listen before starting anything: a Ctrl-C at any moment stops the demo cleanly
+    // (the default action would kill it without stopping its members).
+    let mut stop = Stop::listen()?;
     let nodes = opts.nodes;
     anyhow::ensure!((1..=9).contains(&nodes), "--nodes must be between 1 and 9");
-    let own_etcd = etcd::endpoints();
+    let etcd_ports = etcd::ports(&opts.dir);
+    let own_etcd = etcd::endpoints(etcd_ports);
     let backend = match opts.store {
         StoreArg::Local if !opts.etcd_endpoints.is_empty() => {
             return Err(DemoError::EndpointsWithoutEtcd.into())
@@ -68,21 +79,27 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))
             .with_context(|| format!("setting permissions of {}", d.display()))?;
     }
-    let configs = configs::prepare(&dir, nodes, &backend, &own_etcd)?;
+    let members = configs::prepare(&dir, nodes, &backend, &own_etcd)?;
+    configs::check_ports(&members)?;
     let mut local_etcd = if starts_etcd {
-        Some(LocalEtcd::start(&dir).await?)
+        Some(LocalEtcd::start(&dir, etcd_ports).await?)
     } else {
         None
     };
     let mut children: Vec<(String, Child)> = Vec::new();
-    let result = match start_agents(&dir, &configs, &mut children) {
+    let result = match start_agents(&dir, &members, &mut children) {
         Ok(()) => {
+            let conninfo = demo_conninfo(&members);
             let screen = Screen {
                 dir: &dir,
-                first: &configs[0].1,
+                first: &members[0].config,
                 store: store_line(&backend, local_etcd.as_ref()),
+                names: members.iter().map(|m| m.name.clone()).collect(),
+                writer: opts.writer.then(|| writer::spawn(conninfo.clone())),
+                conninfo,
+                started,
             };
-            watch(&screen, &mut children, local_etcd.as_mut()).await
+            watch(&screen, &mut children, local_etcd.as_mut(), &mut stop).await
         }
         Err(e) => Err(e),
     };
@@ -91,8 +108,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
         etcd.stop().await;
     }
     println!(
-        "\nAll members stopped. Run `{}` again to resume.",
-        backend.command_line(&dir, nodes, &own_etcd)
+        "\nAll members stopped. Run `{}{}` again to resume.",
+        backend.command_line(&dir, nodes, &own_etcd),
+        if opts.writer { " --writer" } else { "" }
     );
     result
 }
@@ -112,11 +130,14 @@ fn store_line(backend: &Backend, local_etcd: Option<&LocalEtcd>) -> String {
 /// Start one agent per config, adding each to `children` as soon as it runs.
 fn start_agents(
     dir: &Path,
-    configs: &[(String, PathBuf)],
+    members: &[Member],
     children: &mut Vec<(String, Child)>,
 ) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the pgbaton executable")?;
-    for (name, cfg) in configs {
+    for Member {
+        name, config: cfg, ..
+    } in members
+    {
         let log = dir.join("logs").join(format!("{name}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -151,41 +172,17 @@ fn start_agents(
     Ok(())
 }
 
-/// What the status screen shows besides the member table.
-struct Screen<'a> {
-    dir: &'a Path,
-    first: &'a Path,
-    store: String,
-}
-
 async fn watch(
     screen: &Screen<'_>,
     children: &mut [(String, Child)],
     mut local_etcd: Option<&mut LocalEtcd>,
+    stop: &mut Stop,
 ) -> anyhow::Result<()> {
     let (_, store) = crate::cli::open(screen.first).await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    let mut converged_after = None;
     loop {
         let rows = crate::cli::fetch(store.as_ref()).await.unwrap_or_default();
-        let mut text = String::from("\x1b[2J\x1b[H");
-        text.push_str(&crate::cli::table(CLUSTER, &rows));
-        text.push_str(&format!(
-            "\n{store}\nTry, in another terminal:\n  \
-             pgbaton list -c {cfg}\n  \
-             psql '{conn}' -c 'select * from pg_stat_replication'   # the primary, wherever it is\n  \
-             pgbaton switchover -c {cfg} --force      # hand the primary role to the best replica\n  \
-             pgbaton history -c {cfg}\n  \
-             tail -f {logs}/node1.log\n\
-             Configs, data and logs: {dir}\nPress Ctrl-C to stop the cluster.\n",
-            store = screen.store,
-            cfg = screen.first.display(),
-            conn = demo_conninfo(rows.len().max(1)),
-            logs = screen.dir.join("logs").display(),
-            dir = screen.dir.display(),
-        ));
-        print!("{text}");
+        print!("{}", screen.render(&rows, &mut converged_after));
         for (name, child) in children.iter_mut() {
             if let Some(status) = child.try_wait()? {
                 anyhow::bail!(
@@ -202,10 +199,26 @@ async fn watch(
             etcd.check_running()?;
         }
         tokio::select! {
-            _ = &mut ctrl_c => return Ok(()),
-            _ = term.recv() => return Ok(()),
+            _ = stop.interrupt.recv() => return Ok(()),
+            _ = stop.terminate.recv() => return Ok(()),
             _ = tokio::time::sleep(Duration::from_secs(1)) => {},
         }
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the start of the demo on.
+struct Stop {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn listen() -> anyhow::Result<Stop> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Stop {
+            interrupt: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+        })
     }
 }
 
@@ -230,13 +243,12 @@ async fn stop_all(children: &mut [(String, Child)]) {
 }
 
 /// A libpq connection string that reaches whichever demo member is the primary.
-fn demo_conninfo(members: usize) -> String {
-    let hosts = vec!["127.0.0.1"; members].join(",");
-    let ports: Vec<String> = (1..=members)
-        .map(|i| configs::ports(i as u16).0.to_string())
-        .collect();
+fn demo_conninfo(members: &[Member]) -> String {
+    let hosts = vec!["127.0.0.1"; members.len()].join(",");
+    let ports: Vec<String> = members.iter().map(|m| m.pg_port.to_string()).collect();
     format!(
-        "host={hosts} port={} user=postgres password=pgbaton-demo-superuser target_session_attrs=read-write",
+        "host={hosts} port={} user=postgres password=pgbaton-demo-superuser \
+         target_session_attrs=read-write connect_timeout=2",
         ports.join(",")
     )
 }

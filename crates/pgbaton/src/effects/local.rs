@@ -118,6 +118,21 @@ impl Pg for LocalPg {
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
         std::fs::rename(from, to)
     }
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut f =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        Ok(())
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::remove_file(path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
     fn postmaster_pid(&self) -> std::result::Result<Option<i32>, FenceError> {
         Ok(match lookup(&self.0.data_dir)? {
             Lookup::Running(pid) => Some(pid),
@@ -136,8 +151,13 @@ fn install_dir(tmp: &Path, data_dir: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("moving {} to {}", tmp.display(), data_dir.display()))?;
         return Ok(());
     }
-    for entry in std::fs::read_dir(tmp).with_context(|| format!("reading {}", tmp.display()))? {
-        let entry = entry?;
+    // One entry at a time: the initdb marker goes first, so that a crash half-way
+    // leaves a directory that says where it came from.
+    let mut entries = std::fs::read_dir(tmp)
+        .with_context(|| format!("reading {}", tmp.display()))?
+        .collect::<Result<Vec<_>, _>>()?;
+    entries.sort_by_key(|e| e.file_name() != crate::agent::INITDB_MARKER);
+    for entry in entries {
         let to = data_dir.join(entry.file_name());
         std::fs::rename(entry.path(), &to)
             .with_context(|| format!("moving {} to {}", entry.path().display(), to.display()))?;

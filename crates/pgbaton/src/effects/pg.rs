@@ -67,7 +67,9 @@ pub trait Pg: Send + Sync {
         slot: Option<&str>,
     ) -> Result<()>;
     /// Move a finished data directory `tmp` into the data directory (missing or empty),
-    /// with mode 0700 and owned by the PostgreSQL OS user.
+    /// with mode 0700 and owned by the PostgreSQL OS user; the initdb marker
+    /// (`agent::execute::INITDB_MARKER`) first, so that a crash half-way leaves a
+    /// directory that says where it came from.
     fn install_dir(&self, tmp: &Path) -> anyhow::Result<()>;
     /// Whether `path` exists.
     fn exists(&self, path: &Path) -> bool;
@@ -75,6 +77,10 @@ pub trait Pg: Send + Sync {
     fn remove_dir_all(&self, path: &Path) -> std::io::Result<()>;
     /// Rename `from` to `to`.
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()>;
+    /// Write a small file at `path` and flush it to disk.
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()>;
+    /// Remove the file at `path` and flush its directory.
+    fn remove_file(&self, path: &Path) -> std::io::Result<()>;
     /// The pid of a live postmaster of this data directory, as the fence finds it.
     fn postmaster_pid(&self) -> std::result::Result<Option<i32>, crate::fence::FenceError>;
     /// Immediate shutdown of postmaster `pid` (what the fence does at the deadline).

@@ -56,6 +56,54 @@ pub fn free_port() -> u16 {
     panic!("no free port in 127.0.0.1:{block}+200");
 }
 
+/// Moments of a bootstrap at which a test interrupts or crashes the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// A member holds the `initialize` key.
+    Claimed,
+    /// `initdb` is writing `<data_dir>.initdb-tmp`.
+    InitdbTmp,
+    /// The new data directory has been moved into place.
+    DataInPlace,
+    /// The `initialize` key records a system identifier.
+    Recorded,
+    /// A postmaster runs on it.
+    PostmasterUp,
+    /// A member holds the leader key.
+    LeaderTaken,
+    /// A replica is being cloned into `<data_dir>.clone-tmp`.
+    CloneTmp,
+}
+
+impl Moment {
+    /// Whether a bootstrap has reached this moment, given a reader of store keys and
+    /// the members' data directories.
+    pub fn reached(self, key: impl Fn(&str) -> Option<String>, data_dirs: &[PathBuf]) -> bool {
+        let tmp = |d: &PathBuf, suffix: &str| {
+            let mut s = d.clone().into_os_string();
+            s.push(suffix);
+            PathBuf::from(s).exists()
+        };
+        match self {
+            Moment::Claimed => key("initialize").is_some(),
+            Moment::InitdbTmp => data_dirs.iter().any(|d| tmp(d, ".initdb-tmp")),
+            Moment::DataInPlace => data_dirs.iter().any(|d| d.join("PG_VERSION").exists()),
+            Moment::Recorded => key("initialize").is_some_and(|v| v.contains("system_identifier")),
+            Moment::PostmasterUp => data_dirs.iter().any(|d| postmaster_pid(d).is_some()),
+            Moment::LeaderTaken => key("leader").is_some(),
+            Moment::CloneTmp => data_dirs.iter().any(|d| tmp(d, ".clone-tmp")),
+        }
+    }
+}
+
+/// The value of `key` in the local store of `cluster` under `store_dir`, read straight
+/// from its state file.
+pub fn local_store_key(store_dir: &Path, cluster: &str, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(store_dir.join(cluster).join("state.json")).ok()?;
+    let state: Value = serde_json::from_str(&text).ok()?;
+    state["keys"][key]["value"].as_str().map(str::to_string)
+}
+
 /// Poll `f` every 100 ms until it returns Some, or panic after `timeout`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
@@ -204,6 +252,46 @@ impl TestCluster {
         let mut child = self.nodes[i].agent.take().expect("agent running");
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// A crash of the whole host: `kill -9` every agent, everything it started (fence,
+    /// initdb, pg_ctl, ...) and every postmaster with its server processes, all at once,
+    /// and wait until they are gone.
+    pub fn crash_all(&mut self) {
+        let mut pids = Vec::new();
+        for node in &self.nodes {
+            if let Some(child) = node.agent.as_ref() {
+                pids.push(child.id());
+            }
+            if let Some(pid) = postmaster_pid(&node.data_dir) {
+                pids.push(pid);
+            }
+        }
+        let mut all = pids.clone();
+        for pid in pids {
+            all.extend(descendants(pid));
+        }
+        for &pid in &all {
+            signal(pid, nix::sys::signal::Signal::SIGSTOP);
+        }
+        for &pid in &all {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.agent.take() {
+                let _ = child.wait();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while all.iter().any(|&p| alive(p)) {
+            assert!(Instant::now() < deadline, "processes survived kill -9");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The value of `key` in the local store, read straight from its state file.
+    pub fn local_key(&self, key: &str) -> Option<String> {
+        local_store_key(&self.dir.path().join("store"), &self.cluster, key)
     }
 
     /// `kill -9` the postmaster of member `i`.
@@ -400,6 +488,49 @@ fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::Exit
             return None;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every process below `pid` (children, their children, ...), from `/proc`.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if let Some(pp) = ppid {
+            parent_of.push((p, pp));
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for &(child, parent) in &parent_of {
+            if parent == p && !out.contains(&child) {
+                out.push(child);
+                todo.push(child);
+            }
+        }
+    }
+    out
+}
+
+/// Whether `pid` runs (a zombie does not count).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
     }
 }
 

@@ -289,7 +289,45 @@ impl Pg for SimPg {
         Ok(())
     }
     fn exists(&self, path: &Path) -> bool {
-        lock(&self.world).hosts[&self.host].dirs.contains_key(path)
+        let w = lock(&self.world);
+        let dirs = &w.hosts[&self.host].dirs;
+        dirs.contains_key(path)
+            || in_dir(path).is_some_and(|(d, f)| dirs.get(d).is_some_and(|d| d.files.contains(f)))
+    }
+    fn write_file(&self, path: &Path, _bytes: &[u8]) -> anyhow::Result<()> {
+        let mut w = lock(&self.world);
+        let (dir, file) =
+            in_dir(path).ok_or_else(|| anyhow::anyhow!("bad path {}", path.display()))?;
+        let h = w
+            .hosts
+            .get_mut(&self.host)
+            .ok_or_else(|| anyhow::anyhow!("no host"))?;
+        if h.eio {
+            anyhow::bail!("creating {}: Input/output error", path.display());
+        }
+        let d = h
+            .dirs
+            .get_mut(dir)
+            .ok_or_else(|| anyhow::anyhow!("creating {}: no such directory", path.display()))?;
+        d.files.insert(file.to_string());
+        Ok(())
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        let mut w = lock(&self.world);
+        let (dir, file) = in_dir(path).ok_or(std::io::ErrorKind::NotFound)?;
+        let h = w
+            .hosts
+            .get_mut(&self.host)
+            .ok_or(std::io::ErrorKind::NotFound)?;
+        if h.eio {
+            return Err(std::io::Error::from_raw_os_error(5));
+        }
+        let removed = h.dirs.get_mut(dir).is_some_and(|d| d.files.remove(file));
+        if removed {
+            Ok(())
+        } else {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
     }
     fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
         let mut w = lock(&self.world);
@@ -345,6 +383,11 @@ impl SimPg {
             .as_ref()
             .map(|p| p.pid as i32)
     }
+}
+
+/// `path` as (its directory, its file name).
+fn in_dir(path: &Path) -> Option<(&Path, &str)> {
+    Some((path.parent()?, path.file_name()?.to_str()?))
 }
 
 fn check_discard(w: &mut crate::world::World, host: &str, path: &Path, lost: &[u64]) {

@@ -201,6 +201,7 @@ pub fn basebackup(w: &mut World, host: &str, dir: &Path, source: &str) -> Result
     }
     let mut copy = s.data().cloned().ok_or("source has no data directory")?;
     copy.slots.clear();
+    copy.files.clear();
     copy.standby_signal = false;
     copy.state = DirState::InArchiveRecovery;
     let h = w.hosts.get_mut(host).ok_or("no such host")?;

@@ -75,6 +75,8 @@ pub struct DataDir {
     pub conf: DirConf,
     /// Physical replication slots: name → restart position.
     pub slots: BTreeMap<String, u64>,
+    /// Small files pgbaton keeps in the directory (the initdb marker).
+    pub files: std::collections::BTreeSet<String>,
 }
 
 /// Where WAL starts in a new cluster (as in PostgreSQL 15: 0/1000000 + the first page).
@@ -97,6 +99,7 @@ impl DataDir {
             state: DirState::ShutDown,
             conf: DirConf::default(),
             slots: BTreeMap::new(),
+            files: Default::default(),
         }
     }
 
