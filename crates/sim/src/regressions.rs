@@ -17,7 +17,9 @@ fn s(x: &str) -> String {
 }
 
 /// Every regression by name.
-pub const ALL: [&str; 5] = ["finding1", "finding2", "finding3", "finding4", "finding5"];
+pub const ALL: [&str; 6] = [
+    "finding1", "finding2", "finding3", "finding4", "finding5", "restart",
+];
 
 /// The options of regression `name`.
 pub fn options(name: &str) -> Option<Options> {
@@ -100,6 +102,20 @@ pub fn options(name: &str) -> Option<Options> {
                 at(22_100, Fault::ResumeReceiver(s("$S"))),
                 at(50_000, Fault::ExpectWritableOtherThan(s("$P"))),
                 at(55_000, Fault::StartAgent(s("$P"))),
+            ],
+        ),
+        // S2 (found by campaigns): the primary's agent is killed and started again; while
+        // the new agent waits up to ttl + 1 s for its old member key, the previous
+        // agent's fence (the only protection left) freezes. The primary must still stop
+        // accepting writes before its lease can expire.
+        "restart" => (
+            "on",
+            vec![
+                at(20_000, Fault::Bind(s("P"), s("primary"))),
+                at(20_000, Fault::KillAgent(s("$P"))),
+                at(21_000, Fault::StartAgent(s("$P"))),
+                at(23_000, Fault::FreezeFence(s("$P"))),
+                at(50_000, Fault::ResumeFence(s("$P"))),
             ],
         ),
         _ => return None,

@@ -54,7 +54,19 @@ fn finding5_the_synchronous_standby_is_promoted_despite_the_lag_limit() {
 /// members have ...").
 #[test]
 fn interrupted_bootstrap_converges() {
-    for ms in (100..=2500).step_by(100).chain([950, 1020, 1050, 1150, 1185, 1190]) {
+    for ms in (100..=2500)
+        .step_by(100)
+        .chain([950, 1020, 1050, 1150, 1185, 1190])
+    {
         passes(&format!("bootstrap-{ms}"));
     }
+}
+
+/// S2, found by random campaigns (10 of 10,000 seeds before the merge of main, all
+/// "two writable primaries"): a restarted agent leaves its running primary protected
+/// only by the previous agent's fence while it waits for its old member key.
+#[test]
+#[ignore = "S2: fix pending (a starting agent must protect a primary it finds running)"]
+fn restarted_agent_protects_its_running_primary() {
+    passes("restart");
 }

@@ -55,7 +55,8 @@ fn the_same_seed_gives_the_same_trace() {
 fn ci_seed_set_passes() {
     // 1147, 1568, 2882 and 2991 started a primary past its fence deadline before
     // `check_deadline` (two writable servers for up to one fence poll).
-    for seed in [1, 2, 3, 4, 5, 6, 7, 8, 1147, 1568, 2882, 2991] {
+    // 20 and 76 never converged before StartStandby forgot the old upstream.
+    for seed in [1, 2, 3, 4, 5, 6, 7, 8, 20, 76, 1147, 1568, 2882, 2991] {
         let out = run(&opts(seed, "on"));
         assert!(out.violations.is_empty(), "{}", show(&out));
     }
