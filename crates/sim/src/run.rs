@@ -129,6 +129,7 @@ postgres:
   replication: {{username: replicator, password: sim-replication}}
 api:
   listen: 10.0.0.{i}:8008
+  allow_unauthenticated: true   # the simulator runs no API
 bootstrap:
   ttl: {TTL_S}
   loop_wait: {LOOP_WAIT_S}

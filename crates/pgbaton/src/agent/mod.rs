@@ -21,6 +21,7 @@ mod settings;
 mod shutdown;
 mod startup;
 mod transitions;
+mod vanished;
 mod wake;
 
 use crate::effects::{Clock, Effects, Pg, PgSql};
@@ -37,6 +38,7 @@ use tokio::time::Instant;
 
 pub use execute::INITDB_MARKER;
 pub use shutdown::Shutdown;
+pub(crate) use vanished::start_time as process_start_time;
 
 /// How long a standby may fail to stream from its leader before its history is
 /// suspected to have diverged.
@@ -78,7 +80,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 /// the same cycle as [`run`], without the HTTP API, signal handlers or a config file.
 /// The simulator runs every member this way.
 pub async fn run_with(cfg: NodeConfig, effects: Effects, shutdown: Shutdown) -> anyhow::Result<()> {
-    let Some(cluster_config) = read_cluster_config(effects.store.as_ref(), &cfg, &shutdown).await
+    let Some(cluster_config) = read_cluster_config(effects.store.as_ref(), &cfg, &shutdown).await?
     else {
         return Ok(());
     };
@@ -103,19 +105,27 @@ async fn read_cluster_config(
     store: &dyn Store,
     cfg: &NodeConfig,
     shutdown: &Shutdown,
-) -> Option<ClusterConfig> {
+) -> anyhow::Result<Option<ClusterConfig>> {
     let key = pgbaton_core::model::KEY_CONFIG;
-    let entry = startup::get_retrying(store, key, shutdown).await?;
-    Some(match entry {
-        Some(e) => match serde_json::from_str::<ClusterConfig>(&e.value) {
-            Ok(c) => c,
-            Err(err) => {
-                tracing::warn!("the store's config key is unreadable ({err}); using bootstrap");
-                cfg.bootstrap.clone()
+    let Some(entry) = startup::get_retrying(store, key, shutdown).await else {
+        return Ok(None);
+    };
+    Ok(Some(match entry {
+        // Never fall back to `bootstrap` here: that would silently revert `paused`
+        // and `synchronous_mode` (safety finding 10).
+        Some(e) => match pgbaton_core::view::read_config(&e.value) {
+            Ok((c, warnings)) => {
+                for w in warnings {
+                    tracing::warn!("store key \"config\": {w}");
+                }
+                c
             }
+            Err(err) => anyhow::bail!(
+                "the store's cluster config (key \"config\") is unusable: {err}; fix it with pgbaton edit-config, then start the agent again"
+            ),
         },
         None => cfg.bootstrap.clone(),
-    })
+    }))
 }
 
 /// Aborts a background task when dropped, so that the lease keeper dies with its agent.
@@ -164,6 +174,12 @@ pub(crate) struct Agent {
     not_streaming_since: Option<Instant>,
     /// Since when the postmaster has run without answering SQL.
     unresponsive_since: Option<Instant>,
+    /// The lease ttl this agent runs with (fixed at start), in seconds.
+    running_ttl: u64,
+    /// `loop_wait` was bounded by `running_ttl` (logged once).
+    loop_wait_clamped: bool,
+    /// The postmaster last seen running for the data directory (finding 9).
+    postmaster_seen: Option<vanished::Seen>,
     /// When this agent first saw each member report (finding 6: no cross-host clocks).
     freshness: freshness::Freshness,
     /// PostgreSQL was running at the end of the last cycle.
@@ -196,7 +212,7 @@ impl Agent {
         let mut store = crate::storeconn::open(&cfg, bootstrap_timeout).await?;
         // Once the cluster exists, its timing lives in the store's `config` key
         // (`pgbaton edit-config`); the file's `bootstrap` section only seeds it.
-        let Some(cluster_config) = read_cluster_config(store.as_ref(), &cfg, &shutdown).await
+        let Some(cluster_config) = read_cluster_config(store.as_ref(), &cfg, &shutdown).await?
         else {
             return Ok(None);
         };
@@ -303,6 +319,9 @@ impl Agent {
             not_streaming_since: None,
             unresponsive_since: None,
             freshness: freshness::Freshness::default(),
+            postmaster_seen: None,
+            running_ttl: ttl.as_secs(),
+            loop_wait_clamped: false,
             rewinds: 0,
             shutdown,
         }
@@ -407,6 +426,8 @@ impl Agent {
         self.ensure_fence().await;
         let read_sent = self.clock.boot();
         let snap = self.store.snapshot().await?;
+        let shared = Arc::new(snap.clone());
+        self.api_state.send_modify(|s| s.store = Some(shared));
         let (view, problems) = cluster_view(
             snap.entries.values().map(|e| RawEntry {
                 key: &e.key,
@@ -414,7 +435,7 @@ impl Agent {
                 mod_revision: e.mod_revision,
                 lease: e.lease.map(|l| l.0),
             }),
-            &self.cfg.bootstrap,
+            &self.cluster_config,
         );
         for p in problems {
             tracing::warn!("{p}");
@@ -598,10 +619,40 @@ impl Agent {
         });
     }
 
+    /// `loop_wait` from the store, bounded by the lease this agent actually runs with.
+    ///
+    /// The lease ttl is fixed when the agent starts, but `loop_wait` is re-read every
+    /// cycle; after `edit-config` raises both, a loop slower than the running lease
+    /// allows would get a healthy primary fenced every cycle (safety review finding
+    /// 12). So the loop waits at most `ttl - 2 × retry_timeout` (at least 1 s) until
+    /// the agent is restarted with the new ttl, and says so once.
+    fn loop_wait(&mut self) -> Duration {
+        let wanted = self.cluster_config.loop_wait.max(1);
+        let allowed = self
+            .running_ttl
+            .saturating_sub(self.cluster_config.retry_timeout.saturating_mul(2))
+            .max(1);
+        if wanted > allowed {
+            if !self.loop_wait_clamped {
+                tracing::warn!(
+                    loop_wait = wanted,
+                    running_ttl = self.running_ttl,
+                    "loop_wait from the cluster config is too long for the lease ttl this \
+                     agent started with; waiting {allowed} s per cycle until the agent is \
+                     restarted (a ttl change takes effect at restart)"
+                );
+                self.loop_wait_clamped = true;
+            }
+            return Duration::from_secs(allowed);
+        }
+        self.loop_wait_clamped = false;
+        Duration::from_secs(wanted)
+    }
+
     /// Sleep until `loop_wait` passes, the store changes in a way that matters, or a
     /// shutdown is requested.
     async fn wait(&mut self, last: Option<&Snapshot>) {
-        let deadline = Instant::now() + Duration::from_secs(self.cluster_config.loop_wait.max(1));
+        let deadline = Instant::now() + self.loop_wait();
         let Some(last) = last else {
             self.shutdown.sleep_until(deadline).await;
             return;

@@ -139,6 +139,9 @@ impl Pg for LocalPg {
             _ => None,
         })
     }
+    fn process_start(&self, pid: i32) -> Option<u64> {
+        crate::agent::process_start_time(pid)
+    }
     fn quit_postmaster(&self, pid: i32) -> std::result::Result<(), FenceError> {
         quit(pid)
     }

@@ -83,6 +83,8 @@ pub trait Pg: Send + Sync {
     fn remove_file(&self, path: &Path) -> std::io::Result<()>;
     /// The pid of a live postmaster of this data directory, as the fence finds it.
     fn postmaster_pid(&self) -> std::result::Result<Option<i32>, crate::fence::FenceError>;
+    /// The start time of live process `pid` (to tell a reused pid apart), if it runs.
+    fn process_start(&self, pid: i32) -> Option<u64>;
     /// Immediate shutdown of postmaster `pid` (what the fence does at the deadline).
     fn quit_postmaster(&self, pid: i32) -> std::result::Result<(), crate::fence::FenceError>;
 }

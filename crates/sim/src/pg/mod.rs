@@ -345,6 +345,9 @@ impl Pg for SimPg {
     fn postmaster_pid(&self) -> std::result::Result<Option<i32>, pgbaton::fence::FenceError> {
         Ok(self.pm_pid())
     }
+    fn process_start(&self, pid: i32) -> Option<u64> {
+        (self.pm_pid() == Some(pid)).then_some(0)
+    }
     fn quit_postmaster(&self, pid: i32) -> std::result::Result<(), pgbaton::fence::FenceError> {
         let mut w = lock(&self.world);
         if w.hosts[&self.host].pm.as_ref().map(|p| p.pid as i32) == Some(pid) {
