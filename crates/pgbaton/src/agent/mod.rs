@@ -520,40 +520,58 @@ impl Agent {
             return;
         };
         let mut seen = last.revision;
+        // One store wait for the whole period (a watch, not a request per slice), and a
+        // cheap look at postmaster.pid every 100 ms: a dead postmaster must be noticed
+        // within ~100 ms, not at the next cycle.
+        let store = self.store.clone();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut change = Box::pin(store.wait_for_change(seen, left));
+        let mut check = tokio::time::interval(POSTMASTER_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            crate::sdnotify::alive();
-            let now = Instant::now();
-            if now >= deadline || self.shutdown.requested() {
-                return;
-            }
-            // A dead postmaster must be noticed within ~100 ms, not at the next cycle.
-            if self.pg_running && matches!(self.pg.status(), Ok(None)) {
-                tracing::warn!("PostgreSQL stopped unexpectedly");
-                self.pg_running = false;
-                return;
-            }
-            let slice = (deadline - now).min(Duration::from_millis(100));
-            let store = self.store.clone();
-            let waited = tokio::select! {
-                r = store.wait_for_change(seen, slice) => r,
-                _ = self.shutdown.wait() => return,
-            };
-            match waited {
-                Ok(rev) if rev > seen => match self.store.snapshot().await {
-                    Ok(snap) if wake::significant(last, &snap) => return,
-                    Ok(snap) => seen = snap.revision,
-                    Err(_) => return,
-                },
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::warn!("waiting for store changes failed: {e}");
-                    self.shutdown.sleep_until(deadline).await;
-                    return;
+            tokio::select! {
+                _ = check.tick() => {
+                    crate::sdnotify::alive();
+                    if Instant::now() >= deadline || self.shutdown.requested() {
+                        return;
+                    }
+                    if self.pg_running && matches!(self.pg.status(), Ok(None)) {
+                        tracing::warn!("PostgreSQL stopped unexpectedly");
+                        self.pg_running = false;
+                        return;
+                    }
                 }
+                waited = &mut change => match waited {
+                    Ok(rev) if rev > seen => match self.store.snapshot().await {
+                        Ok(snap) if wake::significant(last, &snap) => return,
+                        Ok(snap) => {
+                            seen = snap.revision;
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            change = Box::pin(store.wait_for_change(seen, left));
+                        }
+                        Err(_) => return,
+                    },
+                    Ok(_) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return;
+                        }
+                        change = Box::pin(store.wait_for_change(seen, left));
+                    }
+                    Err(e) => {
+                        tracing::warn!("waiting for store changes failed: {e}");
+                        self.shutdown.sleep_until(deadline).await;
+                        return;
+                    }
+                },
+                _ = self.shutdown.wait() => return,
             }
         }
     }
 }
+
+/// How often `wait` looks at `postmaster.pid` between HA cycles.
+const POSTMASTER_CHECK: Duration = Duration::from_millis(100);
 
 /// What the member reports while a long action of `actions` runs.
 fn activity(actions: &[Action], local: &pgbaton_core::Local) -> Option<PgState> {
