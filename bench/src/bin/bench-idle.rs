@@ -17,9 +17,9 @@ struct Args {
     /// How long to measure, seconds.
     #[arg(long, default_value_t = 300)]
     seconds: u64,
-    /// Lease time (bootstrap.ttl), seconds.
-    #[arg(long, default_value_t = 30)]
-    ttl: u64,
+    /// Lease time (bootstrap.ttl), seconds [default: 10, or 30 with --loop-wait above 5].
+    #[arg(long)]
+    ttl: Option<u64>,
     /// Number of members.
     #[arg(long, default_value_t = 3)]
     members: usize,
@@ -43,7 +43,10 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn bench(args: Args) -> Result<()> {
-    let mut cluster = Cluster::create(&args.common.spec(args.members, args.ttl)?)?;
+    let ttl = args
+        .ttl
+        .unwrap_or(if args.common.loop_wait.unwrap_or(1) > 5 { 30 } else { 10 });
+    let mut cluster = Cluster::create(&args.common.spec(args.members, ttl)?)?;
     eprintln!("cluster in {}", cluster.root().display());
     cluster.check_config(0).await?;
     cluster.start_all()?;

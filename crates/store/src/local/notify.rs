@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 /// The inotify instance, with the raw-fd access tokio's reactor needs.
 struct Fd(Inotify);
@@ -30,7 +31,7 @@ pub(crate) struct Watch {
 impl Watch {
     /// Watch `cluster_dir` for the state file being replaced, created, written or
     /// deleted. Must be called before the state is read, so no change is missed.
-    /// Must run inside a tokio runtime.
+    /// Must run inside a tokio runtime with I/O enabled (tokio panics otherwise).
     pub(crate) fn new(cluster_dir: &Path) -> std::io::Result<Watch> {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
         inotify.add_watch(
@@ -42,9 +43,10 @@ impl Watch {
                 | AddWatchFlags::IN_DELETE_SELF
                 | AddWatchFlags::IN_MOVE_SELF,
         )?;
-        Ok(Watch {
-            fd: AsyncFd::new(Fd(inotify))?,
-        })
+        // SAFETY: `Fd` owns the inotify instance's descriptor, which stays open, and is
+        // the one `as_raw_fd` returns, until the `AsyncFd` (and with it `Fd`) is dropped.
+        let fd = unsafe { AsyncFd::register_with_interest(Fd(inotify), Interest::READABLE) }?;
+        Ok(Watch { fd })
     }
 
     /// Wait up to `timeout` for a change of the state file (or anything that might be
