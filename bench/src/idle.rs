@@ -52,7 +52,12 @@ pub fn counters(pid: u32) -> Option<Counters> {
 
 /// RSS and PSS of `pid` from `smaps_rollup`, or None when it is gone.
 pub fn memory(pid: u32) -> Option<Memory> {
-    let text = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("smaps_rollup")).ok()?;
+    let text = std::fs::read_to_string(
+        Path::new("/proc")
+            .join(pid.to_string())
+            .join("smaps_rollup"),
+    )
+    .ok()?;
     Some(Memory {
         rss_kib: field(&text, "Rss"),
         pss_kib: field(&text, "Pss"),

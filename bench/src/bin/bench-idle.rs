@@ -45,7 +45,11 @@ fn main() -> std::process::ExitCode {
 async fn bench(args: Args) -> Result<()> {
     let ttl = args
         .ttl
-        .unwrap_or(if args.common.loop_wait.unwrap_or(1) > 5 { 30 } else { 10 });
+        .unwrap_or(if args.common.loop_wait.unwrap_or(1) > 5 {
+            30
+        } else {
+            10
+        });
     let mut cluster = Cluster::create(&args.common.spec(args.members, ttl)?)?;
     eprintln!("cluster in {}", cluster.root().display());
     cluster.check_config(0).await?;
@@ -66,8 +70,9 @@ async fn bench(args: Args) -> Result<()> {
         });
         for (what, pid) in [("agent", Some(agent)), ("fence", fence)] {
             let Some(pid) = pid else { continue };
-            let before = idle::counters(pid)
-                .ok_or_else(|| BenchError::Cluster(format!("{member}'s {what} (pid {pid}) is gone")))?;
+            let before = idle::counters(pid).ok_or_else(|| {
+                BenchError::Cluster(format!("{member}'s {what} (pid {pid}) is gone"))
+            })?;
             procs.push(Proc {
                 member: member.clone(),
                 what,
@@ -83,12 +88,22 @@ async fn bench(args: Args) -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     let rev_after = revision(&cluster);
     let mut rows = Table::new(&[
-        "member", "process", "CPU % of a core", "wake-ups/s", "read+write syscalls/s", "RSS MiB", "PSS MiB",
+        "member",
+        "process",
+        "CPU % of a core",
+        "wake-ups/s",
+        "read+write syscalls/s",
+        "RSS MiB",
+        "PSS MiB",
     ]);
     let mut per_member: Vec<(String, f64, Memory)> = Vec::new();
     for p in &procs {
-        let after = idle::counters(p.pid)
-            .ok_or_else(|| BenchError::Cluster(format!("{}'s {} (pid {}) exited while measured", p.member, p.what, p.pid)))?;
+        let after = idle::counters(p.pid).ok_or_else(|| {
+            BenchError::Cluster(format!(
+                "{}'s {} (pid {}) exited while measured",
+                p.member, p.what, p.pid
+            ))
+        })?;
         let mem = idle::memory(p.pid).unwrap_or_default();
         let (cpu, wakeups, sys) = idle::rates(p.before, after, secs);
         rows.row(vec![
@@ -111,7 +126,14 @@ async fn bench(args: Args) -> Result<()> {
     }
     let timing = cluster.timing();
     let target = if timing.loop_wait >= 10 { 0.05 } else { 0.2 };
-    let mut totals = Table::new(&["member", "CPU % of a core (agent + fence)", "RSS MiB", "PSS MiB", "target", "met"]);
+    let mut totals = Table::new(&[
+        "member",
+        "CPU % of a core (agent + fence)",
+        "RSS MiB",
+        "PSS MiB",
+        "target",
+        "met",
+    ]);
     for (m, cpu, mem) in &per_member {
         totals.row(vec![
             m.clone(),

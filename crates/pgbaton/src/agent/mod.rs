@@ -15,6 +15,7 @@ mod execute;
 mod freshness;
 mod lease;
 mod observe;
+mod pmwatch;
 mod publish;
 mod reload;
 mod settings;
@@ -511,6 +512,21 @@ impl Agent {
         });
     }
 
+    /// A watch on the running postmaster's exit, or None (not running, or no pidfd).
+    fn watch_postmaster(&self) -> Option<pmwatch::ExitWatch> {
+        if !self.pg_running {
+            return None;
+        }
+        let pm = self.pg.status().ok().flatten()?;
+        let watch = pmwatch::ExitWatch::open(pm.pid)?;
+        // The pid may have been reused between reading it and opening the pidfd: keep
+        // the watch only when postmaster.pid still names the same live postmaster.
+        match self.pg.status() {
+            Ok(Some(again)) if again.pid == pm.pid => Some(watch),
+            _ => None,
+        }
+    }
+
     /// Sleep until `loop_wait` passes, the store changes in a way that matters, or a
     /// shutdown is requested.
     async fn wait(&mut self, last: Option<&Snapshot>) {
@@ -520,16 +536,35 @@ impl Agent {
             return;
         };
         let mut seen = last.revision;
-        // One store wait for the whole period (a watch, not a request per slice), and a
-        // cheap look at postmaster.pid every 100 ms: a dead postmaster must be noticed
-        // within ~100 ms, not at the next cycle.
+        // One store wait for the whole period (a watch, not a request per slice). A dead
+        // postmaster must be noticed at once, not at the next cycle: a pidfd tells the
+        // moment it exits; without one, postmaster.pid is looked at every 100 ms.
         let store = self.store.clone();
         let left = deadline.saturating_duration_since(Instant::now());
         let mut change = Box::pin(store.wait_for_change(seen, left));
-        let mut check = tokio::time::interval(POSTMASTER_CHECK);
+        // A postmaster that exits after its pidfd was opened makes it readable at once;
+        // one gone before that gets no watch and is found by looking.
+        let mut exit_watch = self.watch_postmaster();
+        let period = |watched: bool| {
+            if watched {
+                ALIVE_EVERY
+            } else {
+                POSTMASTER_CHECK
+            }
+        };
+        let mut check = tokio::time::interval(period(exit_watch.is_some()));
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = pmwatch::exited(exit_watch.as_ref()) => {
+                    exit_watch = None;
+                    if matches!(self.pg.status(), Ok(None)) {
+                        tracing::warn!("PostgreSQL stopped unexpectedly");
+                        self.pg_running = false;
+                        return;
+                    }
+                    check = tokio::time::interval(POSTMASTER_CHECK);
+                }
                 _ = check.tick() => {
                     crate::sdnotify::alive();
                     if Instant::now() >= deadline || self.shutdown.requested() {
@@ -570,8 +605,12 @@ impl Agent {
     }
 }
 
-/// How often `wait` looks at `postmaster.pid` between HA cycles.
+/// How often `wait` looks at `postmaster.pid` between HA cycles when it cannot watch
+/// the postmaster's exit.
 const POSTMASTER_CHECK: Duration = Duration::from_millis(100);
+/// How often `wait` tells systemd it is alive while it watches the postmaster's exit
+/// (systemd's watchdog wants it at least every `WatchdogSec / 2`, 15 s by default).
+const ALIVE_EVERY: Duration = Duration::from_secs(1);
 
 /// What the member reports while a long action of `actions` runs.
 fn activity(actions: &[Action], local: &pgbaton_core::Local) -> Option<PgState> {

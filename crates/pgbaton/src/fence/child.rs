@@ -131,10 +131,7 @@ impl Watch {
                 tracing::info!("the agent is gone and nothing is left to enforce: exiting");
                 return;
             }
-            let next_pet = self
-                .device
-                .as_ref()
-                .map(|d| d.last_pet + decide::PET_EVERY);
+            let next_pet = self.device.as_ref().map(|d| d.last_pet + decide::PET_EVERY);
             let wait = decide::next_wake(now, fence_at, next_pet);
             if self.agent_gone {
                 std::thread::sleep(wait.unwrap_or(decide::POLL));

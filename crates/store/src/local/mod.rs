@@ -219,8 +219,7 @@ impl Store for LocalStore {
             }
             let now = tokio::time::Instant::now();
             let now_ms = clock::monotonic_ms().ok();
-            let due = stale_boot
-                || next_expiry.is_some_and(|t| now_ms.is_some_and(|m| m >= t));
+            let due = stale_boot || next_expiry.is_some_and(|t| now_ms.is_some_and(|m| m >= t));
             if due && now < deadline {
                 let wait = (deadline - now).min(self.call_timeout);
                 match self.locked(wait, |s, _| Ok((s.revision, UNCHANGED))).await {
