@@ -53,17 +53,10 @@ fn check_host(s: &str, host: &str) -> Result<(), String> {
             Err(_) => Err(format!("{s:?}: {host:?} is not an IPv4 address {EXAMPLE}")),
         };
     }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    let name = host.strip_suffix('.').unwrap_or(host);
-    if host.len() > 253 || !name.split('.').all(label_ok) {
-        return Err(format!("{s:?}: {host:?} is not a valid hostname {EXAMPLE}"));
+    if !pgbaton_core::limits::is_dns_name(host) {
+        return Err(format!(
+            "{s:?}: {host:?} is not a valid hostname (letters, digits, '-' and '.'; no '_', which pg_hba.conf refuses) {EXAMPLE}"
+        ));
     }
     Ok(())
 }
@@ -74,6 +67,23 @@ pub fn is_wildcard(host: &str) -> bool {
     host == "*"
         || host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_unspecified())
         || host.parse::<Ipv6Addr>().is_ok_and(|a| a.is_unspecified())
+}
+
+/// Whether `host` (as returned by [`host_port`]) is reachable only from this machine:
+/// `localhost`, 127.0.0.0/8 or `::1`.
+pub fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+        || host.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// Checks a bare host (no port): an IPv4 or IPv6 address, or a hostname. The error says
+/// what is wrong with it.
+pub fn check_host_name(host: &str) -> Result<(), String> {
+    if host.parse::<Ipv6Addr>().is_ok() {
+        return Ok(());
+    }
+    check_host(host, host)
 }
 
 /// `host` as written in a URL or `host:port` text: IPv6 addresses get brackets.

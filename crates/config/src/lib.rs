@@ -16,7 +16,7 @@ mod types;
 mod validate;
 
 pub use access::{DEFAULT_LOG_LEVEL, DEFAULT_OS_USER, DEFAULT_SOCKET_DIR, LOG_LEVELS};
-pub use addr::{host_port, is_wildcard, url_host};
+pub use addr::{host_port, is_loopback, is_wildcard, url_host};
 pub use env::{check_environment, REQUIRED_PROGRAMS};
 pub use error::{ConfigError, Problem};
 pub use params::MANAGED_PARAMETERS;

@@ -42,10 +42,22 @@ pub const MANAGED_PARAMETERS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Where a `parameters` map comes from, which decides whether restricted settings
+/// (see [`pgbaton_core::limits::RESTRICTED_PARAMETERS`]) are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The member's own root-owned file (`postgres.parameters`): everything allowed.
+    MemberFile,
+    /// The cluster-wide config (`bootstrap`, the store's `config`, `PATCH /config`,
+    /// `edit-config`): restricted settings refused.
+    ClusterWide,
+}
+
 /// Checks a `parameters` map found at `key` (e.g. `postgres.parameters`).
 pub(crate) fn check_parameters(
     key: &str,
     params: &BTreeMap<String, serde_json::Value>,
+    origin: Origin,
 ) -> Vec<Problem> {
     let mut out = Vec::new();
     for (name, value) in params {
@@ -58,14 +70,17 @@ pub(crate) fn check_parameters(
             ));
             continue;
         }
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-        {
+        if !pgbaton_core::limits::is_parameter_name(name) {
             out.push(Problem::at(
                 at,
-                "is not a PostgreSQL setting name (letters, digits, '_' and '.'); check the spelling",
+                "is not a PostgreSQL setting name (a letter or '_', then letters, digits, '_' and '.'); check the spelling",
+            ));
+            continue;
+        }
+        if origin == Origin::ClusterWide && pgbaton_core::limits::is_restricted(name) {
+            out.push(Problem::at(
+                at,
+                pgbaton_core::limits::restricted_message(name),
             ));
             continue;
         }
@@ -110,7 +125,11 @@ mod tests {
 
     #[test]
     fn managed_parameters_name_the_replacement() {
-        let p = check_parameters("postgres.parameters", &params(&[("Port", json!(5433))]));
+        let p = check_parameters(
+            "postgres.parameters",
+            &params(&[("Port", json!(5433))]),
+            Origin::MemberFile,
+        );
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].key, "postgres.parameters.Port");
         assert!(p[0].message.contains("postgres.listen"), "{}", p[0].message);
@@ -128,6 +147,7 @@ mod tests {
                 ("e", json!(1.5)),
                 ("f", json!(true)),
             ]),
+            Origin::ClusterWide,
         );
         let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
@@ -148,6 +168,7 @@ mod tests {
                 ("max connections", json!(1)),
                 ("wal_level", json!("minimal")),
             ]),
+            Origin::MemberFile,
         );
         assert_eq!(p.len(), 2);
         assert!(p[1].message.contains("use replica or logical"));

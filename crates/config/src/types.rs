@@ -51,8 +51,8 @@ pub struct StoreConfig {
     pub etcd: Option<EtcdConfig>,
 }
 
-/// etcd v3 connection settings.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// etcd v3 connection settings. Its `Debug` form hides the password.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdConfig {
     /// Client URLs, e.g. `http://127.0.0.1:2379`.
@@ -69,6 +69,18 @@ pub struct EtcdConfig {
     /// Key prefix (default `/pgbaton`); the cluster's keys live under `<prefix>/<cluster>/`.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+}
+
+impl std::fmt::Debug for EtcdConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdConfig")
+            .field("endpoints", &self.endpoints)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("tls", &self.tls)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 /// The default etcd key prefix, `/pgbaton`.
@@ -91,14 +103,24 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
-/// A user name and password.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// A user name and password. Its `Debug` form hides the password, so a config printed
+/// in a log or an error never shows it.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// Role name.
     pub username: String,
     /// Its password.
     pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .finish()
+    }
 }
 
 /// This member's PostgreSQL.
@@ -154,6 +176,20 @@ pub struct ApiConfig {
     /// serves plain HTTP. Optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ApiTls>,
+    /// Serve a non-loopback `listen` address without `api.auth` (default `false`: the
+    /// agent refuses to start, because anyone who reaches the API could take over the
+    /// cluster). Logged as a warning at every start. Optional.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_unauthenticated: bool,
+    /// Extra names clients may use in the `Host` header (e.g. a DNS alias or a load
+    /// balancer name). The listen and connect addresses and loopback names are always
+    /// accepted; any other `Host` gets 421 (a defence against DNS rebinding). Optional.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The certificate and private key the HTTP API serves HTTPS with.
@@ -164,6 +200,11 @@ pub struct ApiTls {
     pub cert: PathBuf,
     /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1); absolute path.
     pub key: PathBuf,
+    /// CA certificates (PEM) that sign client certificates. When set, every unsafe
+    /// request (`POST`, `PATCH`, `PUT`, `DELETE`) must come with a client certificate
+    /// this CA signed; reads stay open. Optional; absolute path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Agent logging.

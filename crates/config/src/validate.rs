@@ -1,9 +1,9 @@
 //! Validation of a parsed config: every rule, every problem reported at once.
 
 use crate::access::LOG_LEVELS;
-use crate::addr::{host_port, is_wildcard};
+use crate::addr::{host_port, is_loopback, is_wildcard};
 use crate::error::{ConfigError, Problem};
-use crate::params::check_parameters;
+use crate::params::{check_parameters, Origin};
 use crate::types::{Credentials, EtcdConfig, NodeConfig};
 use pgbaton_core::model::ClusterConfig;
 use std::path::Path;
@@ -146,6 +146,11 @@ impl NodeConfig {
                     "postgres.os_user",
                     format!("{user:?} is not an OS user name; remove the key to use \"postgres\""),
                 ));
+            } else if user == "root" || user == "0" {
+                out.push(Problem::at(
+                    "postgres.os_user",
+                    "PostgreSQL must not run as root (and the programs of bin_dir would run as root); use an unprivileged user such as \"postgres\"",
+                ));
             }
         }
         check_credentials("postgres.superuser", &pg.superuser, out);
@@ -161,7 +166,11 @@ impl NodeConfig {
                 ));
             }
         }
-        out.extend(check_parameters("postgres.parameters", &pg.parameters));
+        out.extend(check_parameters(
+            "postgres.parameters",
+            &pg.parameters,
+            Origin::MemberFile,
+        ));
         for (i, line) in pg.pg_hba.iter().enumerate() {
             let kind = line.split_whitespace().next().unwrap_or("");
             let known = [
@@ -202,9 +211,32 @@ impl NodeConfig {
         if let Some(auth) = &self.api.auth {
             check_api_auth(auth, out);
         }
+        if let Some((host, _)) = &api {
+            let client_certs = self.api.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+            if self.api.auth.is_none()
+                && !client_certs
+                && !self.api.allow_unauthenticated
+                && !is_loopback(host)
+            {
+                out.push(Problem::at(
+                    "api.listen",
+                    format!(
+                        "{host:?} can be reached from other machines, but api.auth is not set: anyone who reaches the API could reconfigure or take over the cluster; set api.auth (a user name and password) or api.tls.client_ca (client certificates), listen on 127.0.0.1, or set api.allow_unauthenticated: true to accept that risk"
+                    ),
+                ));
+            }
+        }
+        for (i, name) in self.api.allowed_hosts.iter().enumerate() {
+            if let Err(e) = crate::addr::check_host_name(name) {
+                out.push(Problem::at(format!("api.allowed_hosts[{i}]"), e));
+            }
+        }
         if let Some(tls) = &self.api.tls {
             out.extend(check_abs("api.tls.cert", &tls.cert));
             out.extend(check_abs("api.tls.key", &tls.key));
+            if let Some(ca) = &tls.client_ca {
+                out.extend(check_abs("api.tls.client_ca", ca));
+            }
         }
         let pg = host_port(&self.postgres.listen).ok();
         if let (Some((ah, ap)), Some((ph, pp))) = (api, pg) {
@@ -250,7 +282,14 @@ pub fn check_cluster_config_with_margin(
         }
     };
     let mut out = Vec::new();
-    let mut timing_ok = true;
+    let too_large: Vec<Problem> = pgbaton_core::limits::config_problems(c)
+        .into_iter()
+        .filter(|(_, message)| message.contains("too large"))
+        .map(|(name, message)| Problem::at(key(name), message))
+        .collect();
+    // Huge values would overflow the timing arithmetic below; they are reported alone.
+    let mut timing_ok = too_large.is_empty();
+    out.extend(too_large);
     for (name, value, min) in [
         ("ttl", c.ttl, 2),
         ("loop_wait", c.loop_wait, 1),
@@ -281,16 +320,25 @@ pub fn check_cluster_config_with_margin(
             "0 is too small; use at least 1 (how many synchronous standbys, or the k of ANY k)",
         ));
     }
-    out.extend(check_parameters(&key("parameters"), &c.parameters));
+    out.extend(check_parameters(
+        &key("parameters"),
+        &c.parameters,
+        Origin::ClusterWide,
+    ));
     out
 }
 
 /// The smallest `ttl` that fits `loop_wait`, `retry_timeout` and `safety_margin`:
 /// `max(loop_wait, ttl / 4) + retry_timeout + safety_margin <= ttl`.
 pub fn min_safe_ttl(loop_wait: u64, retry_timeout: u64, safety_margin: u64) -> u64 {
-    let confirm = loop_wait + retry_timeout + safety_margin;
+    let confirm = loop_wait
+        .saturating_add(retry_timeout)
+        .saturating_add(safety_margin);
     // ttl/4 + r + m <= ttl  <=>  4(r + m) <= 3 ttl
-    let renew = (4 * (retry_timeout + safety_margin)).div_ceil(3);
+    let renew = retry_timeout
+        .saturating_add(safety_margin)
+        .saturating_mul(4)
+        .div_ceil(3);
     confirm.max(renew)
 }
 
@@ -303,10 +351,10 @@ fn check_fence_timing(c: &ClusterConfig, ttl_key: &str, margin: u64) -> Option<P
     let fix = format!(
         "raise ttl to at least {need}, or lower loop_wait, retry_timeout or watchdog.safety_margin"
     );
-    let message = if lw + rt + margin > ttl {
+    let message = if lw.saturating_add(rt).saturating_add(margin) > ttl {
         format!(
             "loop_wait ({lw}) + retry_timeout ({rt}) + watchdog.safety_margin ({margin}) = {} is more than ttl ({ttl}): a primary is fenced ttl - safety_margin = {} s after it last confirmed its leadership, and a healthy one confirms only every loop_wait with a store call of up to retry_timeout, so it would fence itself whenever the store is slow; {fix}",
-            lw + rt + margin,
+            lw.saturating_add(rt).saturating_add(margin),
             ttl.saturating_sub(margin),
         )
     } else {

@@ -228,7 +228,11 @@ fn wildcard_listen_needs_connect_address() {
         "  connect_address: 10.0.0.5:5432",
     )
     .replacen("listen: 127.0.0.1:55001", "listen: 0.0.0.0:55001", 1)
-    .replacen("listen: 127.0.0.1:58001", "listen: '[::]:58001'", 1));
+    .replacen(
+        "listen: 127.0.0.1:58001",
+        "listen: '[::]:58001'\n  allow_unauthenticated: true",
+        1,
+    ));
     assert_eq!(c.pg_connect(), ("10.0.0.5".to_string(), 5432));
     assert_eq!(c.pg_listen(), ("0.0.0.0".to_string(), 55001));
     assert_eq!(c.api_url(), "http://10.0.0.5:58001");

@@ -137,6 +137,9 @@ pub struct ClusterView {
     pub status_revision: Option<i64>,
     /// Cluster-wide settings.
     pub config: ClusterConfig,
+    /// Why the store's `config` key could not be used (the last good config, or the
+    /// fallback, is in `config` instead). Shown by `pgbaton list` and `/metrics`.
+    pub config_error: Option<String>,
     /// A pending switchover or failover request, with its store revision.
     pub switchover: Option<(SwitchoverRequest, i64)>,
     /// Every promotion so far, oldest first.

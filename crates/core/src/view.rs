@@ -1,8 +1,15 @@
 //! Builds a [`ClusterView`] from the raw keys of a store snapshot.
 //!
-//! Bad values (a member key that is not valid JSON, say) are skipped and reported, so
-//! that one broken key cannot stop every agent of the cluster.
+//! The store is untrusted input: anyone with write access to it can put anything
+//! there. Bad values (a member key that is not valid JSON, a host pg_hba.conf cannot
+//! hold, a ttl that would overflow) are skipped and reported, so that one broken key
+//! cannot stop every agent of the cluster. A bad `config` key never reverts the cluster
+//! to a file's `bootstrap` section: the caller's last good config stays in force and the
+//! problem is reported in [`ClusterView::config_error`].
 
+use crate::limits::{
+    check_host, check_member, check_name, config_problems, is_parameter_name, is_restricted,
+};
 use crate::model::{
     ClusterConfig, HistoryEntry, Initialize, MemberStatus, PrimaryStatus, SwitchoverRequest,
     SyncState, KEY_CONFIG, KEY_HISTORY, KEY_INITIALIZE, KEY_LEADER, KEY_STATUS, KEY_SWITCHOVER,
@@ -23,13 +30,15 @@ pub struct RawEntry<'a> {
     pub lease: Option<i64>,
 }
 
-/// Parse the snapshot. Returns the view and one message per key that could not be read.
+/// Parse the snapshot. Returns the view and one message per key that could not be read
+/// (or was read only in part). `last_good_config` is what `config` becomes when the
+/// store's `config` key is missing or unusable: pass the config the agent runs with.
 pub fn cluster_view<'a>(
     entries: impl IntoIterator<Item = RawEntry<'a>>,
-    fallback_config: &ClusterConfig,
+    last_good_config: &ClusterConfig,
 ) -> (ClusterView, Vec<String>) {
     let mut view = ClusterView {
-        config: fallback_config.clone(),
+        config: last_good_config.clone(),
         ..ClusterView::default()
     };
     let mut problems = Vec::new();
@@ -47,7 +56,17 @@ pub fn cluster_view<'a>(
                 view.leader_lease = e.lease;
             }
             KEY_STATUS => match serde_json::from_str::<PrimaryStatus>(e.value) {
-                Ok(s) => {
+                Ok(mut s) => {
+                    // These hosts end up in pg_hba.conf: keep only real hosts.
+                    s.hosts.retain(|name, host| {
+                        let ok = check_name(name).is_ok() && check_host(host).is_ok();
+                        if !ok {
+                            problems.push(format!(
+                                "store key \"status\" names host {host:?} for member {name:?}, which is not a usable host; ignored"
+                            ));
+                        }
+                        ok
+                    });
                     view.status = Some(s);
                     view.status_revision = Some(e.mod_revision);
                 }
@@ -65,20 +84,34 @@ pub fn cluster_view<'a>(
                 Ok(s) => view.sync = Some((s, e.mod_revision)),
                 Err(err) => problems.push(bad("synchronous-standby set", err)),
             },
-            KEY_CONFIG => match serde_json::from_str::<ClusterConfig>(e.value) {
-                Ok(c) => view.config = c,
-                Err(err) => problems.push(bad("cluster config", err)),
+            KEY_CONFIG => match read_config(e.value) {
+                Ok((c, warnings)) => {
+                    view.config = c;
+                    problems.extend(
+                        warnings
+                            .into_iter()
+                            .map(|w| format!("store key \"config\": {w}")),
+                    );
+                }
+                Err(err) => {
+                    let msg = format!(
+                        "store key \"config\" is unusable ({err}); keeping the last good cluster config; fix it with pgbaton edit-config"
+                    );
+                    problems.push(msg.clone());
+                    view.config_error = Some(msg);
+                }
             },
             key => {
                 if let Some(name) = key.strip_prefix(MEMBERS_PREFIX) {
                     match serde_json::from_str::<MemberStatus>(e.value) {
-                        Ok(m) if m.name == name => {
-                            view.members.insert(name.to_string(), m);
-                        }
-                        Ok(m) => problems.push(format!(
-                            "store key {key:?} describes member {:?}; ignored",
-                            m.name
-                        )),
+                        Ok(m) => match check_member(name, &m) {
+                            Ok(()) => {
+                                view.members.insert(name.to_string(), m);
+                            }
+                            Err(why) => problems.push(format!(
+                                "store key {key:?} is not a usable member status ({why}); ignored"
+                            )),
+                        },
                         Err(err) => problems.push(bad("member status", err)),
                     }
                 }
@@ -86,6 +119,55 @@ pub fn cluster_view<'a>(
         }
     }
     (view, problems)
+}
+
+/// Reads the store's `config` value: unknown fields and parameters that may not come
+/// from the store (restricted, badly named, not scalar) are dropped with a warning
+/// each; a value that is not a JSON object, has a wrongly typed field or breaks a bound
+/// is an error (the caller keeps its last good config).
+pub fn read_config(text: &str) -> Result<(ClusterConfig, Vec<String>), String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let serde_json::Value::Object(mut map) = value else {
+        return Err("not a JSON object".into());
+    };
+    let mut warnings = Vec::new();
+    let known = match serde_json::to_value(ClusterConfig::default()) {
+        Ok(serde_json::Value::Object(k)) => k,
+        _ => serde_json::Map::new(),
+    };
+    map.retain(|k, _| {
+        let keep = known.contains_key(k);
+        if !keep {
+            warnings.push(format!("unknown field {k:?} ignored"));
+        }
+        keep
+    });
+    if let Some(serde_json::Value::Object(params)) = map.get_mut("parameters") {
+        params.retain(|name, v| {
+            let why = if is_restricted(name) {
+                Some(crate::limits::restricted_message(name))
+            } else if !is_parameter_name(name) {
+                Some("not a PostgreSQL setting name".to_string())
+            } else if v.is_object() || v.is_array() || v.is_null() {
+                Some("not a string, number or boolean".to_string())
+            } else {
+                None
+            };
+            if let Some(why) = &why {
+                warnings.push(format!("parameter {name:?} not applied: {why}"));
+            }
+            why.is_none()
+        });
+    }
+    let config: ClusterConfig = serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| format!("a field has the wrong type: {e}"))?;
+    let bounds = config_problems(&config);
+    if !bounds.is_empty() {
+        let text: Vec<String> = bounds.iter().map(|(k, m)| format!("{k}: {m}")).collect();
+        return Err(text.join("; "));
+    }
+    Ok((config, warnings))
 }
 
 #[cfg(test)]

@@ -18,6 +18,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 fn main() -> ExitCode {
+    // Everything pgbaton creates (store, logs, configs, pid and temp files) is private
+    // to its owner unless a caller sets a mode explicitly (PostgreSQL's own files are
+    // PostgreSQL's business). Inherited by every child process.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     // Few malloc arenas: the agent and the fence process are long-lived and small; one
     // arena per thread would multiply their resident memory for nothing.

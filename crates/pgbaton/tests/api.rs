@@ -47,6 +47,9 @@ async fn request(
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if !["GET", "HEAD", "OPTIONS"].contains(&method) {
+        req.push_str("Content-Type: application/json\r\n");
+    }
     let body = body.unwrap_or("");
     req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     s.write_all(req.as_bytes()).await.ok()?;
@@ -246,7 +249,8 @@ async fn a_primary_and_a_replica_answer_truthfully() {
     .expect("answer");
     assert_eq!(first.status, 200, "{}", first.body);
     let tag1 = first.header("etag").expect("etag").to_string();
-    let seen = get(rp, "/config").await;
+    // Reads come from each agent's last store snapshot: the change shows within a cycle.
+    let seen = config_showing(rp, "maximum_lag_on_failover", 2097152).await;
     assert_eq!(seen.json()["maximum_lag_on_failover"], 2097152);
     assert_eq!(seen.json()["ttl"], before["ttl"]);
     assert_eq!(seen.header("etag"), Some(tag1.as_str()));
@@ -270,10 +274,7 @@ async fn a_primary_and_a_replica_answer_truthfully() {
     .await
     .expect("answer");
     assert_eq!(stale.status, 409, "{}", stale.body);
-    assert_eq!(
-        get(pp, "/config").await.json()["maximum_lag_on_failover"],
-        3145728
-    );
+    config_showing(pp, "maximum_lag_on_failover", 3145728).await;
     let unsafe_cfg = request(pp, "PATCH", "/config", &[], Some(r#"{"ttl": 2}"#))
         .await
         .expect("answer");
@@ -290,5 +291,23 @@ async fn a_primary_and_a_replica_answer_truthfully() {
         assert!(request(c.nodes[i].api_port, "GET", "/health", &[], None)
             .await
             .is_none());
+    }
+}
+
+/// `GET /config` on `port`, once it shows `key` = `value` (agents answer from the store
+/// snapshot of their last cycle, and a config change wakes them at once).
+async fn config_showing(port: u16, key: &str, value: u64) -> Reply {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get(port, "/config").await;
+        if r.json()[key] == value {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "GET /config never showed {key} = {value}: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -211,8 +211,11 @@ async fn control_over_http_and_config_edits() {
         stdout(&out)
     );
     assert_eq!(shown_config(&c)["loop_wait"], 2);
-    let over_http = request(api, "GET", "/config", None).await.json();
-    assert_eq!(over_http["loop_wait"], 2);
+    // The API answers from the agent's last store snapshot: the edit shows within a cycle.
+    wait_for("GET /config showing loop_wait 2", UP, || async {
+        (request(api, "GET", "/config", None).await.json()["loop_wait"] == 2).then_some(())
+    })
+    .await;
     // Unsafe timing and unknown keys are refused, naming the key and the fix.
     let out = c.pgbaton(0, &["edit-config", "--set", "ttl=4"]);
     assert!(!out.status.success(), "ttl 4 with loop_wait 2 was accepted");

@@ -271,3 +271,94 @@ async fn f7_restart_never_starts_a_former_primary_writable_without_the_key() {
     );
     assert_eq!(c.wait_healthy(UP).await, r);
 }
+
+/// Finding 9: the primary's data directory is moved away under the running postmaster.
+/// The path reads as empty, but the postmaster keeps accepting writes; the agent used to
+/// release the leader key without stopping it, and a replica was promoted beside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn f9_a_vanished_data_directory_never_leaves_a_writable_postmaster_behind() {
+    let mut c = TestCluster::new(2, StoreKind::Local);
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    let r = 1 - p;
+    let pc = c.connect(p).await;
+    pc.batch_execute("create table probe (id bigserial)")
+        .await
+        .expect("table");
+    let moved = c.nodes[p].data_dir.with_extension("moved");
+    std::fs::rename(&c.nodes[p].data_dir, &moved).expect("move the data directory");
+    let t0 = Instant::now();
+    // The old postmaster must stop accepting writes before the replica accepts any.
+    let mut old_last = None;
+    while t0.elapsed() < Duration::from_secs(30) {
+        let old = tokio::time::timeout(
+            Duration::from_secs(1),
+            pc.execute("insert into probe values (default)", &[]),
+        )
+        .await;
+        let old_ok = matches!(old, Ok(Ok(_)));
+        if old_ok {
+            old_last = Some(Instant::now());
+        }
+        if writable(&c, r).await {
+            assert!(
+                !old_ok,
+                "two primaries: the replica was promoted while the moved primary still \
+                 accepted writes\n{}",
+                c.log(p)
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "old primary's last write {:?} after the move",
+        old_last.map(|t| t - t0)
+    );
+    assert!(
+        common::postmaster_pid(&moved).is_none(),
+        "the postmaster of the moved data directory still runs"
+    );
+    assert!(c
+        .log(p)
+        .contains("no longer leads to the running postmaster"));
+}
+
+/// Finding 12: `edit-config` raises ttl and loop_wait together (a valid pair). Running
+/// agents keep the ttl they started with but adopted the new loop_wait at once, so the
+/// healthy primary's loop confirmed its key too rarely and it was fenced every cycle.
+#[tokio::test(flavor = "multi_thread")]
+async fn f12_a_longer_loop_wait_never_fences_a_healthy_primary() {
+    let mut c = TestCluster::new(2, StoreKind::Local);
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    let out = c.pgbaton(
+        p,
+        &["edit-config", "--set", "ttl=60", "--set", "loop_wait=12"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pc = c.connect(p).await;
+    pc.batch_execute("create table probe (id bigserial)")
+        .await
+        .expect("table");
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) {
+        let r = tokio::time::timeout(
+            Duration::from_secs(2),
+            pc.execute("insert into probe values (default)", &[]),
+        )
+        .await;
+        assert!(
+            matches!(r, Ok(Ok(_))),
+            "the healthy primary stopped accepting writes {:?} after the edit:\n{}",
+            t0.elapsed(),
+            c.log(p)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!c.log(p).contains("fenced PostgreSQL"));
+}

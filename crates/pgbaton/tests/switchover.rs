@@ -362,7 +362,9 @@ async fn a_diverged_old_primary_is_rewound() {
         .map(str::to_string)
         .unwrap_or_default();
     assert!(
-        line.contains("finished in") && line.contains("servers diverged at") && line.contains("Done!"),
+        line.contains("finished in")
+            && line.contains("servers diverged at")
+            && line.contains("Done!"),
         "{line}"
     );
     assert!(

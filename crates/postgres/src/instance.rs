@@ -81,16 +81,9 @@ impl Instance {
 
     /// Creates the server log file if it is missing, owned by the OS user (mode 0600), so that
     /// `pg_ctl` running as that user can append to it. Parent directories must exist.
+    /// A symbolic link there (which the OS user may plant) is refused, never followed.
     pub fn ensure_log_file(&self) -> Result<()> {
-        if self.log_file.exists() {
-            return Ok(());
-        }
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_file)
-            .map_err(|e| Error::io("create log file", &self.log_file, e))?;
-        fsutil::set_mode_owner(&self.log_file, 0o600, self.run_as.as_ref())
+        fsutil::create_private_file(&self.log_file, self.run_as.as_ref())
     }
 
     /// A command for PostgreSQL program `name`: runs as the OS user, `PG*` variables removed,

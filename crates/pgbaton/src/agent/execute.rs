@@ -4,7 +4,7 @@
 //! directory beside the real one and move it into place only when complete, so a crash
 //! half-way never leaves a half-made data directory behind.
 
-use super::settings::{managed_settings, passfile, sibling};
+use super::settings::{managed_settings, passfile, sibling, upstream_passwords};
 use super::Agent;
 use anyhow::{bail, Context};
 use pgbaton_config::NodeConfig;
@@ -15,7 +15,7 @@ use pgbaton_core::model::{
 use pgbaton_core::slots::slot_name;
 use pgbaton_core::{Action, Observation};
 use pgbaton_postgres::{
-    standard_hba, ConnTarget, InitdbOptions, Instance, PassfileEntry, StandbyTarget, StopMode,
+    standard_hba, ConnTarget, InitdbOptions, Instance, StandbyTarget, StopMode,
 };
 use pgbaton_store::Expect;
 use std::os::unix::fs::PermissionsExt;
@@ -445,30 +445,9 @@ impl Agent {
     /// replication and pg_rewind (dedicated role, else superuser) passwords.
     pub(super) fn upstream(&self, primary: &MemberStatus) -> anyhow::Result<ConnTarget> {
         let repl = &self.cfg.postgres.replication;
-        let su = self
-            .cfg
-            .postgres
-            .rewind
-            .as_ref()
-            .unwrap_or(&self.cfg.postgres.superuser);
         let pass = passfile(&self.cfg);
-        self.pg.write_passfile(
-            &pass,
-            &[
-                PassfileEntry {
-                    host: "*".into(),
-                    port: None,
-                    user: repl.username.clone(),
-                    password: repl.password.clone(),
-                },
-                PassfileEntry {
-                    host: "*".into(),
-                    port: None,
-                    user: su.username.clone(),
-                    password: su.password.clone(),
-                },
-            ],
-        )?;
+        self.pg
+            .write_passfile(&pass, &upstream_passwords(&self.cfg, primary))?;
         Ok(ConnTarget {
             host: primary.host.clone(),
             port: primary.port,

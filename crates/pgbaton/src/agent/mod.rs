@@ -22,6 +22,7 @@ mod settings;
 mod shutdown;
 mod startup;
 mod transitions;
+mod vanished;
 mod wake;
 
 use anyhow::Context;
@@ -103,6 +104,12 @@ pub(crate) struct Agent {
     not_streaming_since: Option<Instant>,
     /// Since when the postmaster has run without answering SQL.
     unresponsive_since: Option<Instant>,
+    /// The lease ttl this agent runs with (fixed at start), in seconds.
+    running_ttl: u64,
+    /// `loop_wait` was bounded by `running_ttl` (logged once).
+    loop_wait_clamped: bool,
+    /// The postmaster last seen running for the data directory (finding 9).
+    postmaster_seen: Option<vanished::Seen>,
     /// When this agent first saw each member report (finding 6: no cross-host clocks).
     freshness: freshness::Freshness,
     /// PostgreSQL was running at the end of the last cycle.
@@ -142,12 +149,18 @@ impl Agent {
             return Ok(None);
         };
         let cluster_config = match entry {
-            Some(e) => match serde_json::from_str::<ClusterConfig>(&e.value) {
-                Ok(c) => c,
-                Err(err) => {
-                    tracing::warn!("the store's config key is unreadable ({err}); using bootstrap");
-                    cfg.bootstrap.clone()
+            // Never fall back to `bootstrap` here: that would silently revert `paused`
+            // and `synchronous_mode` (safety finding 10).
+            Some(e) => match pgbaton_core::view::read_config(&e.value) {
+                Ok((c, warnings)) => {
+                    for w in warnings {
+                        tracing::warn!("store key \"config\": {w}");
+                    }
+                    c
                 }
+                Err(err) => anyhow::bail!(
+                    "the store's cluster config (key \"config\") is unusable: {err}; fix it with pgbaton edit-config, then start the agent again"
+                ),
             },
             None => cfg.bootstrap.clone(),
         };
@@ -181,7 +194,10 @@ impl Agent {
             Duration::from_secs(cfg.watchdog.safety_margin),
         ));
         backstop::spawn(fence.clone(), cfg.data_dir.clone());
-        let lease = lease::spawn(store.clone(), ttl, fence.clone());
+        // The lease keeper gets its own store handle (its own etcd connection), so
+        // nothing else the agent or its API does can queue in front of a renewal.
+        let lease_store = crate::storeconn::open(&cfg, call_timeout).await?;
+        let lease = lease::spawn(lease_store, ttl, fence.clone());
         let (api_state, _) = tokio::sync::watch::channel(crate::api::AgentSnapshot::initial(
             &cfg.name,
             cluster_config.clone(),
@@ -213,6 +229,9 @@ impl Agent {
             not_streaming_since: None,
             unresponsive_since: None,
             freshness: freshness::Freshness::default(),
+            postmaster_seen: None,
+            running_ttl: ttl.as_secs(),
+            loop_wait_clamped: false,
             rewinds: 0,
             shutdown,
         }))
@@ -317,6 +336,8 @@ impl Agent {
         self.ensure_fence().await;
         let read_sent = crate::fence::now();
         let snap = self.store.snapshot().await?;
+        let shared = Arc::new(snap.clone());
+        self.api_state.send_modify(|s| s.store = Some(shared));
         let (view, problems) = cluster_view(
             snap.entries.values().map(|e| RawEntry {
                 key: &e.key,
@@ -324,7 +345,7 @@ impl Agent {
                 mod_revision: e.mod_revision,
                 lease: e.lease.map(|l| l.0),
             }),
-            &self.cfg.bootstrap,
+            &self.cluster_config,
         );
         for p in problems {
             tracing::warn!("{p}");
@@ -527,10 +548,40 @@ impl Agent {
         }
     }
 
+    /// `loop_wait` from the store, bounded by the lease this agent actually runs with.
+    ///
+    /// The lease ttl is fixed when the agent starts, but `loop_wait` is re-read every
+    /// cycle; after `edit-config` raises both, a loop slower than the running lease
+    /// allows would get a healthy primary fenced every cycle (safety review finding
+    /// 12). So the loop waits at most `ttl - 2 × retry_timeout` (at least 1 s) until
+    /// the agent is restarted with the new ttl, and says so once.
+    fn loop_wait(&mut self) -> Duration {
+        let wanted = self.cluster_config.loop_wait.max(1);
+        let allowed = self
+            .running_ttl
+            .saturating_sub(self.cluster_config.retry_timeout.saturating_mul(2))
+            .max(1);
+        if wanted > allowed {
+            if !self.loop_wait_clamped {
+                tracing::warn!(
+                    loop_wait = wanted,
+                    running_ttl = self.running_ttl,
+                    "loop_wait from the cluster config is too long for the lease ttl this \
+                     agent started with; waiting {allowed} s per cycle until the agent is \
+                     restarted (a ttl change takes effect at restart)"
+                );
+                self.loop_wait_clamped = true;
+            }
+            return Duration::from_secs(allowed);
+        }
+        self.loop_wait_clamped = false;
+        Duration::from_secs(wanted)
+    }
+
     /// Sleep until `loop_wait` passes, the store changes in a way that matters, or a
     /// shutdown is requested.
     async fn wait(&mut self, last: Option<&Snapshot>) {
-        let deadline = Instant::now() + Duration::from_secs(self.cluster_config.loop_wait.max(1));
+        let deadline = Instant::now() + self.loop_wait();
         let Some(last) = last else {
             self.shutdown.sleep_until(deadline).await;
             return;

@@ -34,6 +34,28 @@ impl Agent {
             DataDirState::Initialized { .. } => DataDir::Primary,
             DataDirState::NotAPostgresDir { .. } => DataDir::Foreign,
         };
+        let status = self.pg.status()?;
+        if let Some(info) = &status {
+            self.postmaster_seen = super::vanished::Seen::of(info.pid);
+        } else if let Some(seen) = self.postmaster_seen.filter(|s| s.alive()) {
+            // The path no longer leads to the postmaster this agent saw, yet it runs:
+            // stop it before anything is decided from "PostgreSQL is stopped".
+            tracing::error!(
+                postmaster = seen.pid(),
+                "the data directory {} no longer leads to the running postmaster (moved, \
+                 unmounted or replaced?): stopping it so that it cannot accept writes",
+                self.pg.data_dir.display()
+            );
+            if !seen.stop(std::time::Duration::from_secs(10)).await {
+                anyhow::bail!(
+                    "postmaster {} keeps running although its data directory vanished",
+                    seen.pid()
+                );
+            }
+            self.postmaster_seen = None;
+        } else {
+            self.postmaster_seen = None;
+        }
         let mut view = LocalView::default();
         view.core.data = data;
         view.core.unrecorded_initdb = self
@@ -56,7 +78,7 @@ impl Agent {
         }
         view.core.system_identifier = self.system_identifier.clone();
         view.core.following = self.following.clone();
-        if self.pg.status()?.is_none() {
+        if status.is_none() {
             self.sql = None;
             let control = match self.pg.controldata().await {
                 Ok(c) => c,

@@ -73,11 +73,19 @@ pub fn managed_settings(
         s.insert(k.to_string(), v.to_string());
     }
     s.insert("cluster_name".into(), cfg.cluster.clone());
-    for (k, v) in cluster
-        .parameters
-        .iter()
-        .chain(cfg.postgres.parameters.iter())
-    {
+    for (k, v) in &cluster.parameters {
+        // The store is untrusted: a command, library or include setting from it would
+        // run code as postgres. Only this member's own file may set those.
+        if pgbaton_core::limits::is_restricted(k) {
+            tracing::error!(
+                "not applying {k} from the cluster config in the store: {}",
+                pgbaton_core::limits::restricted_message(k)
+            );
+            continue;
+        }
+        s.insert(k.clone(), scalar(v));
+    }
+    for (k, v) in &cfg.postgres.parameters {
         s.insert(k.clone(), scalar(v));
     }
     if let Some(names) = sync_names {
@@ -90,5 +98,100 @@ fn scalar(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+/// The passfile lines for connecting to `primary`: the replication password, and the
+/// pg_rewind role's (or else the superuser's), each for `primary`'s exact host and port
+/// only, so no password is offered to any other server (security review F6).
+pub fn upstream_passwords(
+    cfg: &NodeConfig,
+    primary: &pgbaton_core::model::MemberStatus,
+) -> Vec<pgbaton_postgres::PassfileEntry> {
+    let repl = &cfg.postgres.replication;
+    let su = cfg
+        .postgres
+        .rewind
+        .as_ref()
+        .unwrap_or(&cfg.postgres.superuser);
+    [repl, su]
+        .into_iter()
+        .map(|c| pgbaton_postgres::PassfileEntry {
+            host: primary.host.clone(),
+            port: Some(primary.port),
+            user: c.username.clone(),
+            password: c.password.clone(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> NodeConfig {
+        let text = pgbaton_config::render_example(
+            "acme",
+            "n1",
+            std::path::Path::new("/srv/n1"),
+            std::path::Path::new("/srv/store"),
+            5432,
+            8008,
+        );
+        match pgbaton_config::parse(&text, "n1.yaml") {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn restricted_parameters_from_the_store_are_never_applied() {
+        let cfg = example();
+        let mut cluster = ClusterConfig::default();
+        cluster
+            .parameters
+            .insert("archive_command".into(), "id > /tmp/pwn-%f".into());
+        cluster
+            .parameters
+            .insert("SHARED_PRELOAD_LIBRARIES".into(), "evil".into());
+        cluster.parameters.insert("work_mem".into(), "8MB".into());
+        let s = managed_settings(&cfg, &cluster, None);
+        assert!(!s.contains_key("archive_command"));
+        assert!(!s.contains_key("SHARED_PRELOAD_LIBRARIES"));
+        assert_eq!(s.get("work_mem").map(String::as_str), Some("8MB"));
+    }
+
+    #[test]
+    fn passwords_go_only_to_the_primary_s_host_and_port() {
+        let cfg = example();
+        let primary = pgbaton_core::model::MemberStatus {
+            name: "n2".into(),
+            host: "10.0.0.7".into(),
+            port: 5433,
+            api_url: String::new(),
+            role: pgbaton_core::model::Role::Primary,
+            state: pgbaton_core::model::PgState::Running,
+            timeline: None,
+            lsn: None,
+            received_lsn: None,
+            replayed_lsn: None,
+            lag_bytes: None,
+            pg_version: None,
+            system_identifier: None,
+            tags: Default::default(),
+            slots: Vec::new(),
+            note: None,
+            updated_ms: 0,
+        };
+        let entries = upstream_passwords(&cfg, &primary);
+        assert_eq!(entries.len(), 2);
+        for e in &entries {
+            assert_eq!((e.host.as_str(), e.port), ("10.0.0.7", Some(5433)));
+        }
+        let text = pgbaton_postgres::render_passfile(&entries).expect("render");
+        assert!(
+            text.lines().all(|l| l.starts_with("10.0.0.7:5433:")),
+            "{text}"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Basic authentication of unsafe requests when `api.auth` is set: a router layer that
 //! answers 401 before any handler runs, so a request without the right credentials
-//! changes nothing.
+//! changes nothing. A client address that keeps failing is refused with 429 for a
+//! while (password guessing), and only its first failure in a window is logged at
+//! `warn` (no log flooding).
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -11,7 +13,18 @@ use base64::alphabet::STANDARD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use pgbaton_config::Credentials;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Failed attempts one client address may make per [`FAIL_WINDOW`] before it is
+/// refused with 429 until the window ends.
+pub const MAX_FAILURES: u32 = 20;
+/// The window of [`MAX_FAILURES`].
+pub const FAIL_WINDOW: Duration = Duration::from_secs(60);
+/// Client addresses remembered at most (the oldest windows are dropped first).
+const MAX_TRACKED: usize = 4096;
 
 /// The `WWW-Authenticate` challenge sent with every 401.
 pub const CHALLENGE: &str = "Basic realm=\"pgbaton\"";
@@ -28,6 +41,38 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 pub struct Guard {
     username: Arc<[u8]>,
     password: Arc<[u8]>,
+    failures: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+}
+
+impl Guard {
+    /// Whether `ip` used up its failures in the current window.
+    fn blocked(&self, ip: IpAddr, now: Instant) -> bool {
+        let Ok(map) = self.failures.lock() else {
+            return false;
+        };
+        map.get(&ip).is_some_and(|(start, n)| {
+            now.duration_since(*start) < FAIL_WINDOW && *n >= MAX_FAILURES
+        })
+    }
+
+    /// Count a failure of `ip`; returns how many it made in the current window.
+    fn failed(&self, ip: IpAddr, now: Instant) -> u32 {
+        let Ok(mut map) = self.failures.lock() else {
+            return 1;
+        };
+        if map.len() >= MAX_TRACKED {
+            map.retain(|_, (start, _)| now.duration_since(*start) < FAIL_WINDOW);
+            if map.len() >= MAX_TRACKED {
+                map.clear();
+            }
+        }
+        let entry = map.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= FAIL_WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1
+    }
 }
 
 /// Why a request is refused (each renders as a 401 with its own message).
@@ -58,6 +103,7 @@ impl Guard {
         auth.map(|c| Guard {
             username: c.username.as_bytes().into(),
             password: c.password.as_bytes().into(),
+            failures: Arc::default(),
         })
     }
 
@@ -110,20 +156,70 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// The router layer: lets the request through, or answers 401 with the challenge.
+/// The router layer: lets the request through, or answers 401 with the challenge (429
+/// once the client address has failed [`MAX_FAILURES`] times in [`FAIL_WINDOW`]).
 pub async fn require(State(guard): State<Guard>, req: Request, next: Next) -> Response {
+    if is_safe(req.method()) {
+        return next.run(req).await;
+    }
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let now = Instant::now();
+    if ip.is_some_and(|ip| guard.blocked(ip, now)) {
+        return too_many();
+    }
     match guard.check(req.method(), req.headers()) {
         Ok(()) => next.run(req).await,
         Err(refusal) => {
-            tracing::warn!(
-                "HTTP API: refused {} {}: {}",
-                req.method(),
-                req.uri().path(),
-                refusal.message()
-            );
+            let n = ip.map(|ip| guard.failed(ip, now)).unwrap_or(1);
+            let who = ip.map(|ip| ip.to_string()).unwrap_or_else(|| "?".into());
+            if n == 1 || n == MAX_FAILURES {
+                tracing::warn!(
+                    "HTTP API: refused {} {} from {who}: {} (failure {n} in this minute; at {MAX_FAILURES} the address is refused for the rest of it)",
+                    req.method(),
+                    req.uri().path(),
+                    refusal.message()
+                );
+            }
             unauthorized(refusal)
         }
     }
+}
+
+/// The router layer when `api.tls.client_ca` is set: an unsafe request must come over a
+/// connection that presented a client certificate signed by that CA (rustls checked the
+/// signature during the handshake); 401 otherwise.
+pub async fn require_client_cert(req: Request, next: Next) -> Response {
+    let presented = req
+        .extensions()
+        .get::<super::listener::ClientCert>()
+        .is_some_and(|c| c.0);
+    if is_safe(req.method()) || presented {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(serde_json::json!({
+            "error": "this method needs a client certificate signed by api.tls.client_ca (curl --cert FILE --key FILE)"
+        })),
+    )
+        .into_response()
+}
+
+/// The 429 of a client address that failed too often.
+fn too_many() -> Response {
+    let mut resp = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(serde_json::json!({
+            "error": format!("too many failed logins from this address; wait up to {} s", FAIL_WINDOW.as_secs())
+        })),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    resp
 }
 
 /// A 401 with `WWW-Authenticate: Basic realm="pgbaton"` and `{"error": ...}`.
@@ -148,6 +244,7 @@ mod tests {
         Guard {
             username: b"admin".as_slice().into(),
             password: b"pa:ss word".as_slice().into(),
+            failures: Arc::default(),
         }
     }
 
@@ -245,6 +342,22 @@ mod tests {
         };
         let g = Guard::from_config(Some(&c)).expect("guard");
         assert_eq!(g.check(&Method::DELETE, &headers(&basic("u:p"))), Ok(()));
+    }
+
+    #[test]
+    fn an_address_that_keeps_failing_is_blocked_for_the_window() {
+        let g = guard();
+        let ip: IpAddr = "10.0.0.9".parse().expect("ip");
+        let other: IpAddr = "10.0.0.8".parse().expect("ip");
+        let t0 = Instant::now();
+        for i in 1..=MAX_FAILURES {
+            assert!(!g.blocked(ip, t0), "{i}");
+            assert_eq!(g.failed(ip, t0), i);
+        }
+        assert!(g.blocked(ip, t0));
+        assert!(!g.blocked(other, t0));
+        assert!(!g.blocked(ip, t0 + FAIL_WINDOW));
+        assert_eq!(g.failed(ip, t0 + FAIL_WINDOW), 1);
     }
 
     #[test]

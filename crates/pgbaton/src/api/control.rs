@@ -42,8 +42,15 @@ pub async fn patch_config(
             )))
         }
         (Some(e), _) => {
-            let v: Value = serde_json::from_str(&e.value).map_err(|err| {
-                ApiError::Internal(format!("the store's {KEY_CONFIG} key is not JSON: {err}"))
+            // Untrusted: unknown fields and restricted parameters are dropped; an
+            // unusable value is refused (repair it with `pgbaton edit-config`).
+            let (clean, _) = pgbaton_core::view::read_config(&e.value).map_err(|err| {
+                ApiError::Conflict(format!(
+                    "the store's {KEY_CONFIG} key is unusable ({err}); repair it with pgbaton edit-config"
+                ))
+            })?;
+            let v = serde_json::to_value(&clean).map_err(|err| {
+                ApiError::Internal(format!("cannot encode the config: {err}"))
             })?;
             (v, Expect::ModRevision(e.mod_revision))
         }
@@ -73,7 +80,13 @@ pub async fn patch_config(
             "the config changed while it was being patched; GET /config and retry".to_string(),
         ));
     }
-    tracing::info!("cluster config changed through the HTTP API: {patch}");
+    tracing::info!(
+        "cluster config changed through the HTTP API: keys {:?}",
+        patch
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    );
     let mut resp = Json(&config).into_response();
     // Best effort: the new revision, for a following conditional PATCH.
     if let Ok(Some(entry)) = read_key(&server, KEY_CONFIG).await {

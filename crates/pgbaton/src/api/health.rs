@@ -76,7 +76,7 @@ pub fn freshness_window(cc: &ClusterConfig) -> Duration {
 /// the freshness window plus `ttl`, so one slow action (a restart, a rewind) does not
 /// get the agent killed by an orchestrator.
 pub fn liveness_window(cc: &ClusterConfig) -> Duration {
-    freshness_window(cc) + Duration::from_secs(cc.ttl)
+    freshness_window(cc).saturating_add(Duration::from_secs(cc.ttl))
 }
 
 /// Seconds since the last finished cycle, if any.

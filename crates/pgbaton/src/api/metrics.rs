@@ -48,6 +48,13 @@ pub fn render(snap: &AgentSnapshot, cluster: &str, now: Instant) -> String {
         Some(flag(snap.pg_running)),
     );
     gauge(
+        "pgbaton_cluster_config_error",
+        "1 when the store's config key is unusable and the agent keeps its last good config (see pgbaton list).",
+        snap.store
+            .as_ref()
+            .map(|s| flag(crate::cli::config_error(s).is_some())),
+    );
+    gauge(
         "pgbaton_postgres_streaming",
         "1 when the WAL receiver is streaming.",
         Some(flag(snap.streaming)),

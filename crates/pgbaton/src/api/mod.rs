@@ -2,14 +2,19 @@
 //!
 //! Every health answer comes from the in-memory [`AgentSnapshot`], never from the agent
 //! loop or the store, so a busy agent or a frozen store still gets an answer within
-//! milliseconds. Cluster-wide views read the store with a deadline. The endpoints are
-//! documented in `docs/http-api.md`.
+//! milliseconds. Cluster-wide views come from the store snapshot of the agent's last
+//! cycle, never from the store itself. Connections and requests are bounded (see
+//! `listener.rs` and `server.rs`); browsers are kept out (see `guard.rs`). The
+//! endpoints are documented in `docs/http-api.md`, the threat model in
+//! `docs/security.md`.
 
 mod auth;
 mod control;
 mod error;
+mod guard;
 mod health;
 mod lag;
+mod listener;
 mod merge;
 mod metrics;
 mod requests;
@@ -61,20 +66,17 @@ pub async fn spawn(ctx: ApiContext) -> anyhow::Result<()> {
         None => None,
     };
     let (host, port) = ctx.cfg.api_listen();
+    if ctx.cfg.api.auth.is_none() && !pgbaton_config::is_loopback(&host) {
+        tracing::warn!(
+            "the HTTP API on {host}:{port} has no api.auth (api.allow_unauthenticated is set): anyone who can reach it can reconfigure the cluster and run commands as postgres on every member; see docs/security.md"
+        );
+    }
     let listener = tokio::net::TcpListener::bind((host.as_str(), port))
         .await
         .with_context(|| format!("cannot listen on {host}:{port} for the HTTP API"))?;
-    match tls {
-        Some(config) => {
-            tls::serve(listener, config, app(ctx))
-                .with_context(|| format!("cannot serve HTTPS on {host}:{port}"))?;
-            tracing::info!("HTTPS API listening on {host}:{port}");
-        }
-        None => {
-            tracing::info!("HTTP API listening on {host}:{port}");
-            serve(listener, ctx);
-        }
-    }
+    let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
+    listener::spawn(listener, tls, app(ctx), listener::Limits::default());
+    tracing::info!("{scheme} API listening on {host}:{port}");
     Ok(())
 }
 
@@ -85,12 +87,9 @@ fn app(ctx: ApiContext) -> axum::Router {
     }))
 }
 
-/// Serve the API on an already bound `listener` in a background task.
-fn serve(listener: tokio::net::TcpListener, ctx: ApiContext) {
-    let app = app(ctx);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("the HTTP API stopped serving: {e}");
-        }
-    });
+/// Serve the API on an already bound `listener` in a background task, with `limits`
+/// (tests use small ones).
+#[cfg(test)]
+fn serve(listener: tokio::net::TcpListener, ctx: ApiContext, limits: listener::Limits) {
+    listener::spawn(listener, None, app(ctx), limits);
 }

@@ -5,8 +5,10 @@ use super::error::ApiError;
 use super::health::{evaluate, Check};
 use super::lag::parse_lag;
 use super::status::{status_body, StatusBody};
-use super::{auth, control, requests, views, AgentSnapshot, ApiContext};
+use super::{auth, control, guard, requests, views, AgentSnapshot, ApiContext};
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +18,8 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tower::ServiceBuilder;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 /// Longest time a handler waits for the store before answering 503.
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -56,11 +60,22 @@ pub const PROBES: &[(&str, Check)] = &[
     ("/readiness", Check::Readiness),
 ];
 
-/// Every route of the API, on `server`. With `api.auth` set, every route (and the
-/// fallback) sits behind [`auth::require`], which answers 401 to an unsafe request
-/// without the right credentials before any handler runs.
+/// Every route of the API, on `server`, behind these layers, outermost first:
+/// [`guard::require_same_site`] (421 for a foreign `Host`, 403 for a cross-site unsafe
+/// request); with `api.auth` set, [`auth::require`] (401 without the right credentials,
+/// 429 after repeated failures); the body size limit, body and request timeouts; load
+/// shedding (503 beyond [`MAX_IN_FLIGHT`]); and [`guard::require_json`] (415 for an
+/// unsafe request that is not JSON). Every refusal comes before any handler runs.
 pub fn router(server: Shared) -> Router {
-    let guard = auth::Guard::from_config(server.ctx.cfg.api.auth.as_ref());
+    let auth_guard = auth::Guard::from_config(server.ctx.cfg.api.auth.as_ref());
+    let host_guard = guard::HostGuard::from_config(&server.ctx.cfg);
+    let client_ca = server
+        .ctx
+        .cfg
+        .api
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca.is_some());
     let probe_methods = MethodFilter::GET
         .or(MethodFilter::HEAD)
         .or(MethodFilter::OPTIONS);
@@ -85,10 +100,50 @@ pub fn router(server: Shared) -> Router {
         .route("/reinitialize", post(requests::reinitialize))
         .fallback(not_found)
         .with_state(server);
-    match guard {
-        Some(guard) => app.layer(axum::middleware::from_fn_with_state(guard, auth::require)),
+    // Layers run outside in: the last added runs first.
+    let app = app
+        .layer(axum::middleware::from_fn(guard::require_json))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .concurrency_limit(MAX_IN_FLIGHT),
+        )
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    let app = match auth_guard {
+        Some(g) => app.layer(axum::middleware::from_fn_with_state(g, auth::require)),
         None => app,
-    }
+    };
+    let app = if client_ca {
+        app.layer(axum::middleware::from_fn(auth::require_client_cert))
+    } else {
+        app
+    };
+    app.layer(axum::middleware::from_fn_with_state(
+        host_guard,
+        guard::require_same_site,
+    ))
+}
+
+/// Requests handled at once; more are answered 503 at once (load shedding).
+pub const MAX_IN_FLIGHT: usize = 256;
+/// Longest time one request may take, body included (408 after).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the next piece of a request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request body (every body is a small JSON object).
+pub const MAX_BODY: usize = 64 * 1024;
+
+async fn overloaded(_: tower::BoxError) -> (StatusCode, Json<serde_json::Value>) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({"error": "the API is overloaded; retry shortly"})),
+    )
 }
 
 /// A health answer's JSON: the check's verdict and the member's status.

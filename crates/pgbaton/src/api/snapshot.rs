@@ -35,6 +35,9 @@ pub struct AgentSnapshot {
     pub fencing_actions: u64,
     /// The `sync` key lists this member as a synchronous (or quorum) standby.
     pub sync_standby: bool,
+    /// The store snapshot of the last cycle: `/cluster`, `/history` and `/config` are
+    /// answered from it, so API load never reaches the store.
+    pub store: Option<std::sync::Arc<pgbaton_store::Snapshot>>,
 }
 
 impl AgentSnapshot {
@@ -55,6 +58,7 @@ impl AgentSnapshot {
             promotions_seen: 0,
             fencing_actions: 0,
             sync_standby: false,
+            store: None,
         }
     }
 
@@ -64,7 +68,8 @@ impl AgentSnapshot {
             return None;
         }
         let renewed = self.lease_renewed_at?;
-        let expires = renewed + std::time::Duration::from_secs(self.cluster_config.ttl);
+        let ttl = std::time::Duration::from_secs(self.cluster_config.ttl);
+        let expires = renewed.checked_add(ttl)?;
         Some(expires.saturating_duration_since(now).as_secs_f64())
     }
 }

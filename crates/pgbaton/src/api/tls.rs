@@ -1,12 +1,15 @@
 //! HTTPS for the API when `api.tls` is set: loads the PEM files (naming the config key
-//! and path of whichever is missing or bad) and serves the router over rustls.
+//! and path of whichever is missing or bad) into the rustls acceptor `listener.rs`
+//! serves through.
 
-use axum::Router;
-use axum_server::tls_rustls::RustlsConfig;
 use pgbaton_config::ApiTls;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::TlsAcceptor;
 
 /// Why the API's TLS files cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -43,11 +46,13 @@ pub enum TlsError {
     },
 }
 
-/// Read and check `tls.cert` and `tls.key`, and build the server's TLS config.
+/// Read and check `tls.cert`, `tls.key` and `tls.client_ca`, and build the acceptor.
 ///
 /// The caller must do this before it reports the API as serving: every failure names the
-/// config key and the file.
-pub async fn load(tls: &ApiTls) -> Result<RustlsConfig, TlsError> {
+/// config key and the file. With `client_ca`, clients may present a certificate (it must
+/// then be signed by that CA, or the handshake fails); whether one was presented is
+/// checked per request (see `auth::require_client_cert`).
+pub async fn load(tls: &ApiTls) -> Result<TlsAcceptor, TlsError> {
     let cert = read("api.tls.cert", &tls.cert)?;
     let key = read("api.tls.key", &tls.key)?;
     let certs = CertificateDer::pem_slice_iter(&cert)
@@ -56,16 +61,41 @@ pub async fn load(tls: &ApiTls) -> Result<RustlsConfig, TlsError> {
     if certs.is_empty() {
         return Err(pem_error("api.tls.cert", &tls.cert, "certificate"));
     }
-    if PrivateKeyDer::from_pem_slice(&key).is_err() {
+    let Ok(private) = PrivateKeyDer::from_pem_slice(&key) else {
         return Err(pem_error("api.tls.key", &tls.key, "private key"));
-    }
-    RustlsConfig::from_pem(cert, key)
-        .await
-        .map_err(|source| TlsError::Refused {
-            cert: tls.cert.clone(),
-            key: tls.key.clone(),
-            source,
-        })
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let refused = |e: String| TlsError::Refused {
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
+        source: std::io::Error::other(e),
+    };
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| refused(e.to_string()))?;
+    let builder = match &tls.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let pem = read("api.tls.client_ca", path)?;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(&pem).flatten() {
+                let _ = roots.add(c);
+            }
+            if roots.is_empty() {
+                return Err(pem_error("api.tls.client_ca", path, "CA certificate"));
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| refused(format!("api.tls.client_ca: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, private)
+        .map_err(|e| refused(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -82,21 +112,4 @@ fn pem_error(key: &'static str, path: &Path, what: &'static str) -> TlsError {
         path: path.to_path_buf(),
         what,
     }
-}
-
-/// Serve `app` over TLS on the already bound `listener` in a background task.
-///
-/// Fails only when the listener cannot be handed to the TLS server.
-pub fn serve(
-    listener: tokio::net::TcpListener,
-    config: RustlsConfig,
-    app: Router,
-) -> std::io::Result<()> {
-    let server = axum_server::from_tcp_rustls(listener.into_std()?, config)?;
-    tokio::spawn(async move {
-        if let Err(e) = server.serve(app.into_make_service()).await {
-            tracing::error!("the HTTPS API stopped serving: {e}");
-        }
-    });
-    Ok(())
 }

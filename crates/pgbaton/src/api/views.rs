@@ -1,5 +1,7 @@
-//! Read-only endpoints: `/status` and `/metrics` from the snapshot; `/cluster`,
-//! `/history` and `/config` from the store, with a deadline so they never hang.
+//! Read-only endpoints, all answered from the agent's in-memory snapshot: `/status`
+//! and `/metrics` from its state, `/cluster`, `/history` and `/config` from the store
+//! snapshot of its last cycle. No read reaches the store, so a flood of reads cannot
+//! slow the store calls the agent and its lease keeper depend on (security review F3).
 
 use super::error::ApiError;
 use super::server::{Shared, STORE_TIMEOUT};
@@ -10,8 +12,9 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pgbaton_core::model::{KEY_CONFIG, KEY_HISTORY};
-use pgbaton_store::Entry;
+use pgbaton_store::{Entry, Snapshot};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// `GET /status`: this member's full state. Always 200; see `fresh`.
@@ -29,19 +32,14 @@ pub async fn metrics(State(server): State<Shared>) -> Response {
 
 /// `GET /cluster`: every member, as `pgbaton list --format json` prints them.
 pub async fn cluster(State(server): State<Shared>) -> Result<Response, ApiError> {
-    let store = server.ctx.store.clone();
-    let rows = tokio::time::timeout(STORE_TIMEOUT, crate::cli::fetch(store.as_ref()))
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(|e| {
-            ApiError::Unavailable(format!("cannot read the cluster from the store: {e:#}"))
-        })?;
-    Ok(Json(rows).into_response())
+    let snap = store_snapshot(&server)?;
+    Ok(Json(crate::cli::rows_of(&snap)).into_response())
 }
 
 /// `GET /history`: the promotions recorded in the store; `[]` when there are none.
 pub async fn history(State(server): State<Shared>) -> Result<Json<Value>, ApiError> {
-    match read_key(&server, KEY_HISTORY).await? {
+    let snap = store_snapshot(&server)?;
+    match snap.entries.get(KEY_HISTORY) {
         None => Ok(Json(Value::Array(Vec::new()))),
         Some(entry) => match serde_json::from_str::<Value>(&entry.value) {
             Ok(v @ Value::Array(_)) => Ok(Json(v)),
@@ -52,11 +50,13 @@ pub async fn history(State(server): State<Shared>) -> Result<Json<Value>, ApiErr
     }
 }
 
-/// `GET /config`: the cluster-wide config from the store, with its revision as the
-/// `ETag` (send it back in `If-Match` with `PATCH /config`). When the store has no
-/// config yet, this member's `bootstrap` section, without an `ETag`.
+/// `GET /config`: the cluster-wide config from the store (as of the agent's last
+/// cycle), with its revision as the `ETag` (send it back in `If-Match` with
+/// `PATCH /config`). When the store has no config yet, this member's `bootstrap`
+/// section, without an `ETag`.
 pub async fn config(State(server): State<Shared>) -> Result<Response, ApiError> {
-    match read_key(&server, KEY_CONFIG).await? {
+    let snap = store_snapshot(&server)?;
+    match snap.entries.get(KEY_CONFIG) {
         Some(entry) => {
             let value: Value = serde_json::from_str(&entry.value).map_err(|e| {
                 ApiError::Internal(format!("the store's {KEY_CONFIG} key is not JSON: {e}"))
@@ -69,6 +69,15 @@ pub async fn config(State(server): State<Shared>) -> Result<Response, ApiError> 
         }
         None => Ok(Json(&server.ctx.cfg.bootstrap).into_response()),
     }
+}
+
+/// The store snapshot of the agent's last cycle; 503 before the first one.
+fn store_snapshot(server: &Shared) -> Result<Arc<Snapshot>, ApiError> {
+    server.snapshot().store.ok_or_else(|| {
+        ApiError::Unavailable(
+            "the agent has not read the store yet; try again in a moment".to_string(),
+        )
+    })
 }
 
 /// The `ETag` of a store revision.

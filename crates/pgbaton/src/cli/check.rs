@@ -2,7 +2,7 @@
 //! monitoring systems that run a command rather than scrape metrics.
 
 use super::list::Row;
-use pgbaton_core::model::{ClusterConfig, KEY_CONFIG};
+use pgbaton_core::model::KEY_CONFIG;
 use serde::Serialize;
 use std::path::Path;
 
@@ -148,8 +148,8 @@ async fn verdict(config: &Path, limits: CheckLimits) -> anyhow::Result<Verdict> 
     let paused = store
         .get(KEY_CONFIG)
         .await?
-        .and_then(|e| serde_json::from_str::<ClusterConfig>(&e.value).ok())
-        .is_some_and(|c| c.paused);
+        .and_then(|e| pgbaton_core::view::read_config(&e.value).ok())
+        .is_some_and(|(c, _)| c.paused);
     Ok(judge(&rows, paused, limits))
 }
 

@@ -51,10 +51,25 @@ pub async fn edit_config(config: &Path, sets: &[String], format: Format) -> anyh
                 config.display()
             )));
         };
-        let mut value: Value = serde_json::from_str(&entry.value)
-            .map_err(|e| anyhow!("the store's {KEY_CONFIG} key is not JSON: {e}"))?;
-        let old: ClusterConfig = serde_json::from_value(value.clone())
-            .map_err(|e| anyhow!("the store's {KEY_CONFIG} key is not a cluster config: {e}"))?;
+        // The store's value is untrusted: unknown fields and restricted parameters are
+        // dropped (and said so); an unusable value is replaced, visibly, by this
+        // member's bootstrap section, so that edit-config can always repair it.
+        let old: ClusterConfig = match pgbaton_core::view::read_config(&entry.value) {
+            Ok((c, warnings)) => {
+                for w in warnings {
+                    eprintln!("note: the store's config: {w}; it is dropped by this edit");
+                }
+                c
+            }
+            Err(e) => {
+                eprintln!(
+                    "warning: the store's config is unusable ({e}); starting from the bootstrap section of {}",
+                    config.display()
+                );
+                cfg.bootstrap.clone()
+            }
+        };
+        let mut value: Value = serde_json::to_value(&old)?;
         for p in &patches {
             crate::api::merge_patch(&mut value, p);
         }

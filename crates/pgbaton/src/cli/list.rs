@@ -2,7 +2,7 @@
 
 use pgbaton_core::model::{MemberStatus, PgState, Role, KEY_LEADER, KEY_STATUS};
 use pgbaton_core::model::{PrimaryStatus, SyncState, KEY_SYNC};
-use pgbaton_store::Store;
+use pgbaton_store::{Snapshot, Store};
 use serde::Serialize;
 use std::path::Path;
 
@@ -192,12 +192,21 @@ fn human_bytes(b: u64) -> String {
 
 /// Read the members from the store.
 pub async fn fetch(store: &dyn Store) -> anyhow::Result<Vec<Row>> {
-    let snap = store.snapshot().await?;
+    Ok(rows_of(&store.snapshot().await?))
+}
+
+/// The rows of a store snapshot. Member keys that fail validation (see
+/// [`pgbaton_core::limits::check_member`]) are left out, as the agents leave them out.
+pub fn rows_of(snap: &Snapshot) -> Vec<Row> {
     let members: Vec<MemberStatus> = snap
         .entries
         .iter()
-        .filter(|(k, _)| k.starts_with(pgbaton_core::model::MEMBERS_PREFIX))
-        .filter_map(|(_, e)| serde_json::from_str(&e.value).ok())
+        .filter_map(|(k, e)| {
+            let name = k.strip_prefix(pgbaton_core::model::MEMBERS_PREFIX)?;
+            let m: MemberStatus = serde_json::from_str(&e.value).ok()?;
+            pgbaton_core::limits::check_member(name, &m).ok()?;
+            Some(m)
+        })
         .collect();
     let status: Option<PrimaryStatus> = snap
         .value(KEY_STATUS)
@@ -205,33 +214,41 @@ pub async fn fetch(store: &dyn Store) -> anyhow::Result<Vec<Row>> {
     let sync: Option<SyncState> = snap
         .value(KEY_SYNC)
         .and_then(|v| serde_json::from_str(v).ok());
-    Ok(rows(
+    rows(
         &members,
         snap.value(KEY_LEADER),
         status.as_ref(),
         sync.as_ref(),
-    ))
+    )
+}
+
+/// Why the store's `config` key cannot be used, if it cannot (agents then keep their
+/// last good config).
+pub fn config_error(snap: &Snapshot) -> Option<String> {
+    let value = snap.value(pgbaton_core::model::KEY_CONFIG)?;
+    pgbaton_core::view::read_config(value).err()
 }
 
 /// Read the cluster from the store and print it.
 pub async fn list(config: &Path, format: Format) -> anyhow::Result<()> {
     let (cfg, store) = super::open(config).await?;
-    let rows = fetch(store.as_ref()).await?;
+    let snap = store.snapshot().await?;
+    let rows = rows_of(&snap);
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Table => {
             print!("{}", table(&cfg.cluster, &rows));
-            let paused = store
-                .get(pgbaton_core::model::KEY_CONFIG)
-                .await?
-                .and_then(|e| {
-                    serde_json::from_str::<pgbaton_core::model::ClusterConfig>(&e.value).ok()
-                })
-                .is_some_and(|c| c.paused);
+            let config = snap.value(pgbaton_core::model::KEY_CONFIG);
+            let paused = config
+                .and_then(|v| pgbaton_core::view::read_config(v).ok())
+                .is_some_and(|(c, _)| c.paused);
             if paused {
                 println!("Maintenance mode: paused (no automatic failover, restart or rejoin; `pgbaton resume` ends it)");
             }
         }
+    }
+    if let Some(err) = config_error(&snap) {
+        eprintln!("Cluster config error: the store's config key is unusable ({err}); the agents keep their last good config; fix it with `pgbaton edit-config`");
     }
     Ok(())
 }

@@ -46,6 +46,8 @@ pub async fn reload(config: &Path, name: &str) -> anyhow::Result<()> {
         )));
     };
     let member: pgbaton_core::model::MemberStatus = serde_json::from_str(&entry.value)?;
+    pgbaton_core::limits::check_member(name, &member)
+        .map_err(|why| anyhow::anyhow!("the store's key {key} is not usable: {why}"))?;
     if member.api_url.starts_with("https://") {
         let url = member.api_url.trim_end_matches('/');
         bail!("the API of {name} uses TLS: use curl -X POST {url}/reload (add --cacert FILE and -u USER:PASSWORD as needed)");
@@ -57,15 +59,24 @@ pub async fn reload(config: &Path, name: &str) -> anyhow::Result<()> {
         .trim_end_matches('/')
         .to_string();
     let mut request = format!(
-        "POST /reload HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n"
+        "POST /reload HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n"
     );
     if let Some(auth) = &cfg.api.auth {
+        // The address comes from the store: never send the password in clear text to a
+        // host other than this one (security review F6).
+        let host = address
+            .rsplit_once(':')
+            .map_or(address.as_str(), |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if !pgbaton_config::is_loopback(host) {
+            bail!("{name}'s API at {address} is plain HTTP on another host: pgbaton does not send the api.auth password there in clear text; set api.tls on the members, or run `pgbaton reload {name}` on {name}'s host");
+        }
         use base64::Engine;
         let token = base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", auth.username, auth.password));
         request.push_str(&format!("Authorization: Basic {token}\r\n"));
     }
-    request.push_str("\r\n");
+    request.push_str("\r\n{}");
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(&address).await?;
         stream.write_all(request.as_bytes()).await?;

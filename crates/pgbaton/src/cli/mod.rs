@@ -20,7 +20,7 @@ pub use check_config::check_config;
 pub use dsn::{dsn, DsnArgs, DsnFormat, DsnRole};
 pub use edit_config::edit_config;
 pub use history::history;
-pub use list::{fetch, list, table, Format, Row};
+pub use list::{config_error, fetch, list, rows_of, table, Format, Row};
 pub use member_ops::{reload, restart};
 pub use remove::remove;
 pub use request::{failover, reinit, set_paused, switchover, SwitchoverArgs};

@@ -6,6 +6,7 @@ use std::path::Path;
 
 /// Mark `name` as removed in the primary's registry. Refused while its agent runs.
 pub async fn remove(config: &Path, name: &str) -> anyhow::Result<()> {
+    pgbaton_core::limits::check_name(name).map_err(anyhow::Error::msg)?;
     let (cfg, store) = super::open(config).await?;
     for _ in 0..10 {
         if store.get(&member_key(name)).await?.is_some() {

@@ -166,12 +166,16 @@ async fn wait_for_primary(
 
 /// True if the member's PostgreSQL accepts a write transaction.
 async fn writable(cfg: &NodeConfig, row: &Row) -> bool {
-    let conn = format!(
-        "host={} port={} user={} password={} dbname=postgres connect_timeout=2",
-        row.host, row.port, cfg.postgres.superuser.username, cfg.postgres.superuser.password
-    );
-    let Ok((client, connection)) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await
-    else {
+    // Built field by field: a password with spaces or quotes, or a host from the store,
+    // cannot inject conninfo keywords (security review F6).
+    let mut conn = tokio_postgres::Config::new();
+    conn.host(&row.host)
+        .port(row.port)
+        .user(&cfg.postgres.superuser.username)
+        .password(&cfg.postgres.superuser.password)
+        .dbname("postgres")
+        .connect_timeout(std::time::Duration::from_secs(2));
+    let Ok((client, connection)) = conn.connect(tokio_postgres::NoTls).await else {
         return false;
     };
     tokio::spawn(connection);

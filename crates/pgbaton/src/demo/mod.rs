@@ -7,6 +7,7 @@
 //! then etcd. Started again after any interruption, it resumes and heals the cluster.
 
 mod configs;
+mod dircheck;
 mod error;
 mod etcd;
 mod screen;
@@ -68,6 +69,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
     };
     let starts_etcd = opts.store == StoreArg::Etcd && opts.etcd_endpoints.is_empty();
     let dir = std::path::absolute(&opts.dir)?;
+    dircheck::check(&dir)?;
     let mut subdirs = vec!["", "data", "logs"];
     if backend == Backend::Local {
         subdirs.push("store");
@@ -79,6 +81,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<()> {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))
             .with_context(|| format!("setting permissions of {}", d.display()))?;
     }
+    dircheck::mark(&dir)?;
     let members = configs::prepare(&dir, nodes, &backend, &own_etcd)?;
     configs::check_ports(&members)?;
     let mut local_etcd = if starts_etcd {

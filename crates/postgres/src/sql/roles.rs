@@ -6,12 +6,11 @@ use crate::error::{Error, Result};
 use crate::quote::{quote_ident, quote_literal};
 
 impl Sql {
-    /// Makes sure role `user` exists with LOGIN, REPLICATION and password `password`
-    /// (stored as SCRAM by the server's default `password_encryption`). Creates it or alters it.
-    /// Only on a primary. Returns `true` when the role was created.
+    /// Makes sure role `user` exists with LOGIN, REPLICATION and password `password`.
+    /// Creates it or alters it. Only on a primary. Returns `true` when the role was created.
     ///
-    /// The password travels inside the statement text (utility statements take no parameters),
-    /// properly quoted; keep `log_statement` below `ddl` if that matters.
+    /// Only a SCRAM-SHA-256 verifier of the password reaches PostgreSQL, in a transaction
+    /// whose statement logging is off: the password is never in a log.
     pub async fn ensure_replication_role(&self, user: &str, password: &str) -> Result<bool> {
         self.ensure_role(user, password, "LOGIN REPLICATION", &[])
             .await
@@ -54,17 +53,26 @@ impl Sql {
             .is_some();
         let verb = if exists { "ALTER" } else { "CREATE" };
         let role = quote_ident(user);
-        let mut sql = format!(
-            "{verb} ROLE {role} WITH {attributes} PASSWORD {};",
-            quote_literal(password)
+        // A SCRAM-SHA-256 verifier computed here, never the password: the statement
+        // text may end up in the server log or pg_stat_statements. The statement's own
+        // logging is switched off for the transaction as well.
+        let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+        let mut sql = String::from(
+            "BEGIN; SET LOCAL log_statement = 'none'; SET LOCAL log_min_duration_statement = -1; SET LOCAL log_min_error_statement = 'panic';",
         );
+        sql.push_str(&format!(
+            "{verb} ROLE {role} WITH {attributes} PASSWORD {};",
+            quote_literal(&verifier)
+        ));
         for f in functions {
             sql.push_str(&format!("GRANT EXECUTE ON FUNCTION {f} TO {role};"));
         }
-        self.client
-            .batch_execute(&sql)
-            .await
-            .map_err(|e| self.err(&format!("{verb} ROLE {user:?}"), e))?;
+        sql.push_str("COMMIT;");
+        if let Err(e) = self.client.batch_execute(&sql).await {
+            // Leave no failed transaction block behind on this connection.
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            return Err(self.err(&format!("{verb} ROLE {user:?}"), e));
+        }
         Ok(!exists)
     }
 }

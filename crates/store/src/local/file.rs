@@ -10,6 +10,7 @@ use super::state::{State, FORMAT};
 use crate::{Result, StoreError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -63,6 +64,7 @@ pub(crate) fn write_state(cluster_dir: &Path, state: &State) -> Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&tmp)
         .map_err(|e| io("create", &tmp, e))?;
     f.write_all(&bytes).map_err(|e| io("write", &tmp, e))?;

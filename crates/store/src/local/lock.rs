@@ -10,6 +10,7 @@ use crate::{Result, StoreError};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub(crate) fn lock_until(cluster_dir: &Path, deadline: Instant) -> Result<DirLoc
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .open(&path)
         .map_err(|e| StoreError::Other(format!("cannot open lock file {}: {e}", path.display())))?;
     let started = Instant::now();

@@ -33,6 +33,18 @@ pub struct LocalStore {
     boot_id: String,
 }
 
+/// Create `path` and its missing parents with mode 0700: whoever can open the lock
+/// file can flock it and freeze the store for every member, and whoever can write the
+/// state file controls the cluster.
+fn create_private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| StoreError::Other(format!("cannot create {}: {e}", path.display())))
+}
+
 impl LocalStore {
     /// Open (creating as needed) the namespace `cluster` under `dir`. Every later call
     /// gives up with `StoreError::Unreachable` when it cannot take the directory lock
@@ -42,9 +54,7 @@ impl LocalStore {
     /// This does a little blocking file I/O (no locking); it is fine to call from async code.
     pub fn open(dir: &Path, cluster: &str, call_timeout: Duration) -> Result<LocalStore> {
         let cluster_dir = cluster_dir(dir, cluster)?;
-        std::fs::create_dir_all(&cluster_dir).map_err(|e| {
-            StoreError::Other(format!("cannot create {}: {e}", cluster_dir.display()))
-        })?;
+        create_private_dir(&cluster_dir)?;
         file::read_state(&cluster_dir)?;
         Ok(LocalStore {
             cluster_dir,

@@ -1,7 +1,7 @@
 //! `api.auth` on the real server: unsafe methods without or with wrong credentials get
 //! 401 and leave the store as it was; the right credentials work; GETs need none.
 
-use super::client::{get, request, Reply};
+use super::client::{get, request, request_from, Reply};
 use super::http::{start_with, three_members, Harness};
 use super::primary;
 use base64::Engine;
@@ -82,23 +82,26 @@ async fn unsafe_methods_need_the_right_credentials_and_change_nothing_without() 
         ("POST", "/reload", None),
         ("DELETE", "/switchover", None),
     ];
-    for creds in &wrong {
+    for (i, creds) in wrong.iter().enumerate() {
+        // Each set of credentials from its own client address, below the failure limit.
+        let src = format!("127.0.1.{}", i + 1);
         let headers: Vec<(&str, &str)> = creds
             .iter()
             .map(|c| ("Authorization", c.as_str()))
             .collect();
         for (method, path, body) in calls {
             let what = format!("{method} {path} with {creds:?}");
-            let r = request(h.port, method, path, &headers, body).await;
+            let r = request_from(&src, h.port, method, path, &headers, body).await;
             assert_refused(&r, &what);
         }
         // Unknown paths and methods are refused too, before routing says 404/405.
-        let r = request(h.port, "PUT", "/config", &headers, Some("{}")).await;
+        let r = request_from(&src, h.port, "PUT", "/config", &headers, Some("{}")).await;
         assert_refused(&r, "PUT /config");
-        let r = request(h.port, "POST", "/nowhere", &headers, None).await;
+        let r = request_from(&src, h.port, "POST", "/nowhere", &headers, None).await;
         assert_refused(&r, "POST /nowhere");
     }
     assert_eq!(config_revision(h.store.as_ref()).await, rev);
+    h.fresh().await;
     assert_eq!(get(h.port, "/config").await.json()["loop_wait"], 2);
     assert!(h.store.get(KEY_SWITCHOVER).await.expect("get").is_none());
     assert!(h.store.get(KEY_RESTART).await.expect("get").is_none());
@@ -171,4 +174,47 @@ async fn safe_methods_need_no_credentials() {
     .await;
     assert_eq!(r.status, 200);
     assert_eq!(get(h.port, "/nowhere").await.status, 404);
+}
+
+#[tokio::test]
+async fn repeated_failures_from_one_address_get_429_even_with_the_right_password() {
+    let h = start_guarded().await;
+    let src = "127.0.2.1";
+    let wrong = basic("admin:guess");
+    for i in 0..crate::api::auth::MAX_FAILURES {
+        let r = request_from(
+            src,
+            h.port,
+            "POST",
+            "/reload",
+            &[("Authorization", &wrong)],
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 401, "attempt {i}: {}", r.body);
+    }
+    let right = basic("admin:s3cret:pw");
+    let r = request_from(
+        src,
+        h.port,
+        "POST",
+        "/reload",
+        &[("Authorization", &right)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("60"));
+    // Other clients are not locked out; reads never are.
+    let r = request_from(
+        "127.0.2.2",
+        h.port,
+        "POST",
+        "/reload",
+        &[("Authorization", &right)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(get(h.port, "/status").await.status, 200);
 }

@@ -27,7 +27,8 @@ impl Reply {
     }
 }
 
-/// Send `method path` to 127.0.0.1:`port` with `headers` and an optional JSON body.
+/// Send `method path` to 127.0.0.1:`port` with `headers` and an optional body. Unsafe
+/// methods and bodies get `Content-Type: application/json` unless `headers` name one.
 pub async fn request(
     port: u16,
     method: &str,
@@ -35,18 +36,39 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Reply {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
+    request_from("127.0.0.1", port, method, path, headers, body).await
+}
+
+/// Like [`request`], from the loopback source address `src` (e.g. `127.0.3.1`), so
+/// tests can stand for different clients.
+pub async fn request_from(
+    src: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Reply {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    let from: std::net::SocketAddr = format!("{src}:0").parse().expect("source address");
+    socket.bind(from).expect("bind the source address");
+    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let mut s = socket.connect(to).await.expect("connect");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    let has_type = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    let safe = ["GET", "HEAD", "OPTIONS"].contains(&method);
+    if !has_type && (body.is_some() || !safe) {
+        req.push_str("Content-Type: application/json\r\n");
+    }
     if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-            b.len()
-        ));
+        req.push_str(&format!("Content-Length: {}\r\n\r\n{b}", b.len()));
+    } else if !safe {
+        req.push_str("Content-Length: 0\r\n\r\n");
     } else {
         req.push_str("\r\n");
     }

@@ -3,7 +3,9 @@
 
 mod auth;
 mod client;
+mod fuzz;
 mod health;
+mod hostile;
 mod http;
 mod metrics;
 mod tls;

@@ -33,6 +33,7 @@ fn make_cert(dir: &Path) -> ApiTls {
     let tls = ApiTls {
         cert: dir.join("cert.pem"),
         key: dir.join("key.pem"),
+        client_ca: None,
     };
     let out = std::process::Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
@@ -161,6 +162,7 @@ async fn missing_or_bad_files_fail_spawn_naming_key_and_path() {
     let e = spawn_error(ApiTls {
         cert: missing.clone(),
         key: good.key.clone(),
+        client_ca: None,
     })
     .await;
     assert!(
@@ -173,6 +175,7 @@ async fn missing_or_bad_files_fail_spawn_naming_key_and_path() {
     let e = spawn_error(ApiTls {
         cert: good.cert.clone(),
         key: garbage.clone(),
+        client_ca: None,
     })
     .await;
     assert!(
@@ -183,6 +186,7 @@ async fn missing_or_bad_files_fail_spawn_naming_key_and_path() {
     let e = spawn_error(ApiTls {
         cert: garbage.clone(),
         key: good.key.clone(),
+        client_ca: None,
     })
     .await;
     assert!(
@@ -194,7 +198,179 @@ async fn missing_or_bad_files_fail_spawn_naming_key_and_path() {
     let e = spawn_error(ApiTls {
         cert: good.cert.clone(),
         key: good.cert.clone(),
+        client_ca: None,
     })
     .await;
     assert!(e.contains("api.tls.key"), "{e}");
+}
+
+/// Make a CA and a client certificate it signs in `dir`: (ca.pem, client.pem, client.key).
+fn make_client_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-days",
+        "1",
+        "-subj",
+        "/CN=pgbaton-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-subj",
+        "/CN=operator",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+    ]);
+    run(&csr);
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("write ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        "client.pem",
+        "-extfile",
+        "client.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("client.pem"),
+        dir.join("client.key"),
+    )
+}
+
+/// `method path` over TLS with an optional client certificate; the raw answer, or the
+/// error text when the handshake or the exchange failed.
+async fn https_request(
+    port: u16,
+    server_cert: &Path,
+    client: Option<(&Path, &Path)>,
+    method: &str,
+    path: &str,
+) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(server_cert).expect("read cert") {
+        roots.add(c.expect("cert pem")).expect("add root");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let certs = CertificateDer::pem_file_iter(cert)
+                .expect("client cert")
+                .map(|c| c.expect("pem"))
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(key).expect("client key");
+            builder
+                .with_client_auth_cert(certs, key)
+                .expect("client auth")
+        }
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let name = ServerName::try_from("127.0.0.1").expect("server name");
+    let mut tls = match connector.connect(name, tcp).await {
+        Ok(t) => t,
+        Err(e) => return format!("handshake failed: {e}"),
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    if let Err(e) = tls.write_all(req.as_bytes()).await {
+        return format!("write failed: {e}");
+    }
+    let mut out = Vec::new();
+    if let Err(e) = tls.read_to_end(&mut out).await {
+        if out.is_empty() {
+            return format!("read failed: {e}");
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn client_certificates_guard_the_control_endpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut tls = make_cert(dir.path());
+    let ca_dir = dir.path().join("ca");
+    std::fs::create_dir(&ca_dir).expect("mkdir");
+    let (ca, client_cert, client_key) = make_client_ca(&ca_dir);
+    tls.client_ca = Some(ca);
+    let port = free_port();
+    spawn(context(dir.path(), port, Some(tls.clone())))
+        .await
+        .expect("spawn with client_ca");
+    let within = |f| tokio::time::timeout(Duration::from_secs(10), f);
+
+    // Reads need no certificate (load balancers, Prometheus).
+    let r = within(https_request(port, &tls.cert, None, "GET", "/health"))
+        .await
+        .expect("in time");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    // A control request without one: 401, naming the fix.
+    let r = within(https_request(port, &tls.cert, None, "POST", "/reload"))
+        .await
+        .expect("in time");
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    assert!(r.contains("api.tls.client_ca"), "{r}");
+    // With a certificate the CA signed: through.
+    let with = Some((client_cert.as_path(), client_key.as_path()));
+    let r = within(https_request(port, &tls.cert, with, "POST", "/reload"))
+        .await
+        .expect("in time");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    // A certificate from another CA (the server's own self-signed one): refused.
+    let other = Some((tls.cert.as_path(), tls.key.as_path()));
+    let r = within(https_request(port, &tls.cert, other, "POST", "/reload"))
+        .await
+        .expect("in time");
+    assert!(!r.starts_with("HTTP/1.1 200"), "{r}");
 }

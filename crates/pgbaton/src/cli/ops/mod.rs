@@ -38,16 +38,22 @@ pub async fn read(store: &dyn Store, key: &str) -> Result<Option<Entry>, Request
 }
 
 /// The cluster config in the store with its revision, or `bootstrap` (and no revision)
-/// before the cluster has one.
+/// before the cluster has one. Unknown fields and restricted parameters in the store's
+/// value are dropped, as the agents drop them.
 pub async fn cluster_config(
     store: &dyn Store,
     bootstrap: &ClusterConfig,
 ) -> Result<(ClusterConfig, Option<i64>), RequestError> {
     match read(store, KEY_CONFIG).await? {
+        // Read as the agents read it: junk dropped, bounds checked.
         Some(e) => Ok((
-            serde_json::from_str(&e.value).map_err(|err| {
-                RequestError::Damaged(format!("the store's config key is unreadable: {err}"))
-            })?,
+            pgbaton_core::view::read_config(&e.value)
+                .map_err(|err| {
+                    RequestError::Damaged(format!(
+                        "the store's config key is unusable ({err}); repair it with pgbaton edit-config"
+                    ))
+                })?
+                .0,
             Some(e.mod_revision),
         )),
         None => Ok((bootstrap.clone(), None)),
