@@ -1,16 +1,6 @@
 //! The `pgbaton` binary: parses the command line and hands over to one subcommand.
 
-mod agent;
-mod api;
-mod args;
-mod cli;
-mod demo;
-mod exit;
-mod fence;
-mod generate;
-mod logging;
-mod sdnotify;
-mod storeconn;
+use pgbaton::{agent, args, cli, demo, exit, fence, generate, sdnotify};
 
 use args::{Cli, Command};
 use clap::Parser;

@@ -16,21 +16,28 @@ const UP: Duration = Duration::from_secs(120);
 /// One demo at a time: demos started together would pick the same free ports.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// One `pgbaton demo --dir <tempdir>`.
+/// One `pgbaton demo --dir <tempdir>/demo`. The demo makes its directory itself (it
+/// refuses one it did not make); the demo's output goes beside it.
 struct Demo {
-    dir: tempfile::TempDir,
+    root: tempfile::TempDir,
+    dir: std::path::PathBuf,
     child: Option<Child>,
 }
 
 impl Demo {
     fn new() -> Demo {
-        let dir = tempfile::Builder::new()
+        let root = tempfile::Builder::new()
             .prefix("pgbaton-demo-test-")
             .tempdir()
             .expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
-        Demo { dir, child: None }
+        let dir = root.path().join("demo");
+        Demo {
+            root,
+            dir,
+            child: None,
+        }
     }
 
     fn start(&mut self) {
@@ -38,11 +45,11 @@ impl Demo {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("demo.out"))
+            .open(self.root.path().join("demo.out"))
             .expect("demo.out");
         let child = Command::new(env!("CARGO_BIN_EXE_pgbaton"))
             .args(["demo", "--nodes", &NODES.to_string(), "--dir"])
-            .arg(self.dir.path())
+            .arg(self.dir.as_path())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
@@ -76,24 +83,24 @@ impl Demo {
     }
 
     fn output(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("demo.out")).unwrap_or_default()
+        std::fs::read_to_string(self.root.path().join("demo.out")).unwrap_or_default()
     }
 
     fn data_dirs(&self) -> Vec<PathBuf> {
         (1..=NODES)
-            .map(|i| self.dir.path().join("data").join(format!("node{i}")))
+            .map(|i| self.dir.as_path().join("data").join(format!("node{i}")))
             .collect()
     }
 
     fn key(&self, key: &str) -> Option<String> {
-        local_store_key(&self.dir.path().join("store"), "demo", key)
+        local_store_key(&self.dir.as_path().join("store"), "demo", key)
     }
 
     /// `pgbaton list --format json`, or None while it cannot answer yet.
     fn list(&self) -> Option<Vec<Value>> {
         let out = Command::new(env!("CARGO_BIN_EXE_pgbaton"))
             .args(["list", "--format", "json", "-c"])
-            .arg(self.dir.path().join("node1.yaml"))
+            .arg(self.dir.as_path().join("node1.yaml"))
             .output()
             .ok()?;
         out.status.success().then_some(())?;
@@ -167,7 +174,7 @@ impl Demo {
     fn logs(&self) -> String {
         let mut out = self.output();
         for i in 1..=NODES {
-            let log = self.dir.path().join("logs").join(format!("node{i}.log"));
+            let log = self.dir.as_path().join("logs").join(format!("node{i}.log"));
             out.push_str(&format!(
                 "\n===== node{i} =====\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
@@ -235,7 +242,7 @@ async fn ctrl_c_while_the_demo_starts_stops_it_cleanly() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut demo = Demo::new();
     demo.start();
-    let config = demo.dir.path().join("node1.yaml");
+    let config = demo.dir.as_path().join("node1.yaml");
     let deadline = Instant::now() + UP;
     while !config.exists() {
         assert!(Instant::now() < deadline, "no config written");

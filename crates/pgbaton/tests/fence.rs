@@ -516,7 +516,8 @@ fn a_hung_main_loop_is_fenced_although_the_lease_is_still_renewed() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = dir.path().join("fence.log");
     let fence = Fence::spawn(options(&pg.inst.data_dir, &log)).expect("spawn");
-    let feed = fence::FenceFeed::new(fence, Duration::from_secs(1));
+    let spawner = std::sync::Arc::new(fence::OsFenceSpawner(options(&pg.inst.data_dir, &log)));
+    let feed = fence::FenceFeed::new(Box::new(fence), spawner, Duration::from_secs(1));
     let pid = pg.pid();
     let ttl = ms(2000);
     // Renewed, but not leading yet: nothing armed.
@@ -535,7 +536,11 @@ fn a_hung_main_loop_is_fenced_although_the_lease_is_still_renewed() {
         feed.fenced_count() == 1
     });
     // A replaced fence process keeps the count and is re-armed at once.
-    feed.respawn(options(&pg.inst.data_dir, &log))
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(feed.respawn())
         .expect("respawn");
     assert!(feed.is_alive());
     assert_eq!(feed.fenced_count(), 1);

@@ -9,9 +9,8 @@
 //! fence would have. It never polls while nothing is armed: it wakes on every change
 //! of what the fence was told.
 
-use crate::fence::postmaster::{lookup, quit, Lookup};
-use crate::fence::{now, FenceFeed};
-use std::path::PathBuf;
+use crate::effects::{Clock, Pg, Spawner};
+use crate::fence::FenceFeed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,9 +21,15 @@ const GRACE_IF_FENCE_ALIVE: Duration = Duration::from_millis(250);
 /// While the deadline stays passed, how often the postmaster is looked for again.
 const RECHECK: Duration = Duration::from_secs(1);
 
-/// Start the backstop for the PostgreSQL in `data_dir`.
-pub fn spawn(feed: Arc<FenceFeed>, data_dir: PathBuf) {
-    tokio::spawn(async move {
+/// Start the backstop for the PostgreSQL of `pg`, with `spawner`; abort the returned
+/// task to stop it.
+pub fn spawn(
+    feed: Arc<FenceFeed>,
+    pg: Arc<dyn Pg>,
+    clock: Arc<dyn Clock>,
+    spawner: &dyn Spawner,
+) -> tokio::task::JoinHandle<()> {
+    spawner.spawn(Box::pin(async move {
         let mut changes = feed.subscribe();
         loop {
             let grace = if feed.is_alive() {
@@ -33,11 +38,12 @@ pub fn spawn(feed: Arc<FenceFeed>, data_dir: PathBuf) {
                 Duration::ZERO
             };
             let wait = match feed.deadline() {
-                Some(deadline) => (deadline + grace).saturating_sub(now()),
+                Some(deadline) => (deadline + grace).saturating_sub(clock.boot()),
                 None => Duration::from_secs(3600),
             };
             if !wait.is_zero() {
                 tokio::select! {
+                    biased;
                     changed = changes.changed() => {
                         if changed.is_err() {
                             return;
@@ -48,7 +54,7 @@ pub fn spawn(feed: Arc<FenceFeed>, data_dir: PathBuf) {
                 }
             }
             // The deadline (plus grace) has passed and nothing re-armed the fence.
-            if let Ok(Lookup::Running(pid)) = lookup(&data_dir) {
+            if let Ok(Some(pid)) = pg.postmaster_pid() {
                 let fence = if feed.is_alive() {
                     "has not stopped it"
                 } else {
@@ -59,11 +65,12 @@ pub fn spawn(feed: Arc<FenceFeed>, data_dir: PathBuf) {
                     "lease deadline passed and the fence process {fence}: the agent stops \
                      PostgreSQL itself (immediate shutdown)"
                 );
-                if let Err(e) = quit(pid) {
+                if let Err(e) = pg.quit_postmaster(pid) {
                     tracing::error!("cannot stop PostgreSQL at the lease deadline: {e}");
                 }
             }
             tokio::select! {
+                biased;
                 changed = changes.changed() => {
                     if changed.is_err() {
                         return;
@@ -72,5 +79,5 @@ pub fn spawn(feed: Arc<FenceFeed>, data_dir: PathBuf) {
                 _ = tokio::time::sleep(RECHECK) => {}
             }
         }
-    });
+    }))
 }

@@ -6,6 +6,7 @@
 
 use super::settings::{managed_settings, passfile, sibling, upstream_passwords};
 use super::Agent;
+use crate::effects::{Pg, PgSql};
 use anyhow::{bail, Context};
 use pgbaton_config::NodeConfig;
 use pgbaton_core::model::{
@@ -14,13 +15,11 @@ use pgbaton_core::model::{
 };
 use pgbaton_core::slots::slot_name;
 use pgbaton_core::{Action, Observation};
-use pgbaton_postgres::{
-    standard_hba, ConnTarget, InitdbOptions, Instance, StandbyTarget, StopMode,
-};
+use pgbaton_postgres::{standard_hba, ConnTarget, StandbyTarget, StopMode};
 use pgbaton_store::Expect;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A file that this member's initdb leaves in the new data directory until its system
 /// identifier is recorded in the store: while it is there, the directory never served
@@ -42,12 +41,12 @@ pub fn describe(action: &Action) -> String {
 }
 
 /// Remove half-made data directories left by a crash during initdb or a clone.
-pub fn clean_leftovers(cfg: &NodeConfig) {
+pub fn clean_leftovers(cfg: &NodeConfig, pg: &dyn Pg) {
     for suffix in ["initdb-tmp", "clone-tmp"] {
         let dir = sibling(cfg, suffix);
-        if dir.exists() {
+        if pg.exists(&dir) {
             tracing::info!("removing {} left by an interrupted run", dir.display());
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if let Err(e) = pg.remove_dir_all(&dir) {
                 tracing::warn!("cannot remove {}: {e}", dir.display());
             }
         }
@@ -87,6 +86,8 @@ impl Agent {
             Action::StartStandby => {
                 self.sync_names = None;
                 self.standby_target = None;
+                // It streams from nobody now: the next cycle must re-point it.
+                self.following = None;
                 let settings = self.settings();
                 self.pg.prepare_config(&settings, None)?;
                 self.pg.set_standby_signal(true)?;
@@ -217,9 +218,9 @@ impl Agent {
         self.pg.start(timeout).await
     }
 
-    pub(super) fn sql(&self) -> anyhow::Result<&pgbaton_postgres::Sql> {
+    pub(super) fn sql(&self) -> anyhow::Result<&dyn PgSql> {
         self.sql
-            .as_ref()
+            .as_deref()
             .context("no SQL connection to the local PostgreSQL")
     }
 
@@ -284,12 +285,9 @@ impl Agent {
     /// The data directory is the cluster's now: drop the marker of its initdb (before
     /// PostgreSQL first starts, so that no clone ever copies it).
     fn forget_initdb_marker(&self) -> anyhow::Result<()> {
-        let marker = self.pg.data_dir.join(INITDB_MARKER);
-        match std::fs::remove_file(&marker) {
-            Ok(()) => {
-                std::fs::File::open(&self.pg.data_dir)?.sync_all()?;
-                Ok(())
-            }
+        let marker = self.pg.data_dir().join(INITDB_MARKER);
+        match self.pg.remove_file(&marker) {
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).with_context(|| format!("removing {}", marker.display())),
         }
@@ -303,13 +301,10 @@ impl Agent {
         }
         self.sql = None;
         self.fence.stepped_down()?;
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+        let secs = self.clock.wall_ms() / 1000;
         let to = sibling(&self.cfg, &format!("set-aside-{secs}"));
-        let from = &self.pg.data_dir;
-        std::fs::rename(from, &to).with_context(|| {
+        let from = self.pg.data_dir();
+        self.pg.rename(from, &to).with_context(|| {
             format!(
                 "moving {} aside to {}: move it elsewhere by hand (or empty data_dir) \
                  so that this member can be cloned",
@@ -335,7 +330,7 @@ impl Agent {
             Some(other) => bail!("member {other} holds the leader key"),
             None => Expect::Absent,
         };
-        let sent = crate::fence::now();
+        let sent = self.clock.boot();
         if !self
             .store
             .put(KEY_LEADER, &self.cfg.name, Some(lease), expect)
@@ -351,20 +346,33 @@ impl Agent {
 
     async fn initdb(&mut self) -> anyhow::Result<()> {
         let tmp = sibling(&self.cfg, "initdb-tmp");
-        let scratch = Instance {
-            data_dir: tmp.clone(),
-            ..self.pg.clone()
-        };
         let started = Instant::now();
-        scratch.initdb(&InitdbOptions::default()).await?;
+        self.pg.initdb_in(&tmp).await?;
         // Moved into place with the directory, in the same rename.
-        write_synced(&tmp.join(INITDB_MARKER), self.cfg.name.as_bytes())?;
+        self.pg
+            .write_file(&tmp.join(INITDB_MARKER), self.cfg.name.as_bytes())?;
         self.install_dir(&tmp)?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "initdb done (data checksums on)"
         );
         self.system_identifier = None;
+        Ok(())
+    }
+
+    /// Refuse to make PostgreSQL writable once the fence deadline has passed: the
+    /// leader key may be about to expire (or have expired) and the fence would stop
+    /// the server moments later, after it had accepted writes beside a new primary.
+    /// Found by the simulator: a resumed (SIGCONT) agent started its old primary from
+    /// a snapshot taken just before its lease expired.
+    pub(super) fn check_deadline(&self, what: &str) -> anyhow::Result<()> {
+        if let Some(deadline) = self.fence.deadline() {
+            if self.clock.boot() >= deadline {
+                bail!(
+                    "not {what}: the fence deadline has passed (the leader key is about to expire)"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -387,6 +395,7 @@ impl Agent {
             } else {
                 Duration::from_secs(self.cluster_config.primary_start_timeout.max(1))
             };
+            self.check_deadline("starting PostgreSQL as primary")?;
             let started = Instant::now();
             if let Err(e) = self.start_pg(timeout).await {
                 self.start_failed = true;
@@ -472,17 +481,13 @@ impl Agent {
         let target = self.upstream(primary)?;
         let slot = slot_name(&self.cfg.name);
         let tmp = sibling(&self.cfg, "clone-tmp");
-        let scratch = Instance {
-            data_dir: tmp.clone(),
-            ..self.pg.clone()
-        };
         let started = Instant::now();
         tracing::info!(
             "cloning from {leader} ({}:{}) through slot {slot}",
             target.host,
             target.port
         );
-        scratch.basebackup(&target, Some(&slot), None).await?;
+        self.pg.basebackup_into(&tmp, &target, Some(&slot)).await?;
         self.install_dir(&tmp)?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -528,12 +533,7 @@ impl Agent {
 
     /// Move a finished data directory into place, owned by the PostgreSQL OS user.
     fn install_dir(&self, tmp: &Path) -> anyhow::Result<()> {
-        install_dir(tmp, &self.pg.data_dir)?;
-        std::fs::set_permissions(&self.pg.data_dir, std::fs::Permissions::from_mode(0o700))?;
-        if let Some(user) = &self.pg.run_as {
-            user.chown(&self.pg.data_dir)?;
-        }
-        Ok(())
+        self.pg.install_dir(tmp)
     }
 
     /// Stop PostgreSQL, give up the leader key and revoke the lease. Called once, on
@@ -583,36 +583,4 @@ fn member_hosts(obs: &Observation, me: &str) -> Vec<String> {
     hosts.sort();
     hosts.dedup();
     hosts
-}
-
-/// Write `bytes` to `path` and flush it to disk.
-fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut f =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
-}
-
-/// Move a finished data directory from `tmp` into `data_dir` (missing or empty).
-fn install_dir(tmp: &Path, data_dir: &Path) -> anyhow::Result<()> {
-    if !data_dir.exists() {
-        std::fs::rename(tmp, data_dir)
-            .with_context(|| format!("moving {} to {}", tmp.display(), data_dir.display()))?;
-        return Ok(());
-    }
-    // One entry at a time: the initdb marker goes first, so that a crash half-way
-    // leaves a directory that says where it came from.
-    let mut entries = std::fs::read_dir(tmp)
-        .with_context(|| format!("reading {}", tmp.display()))?
-        .collect::<Result<Vec<_>, _>>()?;
-    entries.sort_by_key(|e| e.file_name() != INITDB_MARKER);
-    for entry in entries {
-        let to = data_dir.join(entry.file_name());
-        std::fs::rename(entry.path(), &to)
-            .with_context(|| format!("moving {} to {}", entry.path().display(), to.display()))?;
-    }
-    std::fs::remove_dir(tmp).with_context(|| format!("removing {}", tmp.display()))?;
-    Ok(())
 }

@@ -5,10 +5,12 @@
 //! renewed) from a watch channel; a lost lease is replaced by a fresh one, and the main
 //! loop re-attaches the member key (and the leader key) to it.
 
+use crate::effects::{Clock, Spawner};
 use pgbaton_store::{LeaseId, Store, StoreError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// The lease as the keeper last saw it.
 #[derive(Debug, Clone, Copy)]
@@ -19,23 +21,26 @@ pub struct LeaseState {
     pub renewed_at: Option<Instant>,
 }
 
-/// Start the keeper. It stops when the returned receiver and every clone are dropped.
+/// Start the keeper with `spawner`. It stops when the returned receiver and every clone
+/// are dropped, or when the returned task is aborted.
 pub fn spawn(
     store: Arc<dyn Store>,
     ttl: Duration,
     fence: Arc<crate::fence::FenceFeed>,
-) -> watch::Receiver<LeaseState> {
+    clock: Arc<dyn Clock>,
+    spawner: &dyn Spawner,
+) -> (watch::Receiver<LeaseState>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(LeaseState {
         lease: None,
         renewed_at: None,
     });
     let interval = (ttl / 4).max(Duration::from_millis(200));
-    tokio::spawn(async move {
+    let keeper = spawner.spawn(Box::pin(async move {
         let mut lease: Option<LeaseId> = None;
         let mut holding_back = false;
         let mut fed = fence.subscribe();
         loop {
-            if lease.is_some() && !fence.may_renew() {
+            if lease.is_some() && !fence.may_renew(clock.boot()) {
                 // The main loop has not confirmed the leader key within the fence
                 // deadline: let the lease expire so that a replica can take over
                 // (safety review finding 2). The fence has stopped PostgreSQL.
@@ -48,6 +53,7 @@ pub fn spawn(
                     holding_back = true;
                 }
                 tokio::select! {
+                    biased;
                     _ = fed.changed() => {}
                     _ = tokio::time::sleep(interval) => {}
                 }
@@ -61,7 +67,7 @@ pub fn spawn(
                 holding_back = false;
             }
             // The fence deadline counts from when the request was sent, not answered.
-            let sent = crate::fence::now();
+            let sent = clock.boot();
             let result = match lease {
                 None => store.grant_lease(ttl).await.map(|id| {
                     tracing::debug!(lease = id.0, "granted a new store lease");
@@ -110,6 +116,6 @@ pub fn spawn(
             }
             tokio::time::sleep(interval).await;
         }
-    });
-    rx
+    }));
+    (rx, keeper)
 }

@@ -15,7 +15,6 @@ mod execute;
 mod freshness;
 mod lease;
 mod observe;
-mod pmwatch;
 mod publish;
 mod reload;
 mod settings;
@@ -25,16 +24,21 @@ mod transitions;
 mod vanished;
 mod wake;
 
+use crate::effects::{exited, Clock, Effects, ExitWatch, Pg, PgSql};
 use anyhow::Context;
 use pgbaton_config::NodeConfig;
 use pgbaton_core::model::{ClusterConfig, PgState};
 use pgbaton_core::view::{cluster_view, RawEntry};
 use pgbaton_core::{decide, Action, Observation};
-use pgbaton_postgres::Instance;
 use pgbaton_store::{Snapshot, Store};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub use execute::INITDB_MARKER;
+pub use shutdown::Shutdown;
+pub(crate) use vanished::start_time as process_start_time;
 
 /// How long a standby may fail to stream from its leader before its history is
 /// suspected to have diverged.
@@ -72,19 +76,85 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     result
 }
 
+/// Run the agent of member `cfg` on the given effects until `shutdown` is requested:
+/// the same cycle as [`run`], without the HTTP API, signal handlers or a config file.
+/// The simulator runs every member this way.
+pub async fn run_with(cfg: NodeConfig, effects: Effects, shutdown: Shutdown) -> anyhow::Result<()> {
+    let Some(cluster_config) = read_cluster_config(effects.store.as_ref(), &cfg, &shutdown).await?
+    else {
+        return Ok(());
+    };
+    let reload = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut agent = Agent::assemble(
+        cfg,
+        Path::new(""),
+        cluster_config,
+        effects,
+        shutdown,
+        reload,
+    );
+    let result = agent.run().await;
+    agent.stop().await;
+    result
+}
+
+/// The cluster-wide settings from the store's `config` key (waiting for the store as
+/// long as it takes); the member's `bootstrap` section when the key is missing or
+/// unreadable. `None` when a shutdown was requested before the store answered.
+async fn read_cluster_config(
+    store: &dyn Store,
+    cfg: &NodeConfig,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<ClusterConfig>> {
+    let key = pgbaton_core::model::KEY_CONFIG;
+    let Some(entry) = startup::get_retrying(store, key, shutdown).await else {
+        return Ok(None);
+    };
+    Ok(Some(match entry {
+        // Never fall back to `bootstrap` here: that would silently revert `paused`
+        // and `synchronous_mode` (safety finding 10).
+        Some(e) => match pgbaton_core::view::read_config(&e.value) {
+            Ok((c, warnings)) => {
+                for w in warnings {
+                    tracing::warn!("store key \"config\": {w}");
+                }
+                c
+            }
+            Err(err) => anyhow::bail!(
+                "the store's cluster config (key \"config\") is unusable: {err}; fix it with pgbaton edit-config, then start the agent again"
+            ),
+        },
+        None => cfg.bootstrap.clone(),
+    }))
+}
+
+/// Aborts a background task when dropped, so that the lease keeper dies with its agent.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The agent's state between cycles. Everything here is a cache or a handle: the truth
 /// lives in the store and in PostgreSQL.
 pub(crate) struct Agent {
     cfg: NodeConfig,
     store: Arc<dyn Store>,
-    pg: Instance,
+    pg: Arc<dyn Pg>,
+    clock: Arc<dyn Clock>,
     lease: tokio::sync::watch::Receiver<lease::LeaseState>,
+    /// The lease keeper task, stopped with the agent.
+    _keeper: AbortOnDrop,
+    /// The fence backstop task, stopped with the agent.
+    _backstop: AbortOnDrop,
     /// Cluster-wide settings, as last read from the store.
     cluster_config: ClusterConfig,
     /// The system identifier of the data directory, once read.
     system_identifier: Option<String>,
     /// The SQL connection to the local PostgreSQL, while it answers.
-    sql: Option<pgbaton_postgres::Sql>,
+    sql: Option<Box<dyn PgSql>>,
     /// The `host:port` the standby config was last pointed at.
     following: Option<String>,
     /// The standby config last written, to rewrite `pgbaton.conf` on a replica.
@@ -129,8 +199,6 @@ pub(crate) struct Agent {
     settings_dirty: bool,
     /// The fence process that stops PostgreSQL at the lease deadline.
     fence: Arc<crate::fence::FenceFeed>,
-    /// How to start it again if it dies.
-    fence_opts: crate::fence::FenceOptions,
     /// The state the HTTP API answers from, replaced after every cycle.
     api_state: tokio::sync::watch::Sender<crate::api::AgentSnapshot>,
 }
@@ -144,25 +212,9 @@ impl Agent {
         let mut store = crate::storeconn::open(&cfg, bootstrap_timeout).await?;
         // Once the cluster exists, its timing lives in the store's `config` key
         // (`pgbaton edit-config`); the file's `bootstrap` section only seeds it.
-        let key = pgbaton_core::model::KEY_CONFIG;
-        let Some(entry) = startup::get_retrying(store.as_ref(), key, &shutdown).await else {
+        let Some(cluster_config) = read_cluster_config(store.as_ref(), &cfg, &shutdown).await?
+        else {
             return Ok(None);
-        };
-        let cluster_config = match entry {
-            // Never fall back to `bootstrap` here: that would silently revert `paused`
-            // and `synchronous_mode` (safety finding 10).
-            Some(e) => match pgbaton_core::view::read_config(&e.value) {
-                Ok((c, warnings)) => {
-                    for w in warnings {
-                        tracing::warn!("store key \"config\": {w}");
-                    }
-                    c
-                }
-                Err(err) => anyhow::bail!(
-                    "the store's cluster config (key \"config\") is unusable: {err}; fix it with pgbaton edit-config, then start the agent again"
-                ),
-            },
-            None => cfg.bootstrap.clone(),
         };
         let call_timeout = Duration::from_secs(cluster_config.retry_timeout.max(1));
         if call_timeout != bootstrap_timeout {
@@ -175,43 +227,81 @@ impl Agent {
             "cluster timing"
         );
         let pg = settings::instance(&cfg).context("preparing PostgreSQL control")?;
+        let ttl = Duration::from_secs(cluster_config.ttl);
+        let fence_opts = crate::fence::FenceOptions::from_config(&cfg, ttl)?;
+        let spawner = Arc::new(crate::fence::OsFenceSpawner(fence_opts));
+        let fence = crate::fence::FenceSpawner::spawn(spawner.as_ref())
+            .await
+            .context("starting the fence process")?;
+        let fence = Arc::new(crate::fence::FenceFeed::new(
+            fence,
+            spawner,
+            Duration::from_secs(cfg.watchdog.safety_margin),
+        ));
+        let effects = Effects {
+            store,
+            pg: Arc::new(crate::effects::LocalPg(pg)),
+            clock: Arc::new(crate::effects::SystemClock),
+            fence,
+            spawner: Arc::new(crate::effects::TokioSpawner),
+        };
+        Ok(Some(Agent::assemble(
+            cfg,
+            config_path,
+            cluster_config,
+            effects,
+            shutdown,
+            reload::listen()?,
+        )))
+    }
+
+    /// The agent of member `cfg`, acting through `effects`; starts its lease keeper.
+    fn assemble(
+        cfg: NodeConfig,
+        config_path: &Path,
+        cluster_config: ClusterConfig,
+        effects: Effects,
+        shutdown: Shutdown,
+        reload_requested: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Agent {
+        let Effects {
+            store,
+            pg,
+            clock,
+            fence,
+            spawner,
+        } = effects;
         tracing::info!(
             store = %store.describe(),
             data_dir = %cfg.data_dir.display(),
-            bin_dir = %pg.bin_dir.display(),
+            bin_dir = %pg.describe(),
             "agent configured"
         );
         let ttl = Duration::from_secs(cluster_config.ttl);
-        let fence_opts = crate::fence::FenceOptions::from_config(&cfg, ttl)?;
-        let fence = tokio::task::spawn_blocking({
-            let o = fence_opts.clone();
-            move || crate::fence::Fence::spawn(o)
-        })
-        .await?
-        .context("starting the fence process")?;
-        let fence = Arc::new(crate::fence::FenceFeed::new(
-            fence,
-            Duration::from_secs(cfg.watchdog.safety_margin),
-        ));
-        backstop::spawn(fence.clone(), cfg.data_dir.clone());
-        // The lease keeper gets its own store handle (its own etcd connection), so
-        // nothing else the agent or its API does can queue in front of a renewal.
-        let lease_store = crate::storeconn::open(&cfg, call_timeout).await?;
-        let lease = lease::spawn(lease_store, ttl, fence.clone());
+        let backstop = backstop::spawn(fence.clone(), pg.clone(), clock.clone(), spawner.as_ref());
+        let (lease, keeper) = lease::spawn(
+            store.clone(),
+            ttl,
+            fence.clone(),
+            clock.clone(),
+            spawner.as_ref(),
+        );
         let (api_state, _) = tokio::sync::watch::channel(crate::api::AgentSnapshot::initial(
             &cfg.name,
             cluster_config.clone(),
         ));
-        Ok(Some(Agent {
+        Agent {
             config_path: config_path.to_path_buf(),
-            reload_requested: reload::listen()?,
+            reload_requested,
             settings_dirty: false,
             fence,
-            fence_opts,
             api_state,
             cfg,
             store,
             pg,
+            clock,
+            _keeper: AbortOnDrop(keeper),
+            _backstop: AbortOnDrop(backstop),
             lease,
             cluster_config,
             system_identifier: None,
@@ -234,12 +324,12 @@ impl Agent {
             loop_wait_clamped: false,
             rewinds: 0,
             shutdown,
-        }))
+        }
     }
 
     async fn run(&mut self) -> anyhow::Result<()> {
         self.check_name_is_free().await?;
-        execute::clean_leftovers(&self.cfg);
+        execute::clean_leftovers(&self.cfg, self.pg.as_ref());
         let mut lease = self.lease.clone();
         let first_lease = lease.wait_for(|l| l.lease.is_some());
         if tokio::time::timeout(Duration::from_secs(5), first_lease)
@@ -334,7 +424,7 @@ impl Agent {
         // Before anything that can fail: a dead fence is replaced even while the store
         // is unreachable, which is exactly when it matters (safety review finding 3).
         self.ensure_fence().await;
-        let read_sent = crate::fence::now();
+        let read_sent = self.clock.boot();
         let snap = self.store.snapshot().await?;
         let shared = Arc::new(snap.clone());
         self.api_state.send_modify(|s| s.store = Some(shared));
@@ -359,7 +449,7 @@ impl Agent {
             tracing::info!("waiting for a store lease before acting");
             return Ok(snap);
         }
-        let now_ms = publish::now_ms();
+        let now_ms = self.clock.wall_ms();
         self.leaderless_since = match (&view.leader, self.leaderless_since) {
             (Some(_), _) => None,
             (None, Some(t)) => Some(t),
@@ -489,12 +579,8 @@ impl Agent {
                 "the fence process died ({}); starting a new one",
                 self.fence.last_error().unwrap_or_default()
             );
-            let fence = self.fence.clone();
-            let opts = self.fence_opts.clone();
-            match tokio::task::spawn_blocking(move || fence.respawn(opts)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!("cannot restart the fence process: {e}"),
-                Err(e) => tracing::error!("cannot restart the fence process: {e}"),
+            if let Err(e) = self.fence.respawn().await {
+                tracing::error!("cannot restart the fence process: {e}");
             }
         }
     }
@@ -518,9 +604,9 @@ impl Agent {
             s.in_recovery = local.core.in_recovery;
             s.streaming = local.core.streaming;
             s.holds_leader_key = holds;
-            s.lease_renewed_at = lease.renewed_at;
+            s.lease_renewed_at = lease.renewed_at.map(Instant::into_std);
             s.cluster_config = obs.cluster.config.clone();
-            s.last_cycle_at = Some(Instant::now());
+            s.last_cycle_at = Some(std::time::Instant::now());
             s.last_cycle_ms = started.elapsed().as_millis() as u64;
             s.reason = reason.to_string();
             s.fencing_actions = self.fence.fenced_count();
@@ -534,12 +620,12 @@ impl Agent {
     }
 
     /// A watch on the running postmaster's exit, or None (not running, or no pidfd).
-    fn watch_postmaster(&self) -> Option<pmwatch::ExitWatch> {
+    fn watch_postmaster(&self) -> Option<ExitWatch> {
         if !self.pg_running {
             return None;
         }
         let pm = self.pg.status().ok().flatten()?;
-        let watch = pmwatch::ExitWatch::open(pm.pid)?;
+        let watch = self.pg.watch_exit(pm.pid)?;
         // The pid may have been reused between reading it and opening the pidfd: keep
         // the watch only when postmaster.pid still names the same live postmaster.
         match self.pg.status() {
@@ -606,8 +692,10 @@ impl Agent {
         let mut check = tokio::time::interval(period(exit_watch.is_some()));
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Biased: the same order every time, so the simulator replays a seed exactly.
             tokio::select! {
-                _ = pmwatch::exited(exit_watch.as_ref()) => {
+                biased;
+                _ = exited(exit_watch.as_ref()) => {
                     exit_watch = None;
                     if matches!(self.pg.status(), Ok(None)) {
                         tracing::warn!("PostgreSQL stopped unexpectedly");

@@ -24,7 +24,7 @@ impl Agent {
         let state = self
             .pg
             .data_dir_state()
-            .with_context(|| format!("inspecting data_dir {}", self.pg.data_dir.display()))?;
+            .with_context(|| format!("inspecting data_dir {}", self.pg.data_dir().display()))?;
         let data = match state {
             DataDirState::Missing | DataDirState::Empty => DataDir::Empty,
             DataDirState::Initialized {
@@ -36,17 +36,20 @@ impl Agent {
         };
         let status = self.pg.status()?;
         if let Some(info) = &status {
-            self.postmaster_seen = super::vanished::Seen::of(info.pid);
-        } else if let Some(seen) = self.postmaster_seen.filter(|s| s.alive()) {
+            self.postmaster_seen = super::vanished::Seen::of(self.pg.as_ref(), info.pid);
+        } else if let Some(seen) = self.postmaster_seen.filter(|s| s.alive(self.pg.as_ref())) {
             // The path no longer leads to the postmaster this agent saw, yet it runs:
             // stop it before anything is decided from "PostgreSQL is stopped".
             tracing::error!(
                 postmaster = seen.pid(),
                 "the data directory {} no longer leads to the running postmaster (moved, \
                  unmounted or replaced?): stopping it so that it cannot accept writes",
-                self.pg.data_dir.display()
+                self.pg.data_dir().display()
             );
-            if !seen.stop(std::time::Duration::from_secs(10)).await {
+            if !seen
+                .stop(self.pg.as_ref(), std::time::Duration::from_secs(10))
+                .await
+            {
                 anyhow::bail!(
                     "postmaster {} keeps running although its data directory vanished",
                     seen.pid()
@@ -60,9 +63,7 @@ impl Agent {
         view.core.data = data;
         view.core.unrecorded_initdb = self
             .pg
-            .data_dir
-            .join(super::execute::INITDB_MARKER)
-            .exists();
+            .exists(&self.pg.data_dir().join(super::execute::INITDB_MARKER));
         if matches!(data, DataDir::Empty | DataDir::Foreign) {
             self.system_identifier = None;
             self.sql = None;
@@ -106,7 +107,7 @@ impl Agent {
         if self.sql.as_ref().is_none_or(|s| s.is_closed()) {
             self.sql = self.pg.connect().await.ok();
         }
-        let Some(sql) = self.sql.as_ref() else {
+        let Some(sql) = self.sql.as_deref() else {
             // The postmaster exists but does not answer yet (starting or stopping).
             view.core.unresponsive = true;
             return Ok(view);
@@ -164,7 +165,7 @@ impl Agent {
 }
 
 /// Primary: the connected standbys and the `synchronous_standby_names` in effect.
-async fn standbys_of(sql: &pgbaton_postgres::Sql, view: &mut LocalView) {
+async fn standbys_of(sql: &dyn crate::effects::PgSql, view: &mut LocalView) {
     match sql.show("synchronous_standby_names").await {
         Ok(v) => view.core.synchronous_standby_names = Some(v),
         Err(e) => tracing::debug!("reading synchronous_standby_names failed: {e}"),

@@ -6,14 +6,6 @@ use pgbaton_core::model::{member_key, MemberStatus, PgState, Role};
 use pgbaton_core::{DataDir, Observation};
 use pgbaton_store::Expect;
 
-/// Milliseconds since the Unix epoch, by the wall clock.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Agent {
     /// Write the member key. Skipped (and retried next cycle) while there is no lease.
     pub(super) async fn publish(

@@ -2,9 +2,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// A shutdown request, shared between the signal task and the agent loop.
 #[derive(Clone)]
@@ -14,12 +14,23 @@ pub struct Shutdown {
 }
 
 impl Shutdown {
-    /// Start listening for SIGTERM and SIGINT.
-    pub fn listen() -> anyhow::Result<Shutdown> {
-        let s = Shutdown {
+    /// A shutdown that only [`Shutdown::request`] triggers (no signal handler).
+    pub fn manual() -> Shutdown {
+        Shutdown {
             flag: Arc::new(AtomicBool::new(false)),
             notify: Arc::new(Notify::new()),
-        };
+        }
+    }
+
+    /// Ask the agent to stop, as SIGTERM does.
+    pub fn request(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Start listening for SIGTERM and SIGINT.
+    pub fn listen() -> anyhow::Result<Shutdown> {
+        let s = Shutdown::manual();
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let me = s.clone();
@@ -28,8 +39,7 @@ impl Shutdown {
                 _ = term.recv() => {},
                 _ = int.recv() => {},
             }
-            me.flag.store(true, Ordering::SeqCst);
-            me.notify.notify_waiters();
+            me.request();
         });
         Ok(s)
     }
@@ -55,7 +65,8 @@ impl Shutdown {
     /// Sleep until `deadline` or a shutdown request, whichever comes first.
     pub async fn sleep_until(&self, deadline: Instant) {
         tokio::select! {
-            _ = tokio::time::sleep_until(deadline.into()) => {},
+            biased;
+            _ = tokio::time::sleep_until(deadline) => {},
             _ = self.wait() => {},
         }
     }

@@ -4,7 +4,8 @@
 
 use super::shutdown::Shutdown;
 use pgbaton_store::{Entry, Store};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 const FIRST_DELAY: Duration = Duration::from_millis(500);
 const MAX_DELAY: Duration = Duration::from_secs(10);

@@ -12,7 +12,8 @@ use pgbaton_core::model::{
 use pgbaton_core::{Lsn, Observation};
 use pgbaton_postgres::StopMode;
 use pgbaton_store::Expect;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 const PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
 const WAL_WAIT: Duration = Duration::from_secs(10);
@@ -50,7 +51,7 @@ impl Agent {
         let phase = SwitchoverPhase::PrimaryStopped {
             checkpoint_lsn: control.checkpoint_lsn,
             timeline: control.checkpoint_timeline,
-            stopped_ms: super::publish::now_ms(),
+            stopped_ms: self.clock.wall_ms(),
         };
         let updated = SwitchoverRequest {
             from: Some(self.cfg.name.clone()),
@@ -111,7 +112,8 @@ impl Agent {
     ) -> anyhow::Result<()> {
         let t0 = Instant::now();
         let sql = self.pg.connect().await?;
-        sql.execute("SELECT pg_promote(false)").await?;
+        self.check_deadline("promoting")?;
+        sql.promote().await?;
         loop {
             if !sql.probe().await?.in_recovery {
                 break;
@@ -148,7 +150,7 @@ impl Agent {
             timeline: probe.timeline,
             switch_lsn,
             reason: reason.to_string(),
-            time_ms: super::publish::now_ms(),
+            time_ms: self.clock.wall_ms(),
             old_primary: old_primary.map(str::to_string),
             new_primary: self.cfg.name.clone(),
         })
@@ -246,24 +248,28 @@ impl Agent {
             self.sql = None;
         }
         let aside = sibling(&self.cfg, "old");
-        if aside.exists() {
-            std::fs::remove_dir_all(&aside)
+        if self.pg.exists(&aside) {
+            self.pg
+                .remove_dir_all(&aside)
                 .with_context(|| format!("removing an older copy {}", aside.display()))?;
         }
-        std::fs::rename(&self.pg.data_dir, &aside).with_context(|| {
-            format!(
-                "moving {} aside to {}",
-                self.pg.data_dir.display(),
-                aside.display()
-            )
-        })?;
+        self.pg
+            .rename(self.pg.data_dir(), &aside)
+            .with_context(|| {
+                format!(
+                    "moving {} aside to {}",
+                    self.pg.data_dir().display(),
+                    aside.display()
+                )
+            })?;
         tracing::info!(
             "old data directory kept at {} until the clone succeeds",
             aside.display()
         );
         match self.clone_from(obs, leader).await {
             Ok(()) => {
-                std::fs::remove_dir_all(&aside)
+                self.pg
+                    .remove_dir_all(&aside)
                     .with_context(|| format!("removing {}", aside.display()))?;
                 let _ = self
                     .store
@@ -275,8 +281,8 @@ impl Agent {
                 Ok(())
             }
             Err(e) => {
-                if !self.pg.data_dir.exists() {
-                    std::fs::rename(&aside, &self.pg.data_dir)?;
+                if !self.pg.exists(self.pg.data_dir()) {
+                    self.pg.rename(&aside, self.pg.data_dir())?;
                     tracing::warn!("clone failed: the old data directory was put back");
                 }
                 Err(e)

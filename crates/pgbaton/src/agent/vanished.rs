@@ -8,7 +8,9 @@
 //! start time, which a reused pid cannot fake) and, when the path no longer leads to
 //! it, stops it itself before anything else is decided.
 
-use std::time::{Duration, Instant};
+use crate::effects::Pg;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A postmaster seen running for this member's data directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,18 +21,18 @@ pub struct Seen {
 }
 
 impl Seen {
-    /// Remember the postmaster `pid`, if it runs.
-    pub fn of(pid: u32) -> Option<Seen> {
+    /// Remember the postmaster `pid` of `pg`, if it runs.
+    pub fn of(pg: &dyn Pg, pid: u32) -> Option<Seen> {
         let pid = i32::try_from(pid).ok()?;
         Some(Seen {
             pid,
-            started: start_time(pid)?,
+            started: pg.process_start(pid)?,
         })
     }
 
     /// Whether that very process still runs (not a zombie, not a reused pid).
-    pub fn alive(&self) -> bool {
-        start_time(self.pid) == Some(self.started)
+    pub fn alive(&self, pg: &dyn Pg) -> bool {
+        pg.process_start(self.pid) == Some(self.started)
     }
 
     /// Its pid.
@@ -39,13 +41,10 @@ impl Seen {
     }
 
     /// Immediate shutdown (SIGQUIT), then wait up to `timeout` for it to exit.
-    pub async fn stop(&self, timeout: Duration) -> bool {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid),
-            nix::sys::signal::Signal::SIGQUIT,
-        );
+    pub async fn stop(&self, pg: &dyn Pg, timeout: Duration) -> bool {
+        let _ = pg.quit_postmaster(self.pid);
         let deadline = Instant::now() + timeout;
-        while self.alive() {
+        while self.alive(pg) {
             if Instant::now() >= deadline {
                 return false;
             }
@@ -56,7 +55,7 @@ impl Seen {
 }
 
 /// Start time of a live, non-zombie process, from `/proc/<pid>/stat`.
-fn start_time(pid: i32) -> Option<u64> {
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -73,12 +72,25 @@ mod tests {
 
     #[test]
     fn this_process_is_alive_and_a_changed_start_time_is_not() {
-        let me = Seen::of(std::process::id()).expect("self");
-        assert!(me.alive());
+        let pg = crate::effects::LocalPg(pgbaton_postgres::Instance {
+            bin_dir: "/nonexistent".into(),
+            data_dir: "/nonexistent".into(),
+            run_as: None,
+            listen_addresses: "127.0.0.1".into(),
+            port: 1,
+            socket_dir: "/nonexistent".into(),
+            superuser: pgbaton_postgres::Credentials {
+                user: "u".into(),
+                password: "p".into(),
+            },
+            log_file: "/nonexistent".into(),
+        });
+        let me = Seen::of(&pg, std::process::id()).expect("self");
+        assert!(me.alive(&pg));
         let other = Seen {
             started: me.started + 1,
             ..me
         };
-        assert!(!other.alive());
+        assert!(!other.alive(&pg));
     }
 }

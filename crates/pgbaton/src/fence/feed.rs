@@ -6,9 +6,65 @@
 
 use super::clock;
 use super::error::FenceError;
-use super::Fence;
-use std::sync::Mutex;
+use super::{Fence, FenceOptions};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// A running fence: something that stops PostgreSQL at an armed deadline, even when the
+/// agent hangs. In production the `pgbaton fence-watchdog` child ([`Fence`]); in the
+/// simulator a simulated process on the simulated host.
+pub trait FenceProcess: Send {
+    /// Arm (or re-arm) at `deadline`, the lease's earliest expiry being `expiry`.
+    fn arm_until(&self, deadline: Duration, expiry: Duration) -> Result<(), FenceError>;
+    /// Disarm: nothing to enforce.
+    fn disarm(&self) -> Result<(), FenceError>;
+    /// How many times it stopped PostgreSQL.
+    fn fenced_count(&self) -> u64;
+    /// Whether the process runs.
+    fn is_alive(&self) -> bool;
+    /// The last error it reported.
+    fn last_error(&self) -> Option<String>;
+}
+
+/// Starts fence processes (the first one and replacements of dead ones).
+#[async_trait::async_trait]
+pub trait FenceSpawner: Send + Sync {
+    /// Start a new fence process and wait until it is ready.
+    async fn spawn(&self) -> Result<Box<dyn FenceProcess>, FenceError>;
+}
+
+impl FenceProcess for Fence {
+    fn arm_until(&self, deadline: Duration, expiry: Duration) -> Result<(), FenceError> {
+        Fence::arm_until(self, deadline, expiry)
+    }
+    fn disarm(&self) -> Result<(), FenceError> {
+        Fence::disarm(self)
+    }
+    fn fenced_count(&self) -> u64 {
+        Fence::fenced_count(self)
+    }
+    fn is_alive(&self) -> bool {
+        Fence::is_alive(self)
+    }
+    fn last_error(&self) -> Option<String> {
+        Fence::last_error(self)
+    }
+}
+
+/// Starts `pgbaton fence-watchdog` child processes.
+#[derive(Debug, Clone)]
+pub struct OsFenceSpawner(pub FenceOptions);
+
+#[async_trait::async_trait]
+impl FenceSpawner for OsFenceSpawner {
+    async fn spawn(&self) -> Result<Box<dyn FenceProcess>, FenceError> {
+        let opts = self.0.clone();
+        match tokio::task::spawn_blocking(move || Fence::spawn(opts)).await {
+            Ok(r) => r.map(|f| Box::new(f) as Box<dyn FenceProcess>),
+            Err(e) => Err(FenceError::Exited(format!("the start task failed: {e}"))),
+        }
+    }
+}
 
 /// What the fence has been told so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,28 +105,33 @@ impl FeedState {
 /// A [`Fence`] fed by the lease keeper and the main loop. Share it in an `Arc`; every
 /// method but [`FenceFeed::respawn`] is short and never blocks (one non-blocking pipe
 /// write under a mutex).
-#[derive(Debug)]
 pub struct FenceFeed {
     margin: Duration,
+    spawner: Arc<dyn FenceSpawner>,
     inner: Mutex<Inner>,
     /// Bumped on every change of what the fence was told (for the agent's backstop and
     /// the lease keeper, which wait on it).
     changed: tokio::sync::watch::Sender<u64>,
 }
 
-#[derive(Debug)]
 struct Inner {
-    fence: Fence,
+    fence: Box<dyn FenceProcess>,
     state: FeedState,
     /// Fences counted by fence processes replaced by [`FenceFeed::respawn`].
     fenced_before: u64,
 }
 
 impl FenceFeed {
-    /// Wraps a started fence with `watchdog.safety_margin`.
-    pub fn new(fence: Fence, margin: Duration) -> FenceFeed {
+    /// Wraps a started fence with `watchdog.safety_margin`; `spawner` replaces it when it
+    /// dies.
+    pub fn new(
+        fence: Box<dyn FenceProcess>,
+        spawner: Arc<dyn FenceSpawner>,
+        margin: Duration,
+    ) -> FenceFeed {
         FenceFeed {
             margin,
+            spawner,
             inner: Mutex::new(Inner {
                 fence,
                 state: FeedState::default(),
@@ -90,9 +151,10 @@ impl FenceFeed {
         self.lock().state.arm_at(self.margin).map(|(d, _)| d)
     }
 
-    /// Whether the lease keeper may renew now (see [`FeedState::may_renew`]).
-    pub fn may_renew(&self) -> bool {
-        self.lock().state.may_renew(clock::now(), self.margin)
+    /// Whether the lease keeper may renew at `now` (on the fence clock; see
+    /// [`FeedState::may_renew`]).
+    pub fn may_renew(&self, now: Duration) -> bool {
+        self.lock().state.may_renew(now, self.margin)
     }
 
     /// A receiver that sees every change of what the fence was told.
@@ -142,10 +204,10 @@ impl FenceFeed {
         self.lock().fence.last_error()
     }
 
-    /// Starts a new fence process (blocking, up to [`super::READY_TIMEOUT`]: call it
-    /// from a blocking context) and re-arms it at once with what is known.
-    pub fn respawn(&self, opts: super::FenceOptions) -> Result<(), FenceError> {
-        let fresh = Fence::spawn(opts)?;
+    /// Starts a new fence process (waiting up to [`super::READY_TIMEOUT`] for it) and
+    /// re-arms it at once with what is known.
+    pub async fn respawn(&self) -> Result<(), FenceError> {
+        let fresh = self.spawner.spawn().await?;
         let mut inner = self.lock();
         inner.fenced_before += inner.fence.fenced_count();
         let old = std::mem::replace(&mut inner.fence, fresh);

@@ -20,7 +20,7 @@ pub mod protocol;
 pub use child::{run as run_watchdog, WatchdogArgs};
 pub use clock::now;
 pub use error::FenceError;
-pub use feed::FenceFeed;
+pub use feed::{FenceFeed, FenceProcess, FenceSpawner, OsFenceSpawner};
 
 use pgbaton_config::WatchdogMode;
 use protocol::{Command, Event};

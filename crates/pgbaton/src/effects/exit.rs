@@ -1,6 +1,7 @@
 //! Notices a dead postmaster between HA cycles without polling: a pidfd of the
 //! postmaster (Linux 5.3+) becomes readable the moment it exits. Where no pidfd can be
-//! opened, the agent looks at `postmaster.pid` every 100 ms instead.
+//! opened (and in the simulator, whose [`super::Pg`] has no real processes), the agent
+//! looks at `postmaster.pid` every 100 ms instead.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use tokio::io::unix::AsyncFd;
@@ -19,7 +20,8 @@ impl AsRawFd for PidFd {
 pub struct ExitWatch(AsyncFd<PidFd>);
 
 impl ExitWatch {
-    /// Watch process `pid`, or None when pidfds are not available. The caller must
+    /// Watch process `pid`, or None when pidfds are not available. Needs a tokio
+    /// runtime with I/O enabled. The caller must
     /// check afterwards that `pid` is still the process it means (a pid can be reused
     /// between reading it and opening the pidfd).
     pub fn open(pid: u32) -> Option<ExitWatch> {

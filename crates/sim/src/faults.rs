@@ -1,0 +1,233 @@
+//! Faults: what can go wrong, and the seeded generator of fault schedules.
+
+use crate::rng::Rng;
+
+/// One fault (or its repair) applied at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// kill -9 of the agent (its fence and PostgreSQL live on).
+    KillAgent(String),
+    /// Start the agent again.
+    StartAgent(String),
+    /// SIGSTOP the agent (and its lease keeper).
+    FreezeAgent(String),
+    /// SIGCONT the agent.
+    ResumeAgent(String),
+    /// kill -9 of every fence process of the member.
+    KillFence(String),
+    /// SIGSTOP the member's fence processes.
+    FreezeFence(String),
+    /// SIGCONT them.
+    ResumeFence(String),
+    /// kill -9 of the postmaster.
+    CrashPostgres(String),
+    /// Drop everything from one party to another (parties: members, `store`, `client`).
+    Cut(String, String),
+    /// Undo a cut.
+    Heal(String, String),
+    /// Cut a member from the store both ways.
+    Isolate(String),
+    /// Undo an isolation.
+    Rejoin(String),
+    /// Step the member's wall clock by this many ms.
+    Skew(String, i64),
+    /// SIGSTOP the member's WAL receiver.
+    StallReceiver(String),
+    /// SIGCONT it.
+    ResumeReceiver(String),
+    /// The data directory answers EIO (true) or recovers (false).
+    Eio(String, bool),
+    /// The agent's SQL session hangs (true) or answers again (false): its main loop
+    /// is stuck while its lease keeper goes on.
+    HangSql(String, bool),
+    /// End every fault: resume, restart, heal, clear.
+    HealAll,
+    /// Scripted schedules: name the member now in `role` (`primary`, `replica`, `sync`
+    /// (the first synchronous standby) or `async` (a replica not in the sync key)) `$label`
+    /// for later steps.
+    Bind(String, String),
+    /// Scripted schedules: hold the schedule until a member other than `$label` accepts
+    /// writes (at most 120 s), and call it `$new`.
+    AwaitNewPrimary(String, String),
+    /// Scripted schedules: a violation unless a member other than `$label` accepts
+    /// writes now (availability: a failover must have happened).
+    ExpectWritableOtherThan(String),
+    /// Write this many bytes of WAL that no commit acknowledges (a big open
+    /// transaction) on the member's primary.
+    BulkWal(String, u64),
+    /// `pgbaton failover --to member` through `cli/ops` (no --force).
+    OperatorFailover(String),
+    /// `pgbaton switchover` (best candidate) through `cli/ops`.
+    OperatorSwitchover,
+}
+
+/// The fault kinds a campaign may draw from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// Agent kill and restart.
+    AgentKill,
+    /// Agent freeze and resume.
+    AgentFreeze,
+    /// Fence kill, freeze.
+    Fence,
+    /// Postmaster crash.
+    PgCrash,
+    /// Network cuts, one-way and both ways, member↔store, member↔member, client.
+    Network,
+    /// Wall-clock steps.
+    Clock,
+    /// WAL receiver stalls.
+    Receiver,
+    /// EIO from the data directory.
+    Disk,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 8] = [
+        Kind::AgentKill,
+        Kind::AgentFreeze,
+        Kind::Fence,
+        Kind::PgCrash,
+        Kind::Network,
+        Kind::Clock,
+        Kind::Receiver,
+        Kind::Disk,
+    ];
+
+    /// Parse a `--faults` word.
+    pub fn parse(s: &str) -> Option<Vec<Kind>> {
+        Some(match s {
+            "all" => Kind::ALL.to_vec(),
+            "none" => Vec::new(),
+            "agent-kill" => vec![Kind::AgentKill],
+            "agent-freeze" => vec![Kind::AgentFreeze],
+            "fence" => vec![Kind::Fence],
+            "pg-crash" => vec![Kind::PgCrash],
+            "network" => vec![Kind::Network],
+            "clock" => vec![Kind::Clock],
+            "receiver" => vec![Kind::Receiver],
+            "disk" => vec![Kind::Disk],
+            _ => return None,
+        })
+    }
+}
+
+/// A fault at a time (ms of simulated time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// When.
+    pub at_ms: u64,
+    /// What.
+    pub fault: Fault,
+}
+
+/// A random schedule between `from_ms` and `to_ms` over `members`, each fault paired
+/// with its repair a little later (repairs may fall after `to_ms`; the final HealAll
+/// covers them).
+pub fn schedule(
+    rng: &mut Rng,
+    kinds: &[Kind],
+    members: &[String],
+    from_ms: u64,
+    to_ms: u64,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if kinds.is_empty() {
+        return steps;
+    }
+    // Per member: until when its agent, or its fence, is disabled. Without a watchdog
+    // device nothing can stop PostgreSQL when both are, so the schedule never
+    // disables both on one host at once (the fault model: one process per host).
+    let mut agent_busy: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut fence_busy: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut t = from_ms;
+    loop {
+        t += rng.range(300, 6000);
+        if t >= to_ms {
+            break;
+        }
+        let m = rng.pick(members).clone();
+        let other = rng.pick(members).clone();
+        let dur = rng.range(50, 15_000);
+        let later = t + dur;
+        let kind = *rng.pick(kinds);
+        let busy = |map: &std::collections::BTreeMap<String, u64>| {
+            map.get(&m).is_some_and(|until| *until + 1000 > t)
+        };
+        match kind {
+            Kind::AgentKill | Kind::AgentFreeze if busy(&fence_busy) => continue,
+            Kind::Fence if busy(&agent_busy) => continue,
+            Kind::AgentKill | Kind::AgentFreeze => {
+                agent_busy.insert(m.clone(), later);
+            }
+            // A killed fence is replaced by the agent's next cycle.
+            Kind::Fence => {
+                fence_busy.insert(m.clone(), later.max(t + 5000));
+            }
+            _ => {}
+        }
+        let mut add = |at: u64, f: Fault| {
+            steps.push(Step {
+                at_ms: at,
+                fault: f,
+            })
+        };
+        match kind {
+            Kind::AgentKill => {
+                add(t, Fault::KillAgent(m.clone()));
+                add(later, Fault::StartAgent(m));
+            }
+            Kind::AgentFreeze => {
+                add(t, Fault::FreezeAgent(m.clone()));
+                add(later, Fault::ResumeAgent(m));
+            }
+            Kind::Fence => {
+                if rng.chance(50) {
+                    add(t, Fault::KillFence(m));
+                } else {
+                    add(t, Fault::FreezeFence(m.clone()));
+                    add(later, Fault::ResumeFence(m));
+                }
+            }
+            Kind::PgCrash => add(t, Fault::CrashPostgres(m)),
+            Kind::Network => match rng.range(0, 3) {
+                0 => {
+                    add(t, Fault::Isolate(m.clone()));
+                    add(later, Fault::Rejoin(m));
+                }
+                1 => {
+                    let (a, b) = if rng.chance(50) {
+                        (m, "store".to_string())
+                    } else {
+                        ("store".to_string(), m)
+                    };
+                    add(t, Fault::Cut(a.clone(), b.clone()));
+                    add(later, Fault::Heal(a, b));
+                }
+                2 if m != other => {
+                    add(t, Fault::Cut(m.clone(), other.clone()));
+                    add(later, Fault::Heal(m, other));
+                }
+                _ => {
+                    add(t, Fault::Cut("client".into(), m.clone()));
+                    add(later, Fault::Heal("client".into(), m));
+                }
+            },
+            Kind::Clock => {
+                let step = rng.range(0, 20_000) as i64 - 10_000;
+                add(t, Fault::Skew(m, step));
+            }
+            Kind::Receiver => {
+                add(t, Fault::StallReceiver(m.clone()));
+                add(later, Fault::ResumeReceiver(m));
+            }
+            Kind::Disk => {
+                add(t, Fault::Eio(m.clone(), true));
+                add(later.min(t + 5000), Fault::Eio(m, false));
+            }
+        }
+    }
+    steps.sort_by_key(|s| s.at_ms);
+    steps
+}
