@@ -357,8 +357,20 @@ async fn crash_during_a_clone_converges() {
 async fn a_half_born_data_dir_is_set_aside_when_the_claim_was_taken_over() {
     let mut c = TestCluster::new(3, StoreKind::Local);
     c.start_all();
+    // Crash between "data in place" and "identifier recorded", deterministically: hold
+    // the store (its test hook) from initdb on, so that the owner moves its data into
+    // place and then blocks on recording the identifier.
+    wait_moment(&c, Moment::InitdbTmp);
+    let frozen =
+        pgbaton_store::local::LocalStore::freeze_for_tests(&c.dir.path().join("store"), &c.cluster)
+            .expect("freeze the store");
     wait_moment(&c, Moment::DataInPlace);
     c.crash_all();
+    drop(frozen);
+    assert!(
+        !Moment::Recorded.reached(|k| c.local_key(k), &[]),
+        "the identifier was recorded before the crash"
+    );
     let owner = c
         .nodes
         .iter()
