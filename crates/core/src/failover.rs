@@ -42,11 +42,22 @@ pub struct Election {
 
 impl Election {
     /// One line explaining why nobody can be promoted.
+    ///
+    /// While members are still expected to report, the answer is "not yet", never "no":
+    /// an operator reads this line first in an incident.
     pub fn no_winner_reason(&self) -> String {
-        if self.excluded.is_empty() {
-            "no failover: no replica is running".to_string()
-        } else {
-            format!("no failover: {}", self.excluded.join("; "))
+        let excluded = self.excluded.join("; ");
+        match (self.pending.is_empty(), self.excluded.is_empty()) {
+            (false, true) => format!(
+                "no failover yet: waiting for reports from {} (their last status predates the loss of the primary)",
+                self.pending.join(", ")
+            ),
+            (false, false) => format!(
+                "no failover yet: waiting for reports from {} (their last status predates the loss of the primary); {excluded}",
+                self.pending.join(", ")
+            ),
+            (true, true) => "no failover: no replica is running".to_string(),
+            (true, false) => format!("no failover: {excluded}"),
         }
     }
 }
@@ -228,6 +239,30 @@ mod tests {
         assert!(why.contains("n nofailover"), "{why}");
         assert!(why.contains("far lags 50 MB > 1 MB limit"), "{why}");
         assert!(why.contains("s is stopped"), "{why}");
+    }
+
+    #[test]
+    fn no_winner_reason_says_waiting_while_members_have_not_reported() {
+        let mut stopped = replica("s", 100, 20);
+        stopped.state = PgState::Stopped;
+        // (pending members, excluded member) → the line an operator reads.
+        let cases: Vec<(Vec<MemberStatus>, &str)> = vec![
+            (
+                vec![replica("a", 100, 5), replica("b", 100, 5)],
+                "no failover yet: waiting for reports from a, b (their last status predates the loss of the primary)",
+            ),
+            (
+                vec![replica("a", 100, 5), stopped.clone()],
+                "no failover yet: waiting for reports from a (their last status predates the loss of the primary); s is stopped",
+            ),
+            (vec![stopped], "no failover: s is stopped"),
+            (vec![], "no failover: no replica is running"),
+        ];
+        for (members, want) in cases {
+            let e = elect(&map(members), None, u64::MAX, 10, false);
+            assert!(e.ranking.is_empty());
+            assert_eq!(e.no_winner_reason(), want);
+        }
     }
 
     #[test]

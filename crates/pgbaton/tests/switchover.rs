@@ -354,6 +354,19 @@ async fn a_diverged_old_primary_is_rewound() {
     let p = c.wait_healthy(UP).await;
     assert_eq!(p, new);
     assert!(c.log(old).contains("pg_rewind from"), "{}", c.log(old));
+    // The log reports pg_rewind's result and duration, not the last line of its output.
+    let line = c
+        .log(old)
+        .lines()
+        .find(|l| l.contains("pg_rewind from"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        line.contains("finished in")
+            && line.contains("servers diverged at")
+            && line.contains("Done!"),
+        "{line}"
+    );
     assert!(
         !c.log(old).contains("re-cloning instead"),
         "pg_rewind failed: {}",

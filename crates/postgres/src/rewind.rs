@@ -15,6 +15,56 @@ pub struct RewindReport {
     pub output: String,
 }
 
+impl RewindReport {
+    /// pg_rewind's result in one line for the log: where the servers diverged, from which
+    /// checkpoint it rewound, how much it copied, and whether it finished ("Done!"). The
+    /// raw output also holds crash recovery's own chatter (e.g. `backend>`), which says
+    /// nothing about the rewind and is left out.
+    pub fn summary(&self) -> String {
+        summarize(&self.output)
+    }
+}
+
+/// The lines of pg_rewind's output that report what it did, without the `pg_rewind: `
+/// prefix, joined with "; ". The progress meter (`--progress`, rewritten with `\r`) gives
+/// its last figure, the amount copied.
+fn summarize(output: &str) -> String {
+    const KEEP: [&str; 6] = [
+        "servers diverged at",
+        "rewinding from last common checkpoint",
+        "no rewind required",
+        "source and target cluster are on the same timeline",
+        "executing \"",
+        "Done!",
+    ];
+    let mut parts: Vec<String> = Vec::new();
+    let mut copied: Option<String> = None;
+    for piece in output.split(['\n', '\r']) {
+        let line = piece.trim();
+        let line = line.strip_prefix("pg_rewind: ").unwrap_or(line);
+        if line.ends_with("copied") && line.contains("kB") {
+            copied = Some(line.to_string());
+        } else if line.starts_with("executing \"") {
+            parts.push("crash recovery of the target ran first".to_string());
+        } else if KEEP.iter().any(|k| line.starts_with(k)) && !parts.iter().any(|p| p == line) {
+            if line == "Done!" {
+                if let Some(c) = copied.take() {
+                    parts.push(c);
+                }
+            }
+            parts.push(line.to_string());
+        }
+    }
+    if let Some(c) = copied {
+        parts.push(c);
+    }
+    if parts.is_empty() {
+        "pg_rewind reported nothing".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
 impl Instance {
     /// Runs `pg_rewind -D <data> --source-server=<conninfo dbname=postgres>` (with `-n` when
     /// `dry_run`). The server must be stopped; if it was not shut down cleanly, pg_rewind first
@@ -46,6 +96,8 @@ impl Instance {
             .arg("-D")
             .arg(&self.data_dir)
             .arg(format!("--source-server={conninfo}"));
+        // The progress meter's last figure is the amount copied, for the log.
+        cmd.arg("--progress");
         if dry_run {
             cmd.arg("-n");
         }
@@ -63,5 +115,44 @@ impl Instance {
             rewound: !output.contains("no rewind required"),
             output,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_reports_the_result_not_the_last_line() {
+        let cases = [
+            (
+                "pg_rewind: executing \"/usr/lib/postgresql/15/bin/postgres\" for target server to complete crash recovery\n\
+                 \nPostgreSQL stand-alone backend 15.8\nbackend> \n\
+                 pg_rewind: servers diverged at WAL location 0/3000148 on timeline 1\n\
+                 pg_rewind: rewinding from last common checkpoint at 0/2000060 on timeline 1\n\
+                 pg_rewind: reading source file list\npg_rewind: reading target file list\n\
+                 pg_rewind: reading WAL in target\npg_rewind: need to copy 52 MB (total source directory size is 71 MB)\n\
+                 0/53468 kB (0%) copied\r53468/53468 kB (100%) copied\n\
+                 pg_rewind: creating backup label and updating control file\n\
+                 pg_rewind: syncing target data directory\npg_rewind: Done!\nbackend>",
+                "crash recovery of the target ran first; servers diverged at WAL location 0/3000148 on timeline 1; rewinding from last common checkpoint at 0/2000060 on timeline 1; 53468/53468 kB (100%) copied; Done!",
+            ),
+            (
+                "pg_rewind: servers diverged at WAL location 0/3000148 on timeline 1\npg_rewind: no rewind required\n",
+                "servers diverged at WAL location 0/3000148 on timeline 1; no rewind required",
+            ),
+            (
+                "pg_rewind: source and target cluster are on the same timeline\npg_rewind: no rewind required\n",
+                "source and target cluster are on the same timeline; no rewind required",
+            ),
+            ("backend>", "pg_rewind reported nothing"),
+        ];
+        for (output, want) in cases {
+            let r = RewindReport {
+                rewound: true,
+                output: output.to_string(),
+            };
+            assert_eq!(r.summary(), want);
+        }
     }
 }

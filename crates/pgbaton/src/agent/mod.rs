@@ -24,7 +24,7 @@ mod transitions;
 mod vanished;
 mod wake;
 
-use crate::effects::{Clock, Effects, Pg, PgSql};
+use crate::effects::{exited, Clock, Effects, ExitWatch, Pg, PgSql};
 use anyhow::Context;
 use pgbaton_config::NodeConfig;
 use pgbaton_core::model::{ClusterConfig, PgState};
@@ -619,6 +619,21 @@ impl Agent {
         });
     }
 
+    /// A watch on the running postmaster's exit, or None (not running, or no pidfd).
+    fn watch_postmaster(&self) -> Option<ExitWatch> {
+        if !self.pg_running {
+            return None;
+        }
+        let pm = self.pg.status().ok().flatten()?;
+        let watch = self.pg.watch_exit(pm.pid)?;
+        // The pid may have been reused between reading it and opening the pidfd: keep
+        // the watch only when postmaster.pid still names the same live postmaster.
+        match self.pg.status() {
+            Ok(Some(again)) if again.pid == pm.pid => Some(watch),
+            _ => None,
+        }
+    }
+
     /// `loop_wait` from the store, bounded by the lease this agent actually runs with.
     ///
     /// The lease ttl is fixed when the agent starts, but `loop_wait` is re-read every
@@ -658,41 +673,83 @@ impl Agent {
             return;
         };
         let mut seen = last.revision;
+        // One store wait for the whole period (a watch, not a request per slice). A dead
+        // postmaster must be noticed at once, not at the next cycle: a pidfd tells the
+        // moment it exits; without one, postmaster.pid is looked at every 100 ms.
+        let store = self.store.clone();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut change = Box::pin(store.wait_for_change(seen, left));
+        // A postmaster that exits after its pidfd was opened makes it readable at once;
+        // one gone before that gets no watch and is found by looking.
+        let mut exit_watch = self.watch_postmaster();
+        let period = |watched: bool| {
+            if watched {
+                ALIVE_EVERY
+            } else {
+                POSTMASTER_CHECK
+            }
+        };
+        let mut check = tokio::time::interval(period(exit_watch.is_some()));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            crate::sdnotify::alive();
-            let now = Instant::now();
-            if now >= deadline || self.shutdown.requested() {
-                return;
-            }
-            // A dead postmaster must be noticed within ~100 ms, not at the next cycle.
-            if self.pg_running && matches!(self.pg.status(), Ok(None)) {
-                tracing::warn!("PostgreSQL stopped unexpectedly");
-                self.pg_running = false;
-                return;
-            }
-            let slice = (deadline - now).min(Duration::from_millis(100));
-            let store = self.store.clone();
-            let waited = tokio::select! {
+            // Biased: the same order every time, so the simulator replays a seed exactly.
+            tokio::select! {
                 biased;
-                r = store.wait_for_change(seen, slice) => r,
-                _ = self.shutdown.wait() => return,
-            };
-            match waited {
-                Ok(rev) if rev > seen => match self.store.snapshot().await {
-                    Ok(snap) if wake::significant(last, &snap) => return,
-                    Ok(snap) => seen = snap.revision,
-                    Err(_) => return,
-                },
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::warn!("waiting for store changes failed: {e}");
-                    self.shutdown.sleep_until(deadline).await;
-                    return;
+                _ = exited(exit_watch.as_ref()) => {
+                    exit_watch = None;
+                    if matches!(self.pg.status(), Ok(None)) {
+                        tracing::warn!("PostgreSQL stopped unexpectedly");
+                        self.pg_running = false;
+                        return;
+                    }
+                    check = tokio::time::interval(POSTMASTER_CHECK);
                 }
+                _ = check.tick() => {
+                    crate::sdnotify::alive();
+                    if Instant::now() >= deadline || self.shutdown.requested() {
+                        return;
+                    }
+                    if self.pg_running && matches!(self.pg.status(), Ok(None)) {
+                        tracing::warn!("PostgreSQL stopped unexpectedly");
+                        self.pg_running = false;
+                        return;
+                    }
+                }
+                waited = &mut change => match waited {
+                    Ok(rev) if rev > seen => match self.store.snapshot().await {
+                        Ok(snap) if wake::significant(last, &snap) => return,
+                        Ok(snap) => {
+                            seen = snap.revision;
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            change = Box::pin(store.wait_for_change(seen, left));
+                        }
+                        Err(_) => return,
+                    },
+                    Ok(_) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return;
+                        }
+                        change = Box::pin(store.wait_for_change(seen, left));
+                    }
+                    Err(e) => {
+                        tracing::warn!("waiting for store changes failed: {e}");
+                        self.shutdown.sleep_until(deadline).await;
+                        return;
+                    }
+                },
+                _ = self.shutdown.wait() => return,
             }
         }
     }
 }
+
+/// How often `wait` looks at `postmaster.pid` between HA cycles when it cannot watch
+/// the postmaster's exit.
+const POSTMASTER_CHECK: Duration = Duration::from_millis(100);
+/// How often `wait` tells systemd it is alive while it watches the postmaster's exit
+/// (systemd's watchdog wants it at least every `WatchdogSec / 2`, 15 s by default).
+const ALIVE_EVERY: Duration = Duration::from_secs(1);
 
 /// What the member reports while a long action of `actions` runs.
 fn activity(actions: &[Action], local: &pgbaton_core::Local) -> Option<PgState> {

@@ -49,14 +49,16 @@ impl Shutdown {
         self.flag.load(Ordering::SeqCst)
     }
 
-    /// Resolve when a shutdown is requested.
+    /// Resolve when a shutdown is requested. Sleeps without a timer: a `Notified` gets
+    /// `notify_waiters` from the moment it is created, so a request between the flag
+    /// check and the await still wakes it.
     pub async fn wait(&self) {
         while !self.requested() {
             let notified = self.notify.notified();
             if self.requested() {
                 return;
             }
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(500), notified).await;
+            notified.await;
         }
     }
 

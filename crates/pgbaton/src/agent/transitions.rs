@@ -219,8 +219,9 @@ impl Agent {
                 tracing::info!(
                     elapsed_ms = ms(t0),
                     rewound = report.rewound,
-                    "pg_rewind from {leader} done: {}",
-                    report.output.lines().last().unwrap_or("")
+                    "pg_rewind from {leader} finished in {:.2} s: {}",
+                    t0.elapsed().as_secs_f64(),
+                    report.summary()
                 );
                 self.system_identifier = None;
                 self.rewinds += 1;

@@ -64,6 +64,41 @@ pub fn budget(c: &ClusterConfig, safety_margin: u64) -> Vec<String> {
     out
 }
 
+/// Below this many seconds of slack, `check-config` warns: a store call only slightly
+/// slower than retry_timeout, or a loop that runs a little late, would fence a healthy
+/// primary.
+pub const MIN_SLACK_S: f64 = 1.0;
+
+/// Seconds a healthy primary has to spare before its own fence could stop it: the fence
+/// fires `ttl - safety_margin` after the last renewal, and the next renewal comes after
+/// the longer of the renew period (ttl / 4) and loop_wait, plus one store call of up to
+/// retry_timeout.
+fn slack_s(ttl: u64, loop_wait: u64, retry_timeout: u64, safety_margin: u64) -> f64 {
+    let fence = ttl.saturating_sub(safety_margin) as f64;
+    fence - ((ttl as f64 / 4.0).max(loop_wait as f64) + retry_timeout as f64)
+}
+
+/// Warnings about timing that validation accepts but that leaves less than
+/// [`MIN_SLACK_S`] before a healthy primary could be fenced, each naming the fix.
+pub fn warnings(c: &ClusterConfig, safety_margin: u64) -> Vec<String> {
+    let slack = slack_s(c.ttl, c.loop_wait, c.retry_timeout, safety_margin);
+    if slack >= MIN_SLACK_S {
+        return Vec::new();
+    }
+    let ttl_ok = (c.ttl..c.ttl.saturating_add(1000))
+        .find(|&t| slack_s(t, c.loop_wait, c.retry_timeout, safety_margin) >= MIN_SLACK_S)
+        .unwrap_or(c.ttl);
+    let spare = if slack <= 0.0 {
+        "no time".to_string()
+    } else {
+        format!("only {} s", secs(slack))
+    };
+    vec![format!(
+        "bootstrap timing (ttl {} s, loop_wait {} s, retry_timeout {} s, watchdog.safety_margin {safety_margin} s) leaves {spare} to spare before a healthy primary could be fenced: one store call slower than retry_timeout, or a loop that runs late, stops PostgreSQL on a healthy primary; raise bootstrap.ttl to at least {ttl_ok} (or lower retry_timeout or loop_wait)",
+        c.ttl, c.loop_wait, c.retry_timeout
+    )]
+}
+
 /// Seconds with at most two decimals, without trailing zeros (`2.5`, `10`).
 fn secs(s: f64) -> String {
     let t = format!("{s:.2}");
@@ -91,6 +126,35 @@ mod tests {
             "at most about 6.5 s without writes",
         ] {
             assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn warns_when_the_timing_leaves_less_than_a_second_of_slack() {
+        let t = |ttl, loop_wait, retry_timeout| ClusterConfig {
+            ttl,
+            loop_wait,
+            retry_timeout,
+            ..ClusterConfig::default()
+        };
+        // (timing, safety_margin) → the warning says this, or no warning at all.
+        let cases: Vec<(ClusterConfig, u64, Option<&str>)> = vec![
+            (ClusterConfig::default(), 2, None),
+            (t(3, 1, 1), 1, Some("leaves no time to spare")),
+            (t(4, 1, 1), 1, None),
+            (t(6, 1, 3), 1, Some("leaves only 0.5 s to spare")),
+            (t(5, 1, 3), 1, Some("raise bootstrap.ttl to at least 7")),
+            (t(30, 10, 10), 5, None),
+        ];
+        for (c, margin, want) in cases {
+            let w = warnings(&c, margin);
+            match want {
+                None => assert!(w.is_empty(), "ttl {} margin {margin}: {w:?}", c.ttl),
+                Some(needle) => {
+                    assert_eq!(w.len(), 1, "ttl {} margin {margin}: {w:?}", c.ttl);
+                    assert!(w[0].contains(needle), "{needle:?} not in {w:?}");
+                }
+            }
         }
     }
 

@@ -10,6 +10,7 @@ use std::path::Path;
 pub fn check_config(config: &Path, format: ConfigFormat) -> anyhow::Result<()> {
     let cfg = pgbaton_config::load(config)?;
     let budget = super::budget::budget(&cfg.bootstrap, cfg.watchdog.safety_margin);
+    let warnings = super::budget::warnings(&cfg.bootstrap, cfg.watchdog.safety_margin);
     match format {
         ConfigFormat::Json => {
             let out = serde_json::json!({
@@ -17,6 +18,7 @@ pub fn check_config(config: &Path, format: ConfigFormat) -> anyhow::Result<()> {
                 "valid": true,
                 "config": pgbaton_config::effective(&cfg),
                 "budget": budget,
+                "warnings": warnings,
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
@@ -30,6 +32,9 @@ pub fn check_config(config: &Path, format: ConfigFormat) -> anyhow::Result<()> {
                 "# (from this file's bootstrap section; a running cluster's loop_wait, failover_grace and primary_start_timeout come from the store: `pgbaton show-config`)"
             );
         }
+    }
+    for w in &warnings {
+        eprintln!("{}: warning: {w}", config.display());
     }
     eprintln!("{}: OK", config.display());
     Ok(())

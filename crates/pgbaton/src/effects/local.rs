@@ -44,6 +44,9 @@ impl Pg for LocalPg {
     fn status(&self) -> Result<Option<PostmasterInfo>> {
         self.0.status()
     }
+    fn watch_exit(&self, pid: u32) -> Option<super::ExitWatch> {
+        super::ExitWatch::open(pid)
+    }
     async fn connect(&self) -> Result<Box<dyn PgSql>> {
         Ok(Box::new(self.0.connect().await?))
     }

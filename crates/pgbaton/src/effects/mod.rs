@@ -10,17 +10,20 @@
 //! | wall and fence (boot) clocks | [`Clock`] | [`SystemClock`] |
 //! | the fence process | [`crate::fence::FenceProcess`], [`crate::fence::FenceSpawner`] | the `pgbaton fence-watchdog` child |
 //! | background tasks | [`Spawner`] | `tokio::spawn` |
+//! | a postmaster's exit | [`Pg::watch_exit`] ([`ExitWatch`]) | a pidfd; none in the simulator (the agent then polls) |
 //!
 //! Local durations (timeouts, "elapsed" in logs) use `tokio::time::Instant`, which is
 //! the OS monotonic clock in production and the simulator's virtual clock under a
 //! paused tokio runtime. The agent uses no randomness.
 
 mod clock;
+mod exit;
 mod local;
 mod pg;
 mod spawn;
 
 pub use clock::{Clock, SystemClock};
+pub use exit::{exited, ExitWatch};
 pub use local::LocalPg;
 pub use pg::{Pg, PgSql};
 pub use spawn::{BoxTask, Spawner, TokioSpawner};

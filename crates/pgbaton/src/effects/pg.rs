@@ -24,6 +24,11 @@ pub trait Pg: Send + Sync {
     async fn controldata(&self) -> Result<ControlData>;
     /// The live postmaster, if any.
     fn status(&self) -> Result<Option<PostmasterInfo>>;
+    /// A watch that fires when the postmaster `pid` (from [`Pg::status`]) exits, or
+    /// None when exits cannot be watched: the agent then calls `status` every 100 ms.
+    fn watch_exit(&self, _pid: u32) -> Option<super::ExitWatch> {
+        None
+    }
     /// A SQL session with the local server.
     async fn connect(&self) -> Result<Box<dyn PgSql>>;
     /// Write `pgbaton.conf` and the standby config (`Some`) or primary config (`None`).

@@ -1,8 +1,9 @@
 //! The fence process (`pgbaton fence-watchdog`): enforces the armed deadline on its own,
 //! so a hung, frozen or killed agent cannot keep PostgreSQL writable past it.
 //!
-//! It reads commands from standard input ([`super::protocol`]), looks at the clock at
-//! least every 10 ms, and at the deadline sends SIGQUIT to the data directory's
+//! It reads commands from standard input ([`super::protocol`]), sleeps until the
+//! armed deadline, the device's next pet or the agent's next command (with nothing armed,
+//! only the command wakes it), and at the deadline sends SIGQUIT to the data directory's
 //! postmaster. It is started in its own session and ignores SIGINT, SIGTERM and SIGHUP,
 //! so Ctrl-C, a terminal hang-up or a stop signal for the agent's process group does not
 //! take it down while it still has a deadline to enforce.
@@ -130,12 +131,18 @@ impl Watch {
                 tracing::info!("the agent is gone and nothing is left to enforce: exiting");
                 return;
             }
-            let wait = decide::next_wake(now, fence_at);
+            let next_pet = self.device.as_ref().map(|d| d.last_pet + decide::PET_EVERY);
+            let wait = decide::next_wake(now, fence_at, next_pet);
             if self.agent_gone {
-                std::thread::sleep(wait);
+                std::thread::sleep(wait.unwrap_or(decide::POLL));
                 continue;
             }
-            match rx.recv_timeout(wait) {
+            let input = match wait {
+                Some(wait) => rx.recv_timeout(wait),
+                // Nothing armed: nothing to do before the agent's next command.
+                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            };
+            match input {
                 Ok(input) => self.apply(input),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {

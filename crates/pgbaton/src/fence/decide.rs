@@ -2,8 +2,14 @@
 
 use std::time::Duration;
 
-/// How often the fence process looks at the clock at the latest.
+/// How often the fence process looks at the clock while it fences (the deadline has
+/// passed): to see the postmaster go, and to signal it again.
 pub const POLL: Duration = Duration::from_millis(10);
+
+/// The longest the fence process sleeps while armed. Its sleeps run on CLOCK_MONOTONIC,
+/// which stops while the host is suspended, but the deadline is on CLOCK_BOOTTIME,
+/// which does not: after a resume it looks at the deadline again within this time.
+pub const ARMED_CHECK: Duration = Duration::from_millis(100);
 
 /// How long before the watchdog device would fire the fence process fences PostgreSQL
 /// itself, so that a working fence process never lets the device reset the host.
@@ -62,12 +68,23 @@ pub fn should_exit(
     agent_gone && (fence_at.is_none() || (should_fence(now, fence_at) && !postgres_running))
 }
 
-/// How long to wait for the agent's next command: until the deadline, at most [`POLL`].
-pub fn next_wake(now: Duration, fence_at: Option<Duration>) -> Duration {
+/// How long to wait for the agent's next command, or None to wait for it alone:
+/// - nothing armed: nothing can happen before the agent's next command;
+/// - armed: until the deadline, or the device's next pet (`next_pet`) when that comes
+///   first, at most [`ARMED_CHECK`];
+/// - the deadline has passed (fencing): [`POLL`].
+pub fn next_wake(
+    now: Duration,
+    fence_at: Option<Duration>,
+    next_pet: Option<Duration>,
+) -> Option<Duration> {
     match fence_at {
-        Some(d) if d > now => (d - now).min(POLL),
-        Some(_) => POLL,
-        None => POLL,
+        None => None,
+        Some(d) if d <= now => Some(POLL),
+        Some(d) => {
+            let at = next_pet.map_or(d, |p| p.min(d));
+            Some(at.saturating_sub(now).min(ARMED_CHECK))
+        }
     }
 }
 
@@ -142,11 +159,26 @@ mod tests {
     }
 
     #[test]
-    fn wakes_at_the_deadline_or_every_poll() {
-        assert_eq!(next_wake(s(1), None), POLL);
-        assert_eq!(next_wake(s(1), Some(s(1) + ms(3))), ms(3));
-        assert_eq!(next_wake(s(1), Some(s(2))), POLL);
-        assert_eq!(next_wake(s(3), Some(s(2))), POLL);
+    fn sleeps_until_a_command_when_nothing_is_armed() {
+        // (now, fence_at, next_pet) → how long to wait (None: for the next command only).
+        let cases = [
+            (s(1), None, None, None),
+            (s(1), None, Some(s(2)), None),
+            (s(1), Some(s(1) + ms(3)), None, Some(ms(3))),
+            (s(1), Some(s(2)), None, Some(ARMED_CHECK)),
+            (s(1), Some(s(1) + ms(50)), Some(s(1) + ms(20)), Some(ms(20))),
+            (s(1), Some(s(1) + ms(20)), Some(s(1) + ms(50)), Some(ms(20))),
+            (s(1), Some(s(2)), Some(s(1)), Some(Duration::ZERO)),
+            (s(2), Some(s(2)), None, Some(POLL)),
+            (s(3), Some(s(2)), Some(s(4)), Some(POLL)),
+        ];
+        for (now, fence_at, next_pet, want) in cases {
+            assert_eq!(
+                next_wake(now, fence_at, next_pet),
+                want,
+                "now {now:?} fence_at {fence_at:?} next_pet {next_pet:?}"
+            );
+        }
     }
 
     #[test]

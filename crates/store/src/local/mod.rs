@@ -8,6 +8,7 @@
 mod clock;
 mod file;
 mod lock;
+mod notify;
 mod state;
 
 pub use lock::FreezeGuard;
@@ -17,7 +18,8 @@ use state::{Changed, State};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// How often `wait_for_change` re-reads the state file.
+/// How often `wait_for_change` re-reads the state file when it cannot be notified of
+/// changes (no inotify), or while a due lease sweep cannot take the lock.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// Extra time a call may take after winning the lock, for its file I/O.
 const IO_GRACE: Duration = Duration::from_secs(1);
@@ -206,13 +208,17 @@ impl Store for LocalStore {
             .await
     }
 
-    /// Polls the state file every 10 ms without the lock; when the earliest lease
-    /// deadline has passed it sweeps under the lock (bounded by the time left), so a
-    /// lease expiry wakes waiters too. On timeout it returns the revision last read,
-    /// without proving the lock can be taken: callers learn about an unreachable store
-    /// from their next ordinary call.
+    /// Reads the state file without the lock whenever inotify reports that it was
+    /// replaced (polling every 10 ms only where inotify is unavailable); when the
+    /// earliest lease deadline has passed it sweeps under the lock (bounded by the time
+    /// left), so a lease expiry wakes waiters too: the waiter sleeps until that deadline
+    /// at the latest. On timeout it returns the revision last read, without proving the
+    /// lock can be taken: callers learn about an unreachable store from their next
+    /// ordinary call.
     async fn wait_for_change(&self, after: Revision, timeout: Duration) -> Result<Revision> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // Watch before the first read, so a change between the read and the wait wakes.
+        let mut watch = notify::Watch::new(&self.cluster_dir).ok();
         loop {
             let (revision, next_expiry, stale_boot) = match self.peek().await? {
                 Some(s) => (s.revision, s.next_expiry_ms(), s.boot_id != self.boot_id),
@@ -222,8 +228,8 @@ impl Store for LocalStore {
                 return Ok(revision);
             }
             let now = tokio::time::Instant::now();
-            let due = stale_boot
-                || next_expiry.is_some_and(|t| clock::monotonic_ms().is_ok_and(|m| m >= t));
+            let now_ms = clock::monotonic_ms().ok();
+            let due = stale_boot || next_expiry.is_some_and(|t| now_ms.is_some_and(|m| m >= t));
             if due && now < deadline {
                 let wait = (deadline - now).min(self.call_timeout);
                 match self.locked(wait, |s, _| Ok((s.revision, UNCHANGED))).await {
@@ -236,7 +242,20 @@ impl Store for LocalStore {
             if now >= deadline {
                 return Ok(revision);
             }
-            tokio::time::sleep(POLL_INTERVAL.min(deadline - now)).await;
+            let mut wait = deadline - now;
+            if due || watch.is_none() {
+                // A sweep that could not run (lock busy), or no notification: poll.
+                wait = wait.min(POLL_INTERVAL);
+            } else if let (Some(t), Some(m)) = (next_expiry, now_ms) {
+                // Wake when the earliest lease can expire (1 ms late, never early).
+                wait = wait.min(Duration::from_millis(t.saturating_sub(m) + 1));
+            }
+            match watch.as_mut() {
+                Some(w) => {
+                    w.changed(wait).await;
+                }
+                None => tokio::time::sleep(wait).await,
+            }
         }
     }
 }
