@@ -531,6 +531,18 @@ impl Cluster {
         }
     }
 
+    /// The size of member `i`'s agent log (0 when missing).
+    pub fn log_len(&self, i: usize) -> u64 {
+        std::fs::metadata(&self.members[i].log).map_or(0, |m| m.len())
+    }
+
+    /// What member `i`'s agent logged after byte `from` (see [`Cluster::log_len`]).
+    pub fn log_since(&self, i: usize, from: u64) -> String {
+        let bytes = std::fs::read(&self.members[i].log).unwrap_or_default();
+        let from = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+        String::from_utf8_lossy(&bytes[from..]).into_owned()
+    }
+
     /// The last `n` lines of member `i`'s agent log.
     pub fn log_tail(&self, i: usize, n: usize) -> String {
         let text = std::fs::read_to_string(&self.members[i].log).unwrap_or_default();

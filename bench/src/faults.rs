@@ -40,6 +40,9 @@ pub struct CrashRun {
     pub lease_left: Option<Duration>,
     /// Node mode: from restarting the victim's agent to its WAL receiver streaming.
     pub rejoin: Option<Duration>,
+    /// Node mode: how the victim rejoined, from its agent log ("no rewind", "pg_rewind
+    /// 0.61 s", "re-cloned").
+    pub rejoin_how: Option<String>,
     /// What happened, in words ("failover to node2", "restarted in place", "no failover
     /// within 40 s", ...).
     pub note: String,
@@ -128,6 +131,7 @@ pub async fn crash_once(
         failed_writes: 0,
         lease_left,
         rejoin: None,
+        rejoin_how: None,
         note: String::new(),
     };
     match ack {
@@ -153,6 +157,7 @@ pub async fn crash_once(
         }
     }
     if mode == FaultMode::Node {
+        let log_from = cluster.log_len(p);
         cluster.start(p)?;
         let started = Instant::now();
         let new_primary = run
@@ -162,7 +167,10 @@ pub async fn crash_once(
             .filter(|&i| i != p);
         if let Some(np) = new_primary {
             match cluster.wait_streaming(p, np, deadlines.healthy).await {
-                Ok(at) => run.rejoin = Some(at.duration_since(started)),
+                Ok(at) => {
+                    run.rejoin = Some(at.duration_since(started));
+                    run.rejoin_how = Some(rejoin_how(&cluster.log_since(p, log_from)));
+                }
                 Err(e) => run
                     .note
                     .push_str(&format!("; {victim} did not rejoin: {e}")),
@@ -171,6 +179,25 @@ pub async fn crash_once(
     }
     cluster.wait_healthy(deadlines.healthy).await?;
     Ok(run)
+}
+
+/// How a restarted member came back, from what its agent logged since the restart:
+/// "pg_rewind X s" (the time pgbaton logged for it), "re-cloned", or "no rewind".
+pub fn rejoin_how(log: &str) -> String {
+    if let Some(line) = log.lines().find(|l| l.contains("pg_rewind from")) {
+        let secs = line
+            .split_once("finished in ")
+            .and_then(|(_, r)| r.split_once(" s"))
+            .map(|(v, _)| v.trim().to_string());
+        return match secs {
+            Some(v) => format!("pg_rewind {v} s"),
+            None => "pg_rewind failed".to_string(),
+        };
+    }
+    if log.contains("re-cloning") || log.contains("cloning from") {
+        return "re-cloned".to_string();
+    }
+    "no rewind".to_string()
 }
 
 /// Wait until the writer commits on the server at `port` (the primary `name`).

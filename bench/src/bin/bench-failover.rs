@@ -98,7 +98,7 @@ fn render(
     let lost_per_run = analysis::lost_per_fault(&check.lost, &kills);
     let node = args.mode == FaultMode::Node;
     // Lease and rejoin columns only mean something for a node crash.
-    let keep = |c: &usize| node || ![4, 5, 6, 9].contains(c);
+    let keep = |c: &usize| node || ![4, 5, 6, 9, 10].contains(c);
     let headers = [
         "#",
         "killed",
@@ -110,6 +110,7 @@ fn render(
         "last → first write (gap)",
         "failed writes",
         "restarted member streams after",
+        "rejoined with",
         "acked rows lost",
     ];
     let headers: Vec<&str> = (0..headers.len())
@@ -135,6 +136,7 @@ fn render(
             } else {
                 "—".into()
             },
+            r.rejoin_how.clone().unwrap_or_else(|| "—".into()),
             lost_per_run.get(i).copied().unwrap_or(0).to_string(),
         ];
         t.row(
@@ -231,10 +233,22 @@ fn render(
                 secs(j.median),
                 secs(j.min),
                 secs(j.max),
-                "< 1 s".into(),
-                yes(j.max < Duration::from_secs(1) && j.count == runs.len()),
+                "< 0.5 s without a rewind".into(),
+                yes(j.max < Duration::from_millis(500) && j.count == runs.len()),
             ]);
         }
+        let rewound = runs
+            .iter()
+            .filter(|r| r.rejoin_how.as_deref().is_some_and(|h| h != "no rewind"))
+            .count();
+        s.row(vec![
+            "restarted member rewound or re-cloned".into(),
+            format!("{rewound} of {}", runs.len()),
+            String::new(),
+            String::new(),
+            "0 after a crash it did not diverge in".into(),
+            String::new(),
+        ]);
     }
     let none = if missing > 0 {
         format!(

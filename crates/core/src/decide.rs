@@ -481,8 +481,11 @@ fn replica_duties(obs: &Observation, leader: &str) -> Plan {
         )
     } else {
         match local.control {
-            Some(c) if c.clean_shutdown => (c.timeline, WalEnd::CleanShutdownAt(c.checkpoint_lsn)),
-            Some(c) => (c.timeline, WalEnd::Unknown),
+            Some(c) if c.clean_shutdown => (c.timeline, WalEnd::LastRecordAt(c.checkpoint_lsn)),
+            Some(c) => (
+                c.timeline,
+                c.last_record.map_or(WalEnd::Unknown, WalEnd::LastRecordAt),
+            ),
             None => (0, WalEnd::Unknown),
         }
     };

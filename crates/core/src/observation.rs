@@ -108,6 +108,9 @@ pub struct Control {
     pub checkpoint_lsn: Lsn,
     /// Timeline of that checkpoint.
     pub timeline: u32,
+    /// Not shut down cleanly (crashed, fenced): where its last valid WAL record on that
+    /// timeline starts, when the agent could read the WAL to its end; `None`: unknown.
+    pub last_record: Option<Lsn>,
 }
 
 /// One physical replication slot on the local PostgreSQL.

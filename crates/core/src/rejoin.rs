@@ -3,7 +3,9 @@
 //! Timelines only fork at promotions, and every promotion is in the history with the
 //! position where the old timeline ended (the switch point). A member on the parent
 //! timeline may follow when its WAL ends at or before that switch point; past it, its
-//! history has diverged and it must be rewound (or re-cloned). When the needed history
+//! history has diverged and it must be rewound (or re-cloned). That holds for a crashed
+//! or fenced old primary too: when its last valid record starts before the switch
+//! point, the new primary has everything it wrote, and it follows with no pg_rewind. When the needed history
 //! entry is missing, the answer is "rewind": pg_rewind itself finds out cheaply that
 //! nothing needs doing, while following blindly could mix histories.
 
@@ -14,12 +16,14 @@ use crate::Lsn;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WalEnd {
     /// Exactly known and final enough to compare: a running replica's received
-    /// position, or a cleanly stopped server whose last record is the shutdown
-    /// checkpoint starting at this position.
+    /// position.
     Known(Lsn),
-    /// A cleanly stopped server whose last record is the checkpoint starting here.
-    CleanShutdownAt(Lsn),
-    /// Unknown (e.g. after a crash): assume the worst.
+    /// A stopped server whose last valid WAL record starts here: the shutdown
+    /// checkpoint of a clean stop, or, after a crash or a fence, the last record that
+    /// crash recovery would replay (found by reading the WAL, never by starting it).
+    LastRecordAt(Lsn),
+    /// Unknown (e.g. after a crash whose WAL could not be read to its end): assume the
+    /// worst.
     Unknown,
 }
 
@@ -44,9 +48,12 @@ pub fn must_rewind(
     };
     match end {
         WalEnd::Known(lsn) => lsn > switch,
-        // The checkpoint record starts at `at` and ends after it: the new primary had
-        // it only if its timeline begins after that start.
-        WalEnd::CleanShutdownAt(at) => at >= switch,
+        // The last record starts at `at` and ends after it. Up to the switch point the
+        // new primary's WAL is byte for byte this member's (it streamed it), so records
+        // start at the same places there: a record starting before the switch point is
+        // one the new primary replayed whole, and nothing of this member's comes after
+        // it. A record starting at or past the switch point is one it never had.
+        WalEnd::LastRecordAt(at) => at >= switch,
         WalEnd::Unknown => true,
     }
 }
@@ -74,9 +81,9 @@ mod tests {
     #[test]
     fn clean_old_primary_follows_when_the_candidate_had_its_checkpoint() {
         let h = [fork(2, 1000)];
-        assert!(!must_rewind(1, WalEnd::CleanShutdownAt(Lsn(900)), 2, &h));
-        assert!(must_rewind(1, WalEnd::CleanShutdownAt(Lsn(1000)), 2, &h));
-        assert!(must_rewind(1, WalEnd::CleanShutdownAt(Lsn(1200)), 2, &h));
+        assert!(!must_rewind(1, WalEnd::LastRecordAt(Lsn(900)), 2, &h));
+        assert!(must_rewind(1, WalEnd::LastRecordAt(Lsn(1000)), 2, &h));
+        assert!(must_rewind(1, WalEnd::LastRecordAt(Lsn(1200)), 2, &h));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 mod support;
 
 use pgbaton_core::model::{PgState, PrimaryStatus, Role, Tags};
-use pgbaton_core::{decide, Action, DataDir, Lsn, Observation};
+use pgbaton_core::{decide, Action, Control, DataDir, Lsn, Observation};
 use support::*;
 
 /// `first` of a row whose action order is not the rule under test: any non-empty plan.
@@ -617,6 +617,31 @@ fn replica_duty_rules() {
             on_tl2(healthy("b")).local(local_stopped(
                 DataDir::Primary,
                 Some(control(false, 0x100, 1)),
+            )),
+            &["Rewind"],
+            "diverged",
+        ),
+        case(
+            "crashed or fenced former primary whose last record starts before the switch: follow, no rewind",
+            on_tl2(healthy("b")).local(local_stopped(
+                DataDir::Primary,
+                Some(Control {
+                    last_record: Some(Lsn(0x7f00)),
+                    ..control(false, 0x100, 1)
+                }),
+            )),
+            &["Follow"],
+            "starting as a replica of a",
+        )
+        .never(&["Rewind"]),
+        case(
+            "crashed former primary whose last record starts at the switch point: rewind",
+            on_tl2(healthy("b")).local(local_stopped(
+                DataDir::Primary,
+                Some(Control {
+                    last_record: Some(Lsn(0x8000)),
+                    ..control(false, 0x100, 1)
+                }),
             )),
             &["Rewind"],
             "diverged",

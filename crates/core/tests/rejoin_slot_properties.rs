@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 fn wal_end() -> impl Strategy<Value = WalEnd> {
     prop_oneof![
         (0u64..10_000).prop_map(|l| WalEnd::Known(Lsn(l))),
-        (0u64..10_000).prop_map(|l| WalEnd::CleanShutdownAt(Lsn(l))),
+        (0u64..10_000).prop_map(|l| WalEnd::LastRecordAt(Lsn(l))),
         Just(WalEnd::Unknown),
     ]
 }
@@ -75,7 +75,7 @@ proptest! {
         match (switch_after(&h, mine), end) {
             (None, _) | (_, WalEnd::Unknown) => prop_assert!(rewinds),
             (Some(s), WalEnd::Known(l)) => prop_assert_eq!(rewinds, l > s),
-            (Some(s), WalEnd::CleanShutdownAt(at)) => prop_assert_eq!(rewinds, at >= s),
+            (Some(s), WalEnd::LastRecordAt(at)) => prop_assert_eq!(rewinds, at >= s),
         }
     }
 
@@ -89,8 +89,8 @@ proptest! {
         if !must_rewind(mine, WalEnd::Known(Lsn(hi)), leader, &h) {
             prop_assert!(!must_rewind(mine, WalEnd::Known(Lsn(lo)), leader, &h));
         }
-        if !must_rewind(mine, WalEnd::CleanShutdownAt(Lsn(hi)), leader, &h) {
-            prop_assert!(!must_rewind(mine, WalEnd::CleanShutdownAt(Lsn(lo)), leader, &h));
+        if !must_rewind(mine, WalEnd::LastRecordAt(Lsn(hi)), leader, &h) {
+            prop_assert!(!must_rewind(mine, WalEnd::LastRecordAt(Lsn(lo)), leader, &h));
         }
     }
 }

@@ -34,14 +34,16 @@ fn local() -> impl Strategy<Value = Local> {
         5 => Just(DataDir::Standby),
         1 => Just(DataDir::Foreign),
     ];
-    let control =
-        prop::option::of(
-            (any::<bool>(), lsn(), 1u32..4).prop_map(|(clean, l, tl)| Control {
+    let control = prop::option::of(
+        (any::<bool>(), lsn(), 1u32..4, prop::option::of(lsn())).prop_map(
+            |(clean, l, tl, last)| Control {
                 clean_shutdown: clean,
                 checkpoint_lsn: l,
                 timeline: tl,
-            }),
-        );
+                last_record: last,
+            },
+        ),
+    );
     let sysid = prop_oneof![
         8 => Just(Some(SYSID.to_string())),
         1 => Just(Some("999".to_string())),

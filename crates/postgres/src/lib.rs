@@ -34,6 +34,7 @@ mod quote;
 mod rewind;
 mod sql;
 mod timeline;
+mod waldump;
 
 pub use binaries::{find_bin_dir, find_bin_dir_in, DEBIAN_ROOT};
 pub use conf::{
@@ -57,3 +58,4 @@ pub use quote::{
 pub use rewind::RewindReport;
 pub use sql::{Probe, ReplicationPeer, SlotInfo, Sql, WalReceiver, DEFAULT_CONNECT_TIMEOUT};
 pub use timeline::parse_timeline_history;
+pub use waldump::{newer_timeline_in, parse_waldump_end};

@@ -186,6 +186,7 @@ pub fn control(clean: bool, lsn: u64, timeline: u32) -> Control {
         clean_shutdown: clean,
         checkpoint_lsn: Lsn(lsn),
         timeline,
+        last_record: None,
     }
 }
 

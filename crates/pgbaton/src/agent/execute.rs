@@ -60,6 +60,9 @@ impl Agent {
         action: &Action,
         obs: &Observation,
     ) -> anyhow::Result<()> {
+        // Any action may start, rewind or replace the data directory: read its WAL
+        // again before the next decision that needs it.
+        self.wal_end.clear();
         match action {
             Action::ClaimInitialize => self.claim_initialize().await,
             Action::ReleaseStaleInitialize { revision } => {

@@ -23,6 +23,7 @@ mod startup;
 mod transitions;
 mod vanished;
 mod wake;
+mod walend;
 
 use crate::effects::{exited, Clock, Effects, ExitWatch, Pg, PgSql};
 use anyhow::Context;
@@ -188,6 +189,8 @@ pub(crate) struct Agent {
     promotions: u64,
     /// Rewinds done by this member.
     rewinds: u64,
+    /// Where the WAL of the stopped, crashed data directory ends (read once per stop).
+    wal_end: walend::WalEndCache,
     /// Set when the agent must stop with an error (a refusal).
     fatal: Option<String>,
     shutdown: shutdown::Shutdown,
@@ -323,6 +326,7 @@ impl Agent {
             running_ttl: ttl.as_secs(),
             loop_wait_clamped: false,
             rewinds: 0,
+            wal_end: walend::WalEndCache::default(),
             shutdown,
         }
     }
@@ -441,7 +445,13 @@ impl Agent {
             tracing::warn!("{p}");
         }
         self.cluster_config = view.config.clone();
-        let local = self.observe().await?;
+        // Only a member that may have to follow another primary needs to know where
+        // its WAL ends after a crash (a leader restarts in place at once).
+        let scan_wal = view
+            .leader
+            .as_deref()
+            .is_some_and(|l| l != self.cfg.name.as_str());
+        let local = self.observe(scan_wal).await?;
         let my_lease = self.lease.borrow().lease;
         if my_lease.is_none() {
             // Without a lease the member key cannot be published, and other members

@@ -19,8 +19,10 @@ pub struct LocalView {
 }
 
 impl Agent {
-    /// Look at the data directory and, if PostgreSQL runs, ask it about itself.
-    pub(super) async fn observe(&mut self) -> anyhow::Result<LocalView> {
+    /// Look at the data directory and, if PostgreSQL runs, ask it about itself. With
+    /// `scan_wal`, a data directory that was not shut down cleanly has its WAL read to
+    /// the end (once per stop), so that it can follow a new primary without pg_rewind.
+    pub(super) async fn observe(&mut self, scan_wal: bool) -> anyhow::Result<LocalView> {
         let state = self
             .pg
             .data_dir_state()
@@ -95,15 +97,24 @@ impl Agent {
             } else {
                 control.checkpoint_lsn
             };
+            let clean = control.cluster_state.is_clean_shutdown();
+            let timeline = control
+                .checkpoint_timeline
+                .max(control.min_recovery_end_timeline);
+            let last_record = if !clean && scan_wal {
+                self.last_wal_record(timeline, control.checkpoint_lsn).await
+            } else {
+                None
+            };
             view.core.control = Some(Control {
-                clean_shutdown: control.cluster_state.is_clean_shutdown(),
+                clean_shutdown: clean,
                 checkpoint_lsn: end,
-                timeline: control
-                    .checkpoint_timeline
-                    .max(control.min_recovery_end_timeline),
+                timeline,
+                last_record,
             });
             return Ok(view);
         }
+        self.wal_end.clear();
         if self.sql.as_ref().is_none_or(|s| s.is_closed()) {
             self.sql = self.pg.connect().await.ok();
         }

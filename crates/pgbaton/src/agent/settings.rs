@@ -51,6 +51,9 @@ pub fn sibling(cfg: &NodeConfig, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// How soon a standby tries streaming again after it lost its upstream.
+pub const WAL_RETRIEVE_RETRY_INTERVAL: &str = "250ms";
+
 /// The settings written into `pgbaton.conf`: replication essentials, then the cluster's
 /// parameters, then this member's own (which win), then `synchronous_standby_names`
 /// when the synchronous replication manager set one (`sync_names`).
@@ -71,6 +74,16 @@ pub fn managed_settings(
         ("wal_receiver_status_interval", "1s"),
     ] {
         s.insert(k.to_string(), v.to_string());
+    }
+    // A replica whose primary restarted in place retries streaming after this long
+    // (PostgreSQL's default is 5 s of replicas standing still). Each retry also runs
+    // `restore_command` when one is set, so with an archive PostgreSQL's default stays
+    // unless the member's parameters say otherwise.
+    if !cfg.postgres.parameters.contains_key("restore_command") {
+        s.insert(
+            "wal_retrieve_retry_interval".into(),
+            WAL_RETRIEVE_RETRY_INTERVAL.into(),
+        );
     }
     s.insert("cluster_name".into(), cfg.cluster.clone());
     for (k, v) in &cluster.parameters {
@@ -159,6 +172,30 @@ mod tests {
         assert!(!s.contains_key("archive_command"));
         assert!(!s.contains_key("SHARED_PRELOAD_LIBRARIES"));
         assert_eq!(s.get("work_mem").map(String::as_str), Some("8MB"));
+    }
+
+    #[test]
+    fn replicas_retry_streaming_quickly_unless_an_archive_is_read() {
+        let mut cfg = example();
+        let cluster = ClusterConfig::default();
+        let s = managed_settings(&cfg, &cluster, None);
+        assert_eq!(
+            s.get("wal_retrieve_retry_interval").map(String::as_str),
+            Some(WAL_RETRIEVE_RETRY_INTERVAL)
+        );
+        cfg.postgres
+            .parameters
+            .insert("restore_command".into(), "cp /arch/%f %p".into());
+        let s = managed_settings(&cfg, &cluster, None);
+        assert!(!s.contains_key("wal_retrieve_retry_interval"));
+        cfg.postgres
+            .parameters
+            .insert("wal_retrieve_retry_interval".into(), "2s".into());
+        let s = managed_settings(&cfg, &cluster, None);
+        assert_eq!(
+            s.get("wal_retrieve_retry_interval").map(String::as_str),
+            Some("2s")
+        );
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub trait Pg: Send + Sync {
     ) -> Result<RewindReport>;
     /// Where timeline `tli` began, from its history file.
     fn timeline_switch_point(&self, tli: u32) -> Result<Option<Lsn>>;
+    /// For a stopped data directory that was not shut down cleanly: where its last
+    /// valid WAL record on timeline `tli` starts, reading from the checkpoint at `from`
+    /// as crash recovery would (without starting the server); `Ok(None)` when that
+    /// cannot be told for sure.
+    async fn last_wal_record(&self, tli: u32, from: Lsn) -> Result<Option<Lsn>>;
     /// Kill server processes a dead postmaster left behind; how many.
     async fn kill_orphans(&self, timeout: Duration) -> usize;
     /// Remove the `postmaster.pid` of a dead postmaster.

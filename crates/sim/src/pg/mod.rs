@@ -251,6 +251,26 @@ impl Pg for SimPg {
             .and_then(|h| h.last())
             .map(|(_, l)| Lsn(*l)))
     }
+    async fn last_wal_record(&self, tli: u32, from: Lsn) -> Result<Option<Lsn>> {
+        take(20).await;
+        let w = lock(&self.world);
+        let h = &w.hosts[&self.host];
+        if h.eio {
+            return Err(eio("run pg_waldump on", &self.data_dir));
+        }
+        let d = h
+            .data()
+            .ok_or_else(|| fail("pg_waldump", "no data directory"))?;
+        // As the real one: WAL or a history file of a newer timeline makes the end
+        // unknown; otherwise crash recovery ends after the last record.
+        if d.newest_tli() > tli {
+            return Ok(None);
+        }
+        Ok(d.wal
+            .last()
+            .filter(|r| r.tli == tli && r.start >= from.0)
+            .map(|r| Lsn(r.start)))
+    }
     async fn kill_orphans(&self, _timeout: Duration) -> usize {
         0
     }
