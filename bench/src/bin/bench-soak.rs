@@ -21,8 +21,9 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     minutes: u64,
     /// Lease time (bootstrap.ttl), seconds: the smallest that `check-config` accepts
-    /// with loop_wait 1, retry_timeout 1 and the default safety margin (2 s).
-    #[arg(long, default_value_t = 4)]
+    /// (with loop_wait 1, retry_timeout 1 and watchdog.safety_margin 1, the defaults
+    /// of this benchmark).
+    #[arg(long, default_value_t = 3)]
     ttl: u64,
     /// pgbench transactions per second (rate-limited, `-R`).
     #[arg(long, default_value_t = 50)]
@@ -62,6 +63,9 @@ struct Load {
 async fn bench(mut args: Args) -> Result<()> {
     if args.common.retry_timeout.is_none() {
         args.common.retry_timeout = Some(1);
+    }
+    if args.common.safety_margin.is_none() {
+        args.common.safety_margin = Some(1);
     }
     let healthy = Duration::from_secs(args.common.healthy_timeout);
     let mut cluster = Cluster::create(&args.common.spec(3, args.ttl)?)?;
@@ -196,10 +200,11 @@ async fn bench(mut args: Args) -> Result<()> {
     let api_ok = api.ok.load(Ordering::SeqCst);
     let api_failed = api.failed.load(Ordering::SeqCst);
     let body = format!(
-        "3 members, local store, ttl {ttl} s, loop_wait {lw} s, retry_timeout {rt} s (the smallest ttl `check-config` accepts with the default safety margin); {mins:.1} min of load: pgbench ({clients} clients, rate-limited to {rate} tps, TPC-B-like, scale 1, through the multi-host string with `target_session_attrs=read-write`), and one `GET /cluster` per second on each member's API. No fault injected: every failover, leader change or fencing is a false alarm. Load average (1 min) at the start {la0}, at the end {la1}.\n\n{summary}\n{members}\npgbench: {tx} transactions in {runs} run(s), {failed} of which stopped with an error{err}. API: {api_ok} answers, {api_failed} failures or timeouts (2 s), slowest {slow} ms.\n",
+        "3 members, local store, ttl {ttl} s, loop_wait {lw} s, retry_timeout {rt} s, safety_margin {sm} s (the smallest ttl `check-config` accepts); {mins:.1} min of load: pgbench ({clients} clients, rate-limited to {rate} tps, TPC-B-like, scale 1, through the multi-host string with `target_session_attrs=read-write`), and one `GET /cluster` per second on each member's API. No fault injected: every failover, leader change or fencing is a false alarm. Load average (1 min) at the start {la0}, at the end {la1}.\n\n{summary}\n{members}\npgbench: {tx} transactions in {runs} run(s), {failed} of which stopped with an error{err}. API: {api_ok} answers, {api_failed} failures or timeouts (2 s), slowest {slow} ms.\n",
         ttl = timing.ttl,
         lw = timing.loop_wait,
         rt = timing.retry_timeout,
+        sm = args.common.safety_margin.unwrap_or(1),
         mins = elapsed.as_secs_f64() / 60.0,
         clients = args.clients,
         rate = args.rate,

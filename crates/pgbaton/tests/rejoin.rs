@@ -83,6 +83,7 @@ async fn a_fenced_old_primary_that_did_not_diverge_rejoins_without_rewind() {
 /// checkpoint); the replica is promoted by force. The old primary's WAL goes past the
 /// switch point: it must be rewound, and its divergent rows are gone.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "long tier (scripts/test.sh --long): a crash, a forced failover and a rewind, ~30 s"]
 async fn a_crashed_old_primary_that_diverged_is_rewound() {
     let mut c = TestCluster::new(2, StoreKind::Local);
     for i in 0..2 {
