@@ -257,3 +257,19 @@ pub async fn start_writer(cluster: &Cluster, epoch: Instant, healthy: Duration) 
     wait_writes_on(&writer, port, &name).await?;
     Ok(writer)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::rejoin_how;
+
+    #[test]
+    fn tells_how_a_member_rejoined_from_its_log() {
+        let rewound =
+            "x INFO rewinding from node1\nx INFO pg_rewind from node1 finished in 2.31 s: Done!\n";
+        assert_eq!(rejoin_how(rewound), "pg_rewind 2.31 s");
+        let followed = "x INFO PostgreSQL was not shut down cleanly: its last WAL record (timeline 1) starts at 0/4029EA0\n";
+        assert_eq!(rejoin_how(followed), "no rewind");
+        let failed = "x WARN pg_rewind from node1 failed (boom); re-cloning instead\n";
+        assert_eq!(rejoin_how(failed), "pg_rewind failed");
+    }
+}
