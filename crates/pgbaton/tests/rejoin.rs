@@ -189,6 +189,7 @@ async fn replicas_stream_again_soon_after_their_primary_restarts_in_place() {
         .await;
     }
     let took = t0.elapsed();
+    eprintln!("postmaster killed → every replica streaming again: {took:?}");
     assert_eq!(c.leader().as_deref(), Some(c.nodes[p].name.as_str()));
     // Generous for a loaded machine, and still below PostgreSQL's 5 s default.
     assert!(
