@@ -26,14 +26,17 @@ pub struct SlotInfo {
 
 const SLOTS_SQL: &str =
     "SELECT slot_name::text, slot_type, active, active_pid, restart_lsn::text, wal_status \
-     FROM pg_replication_slots";
+     FROM pg_replication_slots ORDER BY slot_name";
 
 impl Sql {
     /// All replication slots, ordered by name.
     pub async fn slots(&self) -> Result<Vec<SlotInfo>> {
+        let statement = self
+            .prepared("list replication slots", SLOTS_SQL)
+            .await?;
         let rows = self
             .client
-            .query(&format!("{SLOTS_SQL} ORDER BY slot_name"), &[])
+            .query(&statement, &[])
             .await
             .map_err(|e| self.err("list replication slots", e))?;
         rows.iter()
