@@ -206,6 +206,9 @@ pub(crate) struct Agent {
     report_written_at: Option<Instant>,
     /// When this agent last wrote the `status` key.
     status_written_at: Option<Instant>,
+    /// The replay position the replica's slots for other members were last advanced
+    /// to, and those slots.
+    slots_advanced: Option<(pgbaton_core::Lsn, Vec<String>)>,
     /// The state the HTTP API answers from, replaced after every cycle.
     api_state: tokio::sync::watch::Sender<crate::api::AgentSnapshot>,
 }
@@ -305,6 +308,7 @@ impl Agent {
             stored_report: None,
             report_written_at: None,
             status_written_at: None,
+            slots_advanced: None,
             api_state,
             cfg,
             store,

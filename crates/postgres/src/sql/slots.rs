@@ -119,12 +119,15 @@ impl Sql {
     /// that after a promotion it already retains their WAL. Returns the slot's new position.
     pub async fn advance_slot(&self, name: &str, to: Lsn) -> Result<Option<Lsn>> {
         check_slot_name(name)?;
+        let statement = self
+            .prepared(
+                "advance a replication slot",
+                "SELECT end_lsn::text FROM pg_replication_slot_advance($1, $2::text::pg_lsn)",
+            )
+            .await?;
         let row = self
             .client
-            .query_one(
-                "SELECT end_lsn::text FROM pg_replication_slot_advance($1, $2::text::pg_lsn)",
-                &[&name, &to.to_string()],
-            )
+            .query_one(&statement, &[&name, &to.to_string()])
             .await
             .map_err(|e| self.err(&format!("advance replication slot {name:?}"), e))?;
         opt_lsn("pg_replication_slot_advance", row.get(0))
