@@ -200,9 +200,7 @@ impl Cluster {
             let data_dir = data.join(&name);
             let (pg_port, api_port) = (free_port()?, free_port()?);
             let mut text = if spec.etcd.is_empty() {
-                pgbaton_config::render_example(
-                    CLUSTER, &name, &data_dir, &store, pg_port, api_port,
-                )
+                pgbaton_config::render_example(CLUSTER, &name, &data_dir, &store, pg_port, api_port)
             } else {
                 pgbaton_config::render_example_etcd(
                     CLUSTER, &name, &data_dir, &spec.etcd, pg_port, api_port,

@@ -92,7 +92,8 @@ impl Etcd {
         let addr = format!("127.0.0.1:{}", self.client_port);
         let io = |e| BenchError::io("GET from etcd at", &addr, e);
         let mut s = std::net::TcpStream::connect(&addr).map_err(io)?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).map_err(io)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(io)?;
         write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(io)?;
         let mut text = String::new();
         s.read_to_string(&mut text).map_err(io)?;

@@ -10,8 +10,8 @@ use crate::effects::{Pg, PgSql};
 use anyhow::{bail, Context};
 use pgbaton_config::NodeConfig;
 use pgbaton_core::model::{
-    Initialize, MemberStatus, PrimaryStatus, KEY_CONFIG, KEY_INITIALIZE, KEY_LEADER, KEY_STATUS, KEY_SWITCHOVER,
-    KEY_SYNC,
+    Initialize, MemberStatus, PrimaryStatus, KEY_CONFIG, KEY_INITIALIZE, KEY_LEADER, KEY_STATUS,
+    KEY_SWITCHOVER, KEY_SYNC,
 };
 use pgbaton_core::slots::slot_name;
 use pgbaton_core::{Action, Observation};

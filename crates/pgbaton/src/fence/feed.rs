@@ -353,14 +353,25 @@ mod tests {
         for t in 101..105 {
             feed.confirmed_leader(s(t)).unwrap();
         }
-        assert!(changes.has_changed().unwrap(), "the lease keeper and backstop must hear confirmations");
-        assert_eq!(*commands.lock().unwrap(), vec![None, Some((s(108), s(110)))]);
+        assert!(
+            changes.has_changed().unwrap(),
+            "the lease keeper and backstop must hear confirmations"
+        );
+        assert_eq!(
+            *commands.lock().unwrap(),
+            vec![None, Some((s(108), s(110)))]
+        );
         // A renewal moves it (the older input is now the confirmation at 104 s).
         feed.renewed(s(105), s(10)).unwrap();
         feed.confirmed_leader(s(106)).unwrap();
         assert_eq!(
             *commands.lock().unwrap(),
-            vec![None, Some((s(108), s(110))), Some((s(112), s(114))), Some((s(113), s(115)))]
+            vec![
+                None,
+                Some((s(108), s(110))),
+                Some((s(112), s(114))),
+                Some((s(113), s(115)))
+            ]
         );
         // Stepping down disarms once.
         feed.stepped_down().unwrap();

@@ -228,7 +228,13 @@ mod tests {
 
     #[test]
     fn without_a_timer_it_sleeps_in_slices() {
-        assert_eq!(slice(Duration::from_secs(5)), PollTimeout::try_from(100u128).unwrap());
-        assert_eq!(slice(Duration::from_micros(1500)), PollTimeout::try_from(2u128).unwrap());
+        assert_eq!(
+            slice(Duration::from_secs(5)),
+            PollTimeout::try_from(100u128).unwrap()
+        );
+        assert_eq!(
+            slice(Duration::from_micros(1500)),
+            PollTimeout::try_from(2u128).unwrap()
+        );
     }
 }

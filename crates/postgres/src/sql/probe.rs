@@ -118,10 +118,8 @@ impl Sql {
     pub async fn probe(&self) -> Result<Probe> {
         let statement = self.prepared("probe", PROBE_SQL).await?;
         // Both queries go out together (pipelined): one round trip.
-        let (row, wal_receiver) = tokio::join!(
-            self.client.query_one(&statement, &[]),
-            self.wal_receiver()
-        );
+        let (row, wal_receiver) =
+            tokio::join!(self.client.query_one(&statement, &[]), self.wal_receiver());
         let row = row.map_err(|e| self.err("probe", e))?;
         let wal_receiver = wal_receiver?;
         let in_recovery: bool = row.get(0);

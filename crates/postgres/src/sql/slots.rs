@@ -31,9 +31,7 @@ const SLOTS_SQL: &str =
 impl Sql {
     /// All replication slots, ordered by name.
     pub async fn slots(&self) -> Result<Vec<SlotInfo>> {
-        let statement = self
-            .prepared("list replication slots", SLOTS_SQL)
-            .await?;
+        let statement = self.prepared("list replication slots", SLOTS_SQL).await?;
         let rows = self
             .client
             .query(&statement, &[])
