@@ -300,10 +300,14 @@ mod tests {
         Duration::from_secs(x)
     }
 
+    /// A command as [`Counting`] records it: `Some((deadline, expiry))` for an arm,
+    /// `None` for a disarm.
+    type Heard = Option<(Duration, Duration)>;
+
     /// Counts the commands a fence process receives.
     #[derive(Default)]
     struct Counting {
-        commands: Arc<Mutex<Vec<Option<(Duration, Duration)>>>>,
+        commands: Arc<Mutex<Vec<Heard>>>,
     }
 
     impl FenceProcess for Counting {
