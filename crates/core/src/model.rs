@@ -121,7 +121,7 @@ fn is_zero(i: &i32) -> bool {
 }
 
 /// The value of `members/<name>`: what a member publishes about itself, every cycle
-/// in which it changed (the agent rewrites an unchanged report only about every `2/3 ttl`,
+/// in which it changed (the agent rewrites an unchanged report only about every `3/4 ttl`,
 /// and every cycle while the cluster has no leader).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberStatus {
@@ -175,7 +175,7 @@ pub struct MemberStatus {
 }
 
 /// The value of the `status` key, written by the primary when it changes (the agent
-/// rewrites it about every `2/3 ttl`).
+/// rewrites it about every `3/4 ttl`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrimaryStatus {
     /// The primary that wrote it.

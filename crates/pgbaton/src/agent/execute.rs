@@ -44,7 +44,7 @@ pub fn describe(action: &Action) -> String {
 /// primary, WAL position, timeline and hosts, and the same members registered, each
 /// still registered (a time) or removed (0) as before. The times of live members
 /// advance every cycle; rewriting the key only for them would wake every member each
-/// cycle. The primary still rewrites it about every `2/3 ttl` ([`Agent::refresh_due`]),
+/// cycle. The primary still rewrites it about every `3/4 ttl` ([`Agent::refresh_due`]),
 /// so the registry's times lag by at most that, against a `member_slot_retention` of
 /// hours.
 fn same_status(old: &PrimaryStatus, new: &PrimaryStatus) -> bool {
