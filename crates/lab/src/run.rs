@@ -9,6 +9,10 @@ use anyhow::{bail, Result};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+/// The longest a healed cluster may take to have one primary and every other member
+/// streaming again (issue 11: a partitioned old primary streams within 10 s of the heal).
+pub const HEAL_LIMIT: Duration = Duration::from_secs(10);
+
 /// The verdict of one run.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -130,6 +134,7 @@ pub async fn one(lab: &mut Lab, seed: u64, kind: Option<Kind>, heal_within: Dura
         return rep;
     };
     rep.primaries.0 = Some(primary);
+    let reclones_before = lab.reclones();
     let mut rng = Rng::new(seed);
     let mut fault = Fault::pick(&mut rng, kind, primary, lab.opts.hosts, lab.opts.ttl);
     rep.kind = Some(fault.kind);
@@ -174,6 +179,23 @@ pub async fn one(lab: &mut Lab, seed: u64, kind: Option<Kind>, heal_within: Dura
             }
             Err(e) => problems.push(format!("cannot read the final primary: {e:#}")),
         },
+    }
+    if let Some(h) = rep.heal.filter(|h| *h > HEAL_LIMIT) {
+        problems.push(format!(
+            "healed in {:.1}s, more than {HEAL_LIMIT:?}",
+            h.as_secs_f64()
+        ));
+    }
+    let recloned: Vec<String> = lab
+        .reclones()
+        .iter()
+        .zip(&reclones_before)
+        .enumerate()
+        .filter(|(_, (a, b))| a > b)
+        .map(|(i, _)| format!("h{}", i + 1))
+        .collect();
+    if !recloned.is_empty() {
+        problems.push(format!("re-cloned: {}", recloned.join(", ")));
     }
     if rep.split_brain > 0 {
         problems.push(format!("{} split-brain instants", rep.split_brain));
