@@ -4,11 +4,11 @@
 //! [`pgbaton_core::isolation::isolated`]).
 //!
 //! It runs apart from the main loop, whose cycles fail at the store read while the store
-//! is down. It costs nothing while the store answers: the main loop's own reads of
-//! `pg_stat_replication` (every cycle, on a primary) feed the [`ReplyTracker`]; the
-//! guard sleeps until the last store success is `retry_timeout` old, and only then
-//! samples `pg_stat_replication` itself every [`SAMPLE_EVERY`] (one connection, closed
-//! when the store answers again).
+//! is down. While this member leads, the main loop's own reads of `pg_stat_replication`
+//! (every cycle) feed the [`ReplyTracker`], and the guard adds a read when the last one
+//! is older than [`SAMPLE_ARMED`] (with `loop_wait` 1, almost never); once the last
+//! store success is `retry_timeout` old, it reads every [`SAMPLE_EVERY`] and decides.
+//! Nothing runs on a member that does not lead.
 
 use crate::effects::{Clock, Pg, PgSql, Spawner};
 use crate::fence::FenceFeed;
@@ -20,6 +20,11 @@ use std::time::Duration;
 
 /// How often `pg_stat_replication` is sampled while the store does not answer.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+
+/// How fresh the last sample is kept while leading (the main loop's own reads count):
+/// when the store stops answering, the guard must already know when the standbys last
+/// replied, or it would wait a whole [`pgbaton_core::isolation::REPLY_WINDOW`] more.
+const SAMPLE_ARMED: Duration = Duration::from_secs(1);
 
 /// How long one sample (connect and query) may take.
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -34,6 +39,8 @@ pub struct ReplyTracker {
     pub since: Option<Duration>,
     /// When a sample last showed a new reply or a new walsender.
     pub heard_at: Option<Duration>,
+    /// When the last sample was taken.
+    pub last_at: Option<Duration>,
 }
 
 impl ReplyTracker {
@@ -51,6 +58,7 @@ impl ReplyTracker {
             self.since = Some(now);
         }
         self.last = Some(rows);
+        self.last_at = Some(now);
     }
 }
 
@@ -81,28 +89,39 @@ pub fn spawn(
         let mut changes = feed.subscribe();
         let mut sql: Option<Box<dyn PgSql>> = None;
         let mut acted_for: Option<Duration> = None;
+        let mut tried_at: Option<Duration> = None;
         loop {
             let state = feed.state();
             let armed = state.arm_at(feed.margin()).is_some();
             let now = clock.boot();
-            let wait = match state.store_ok() {
-                Some(ok) if armed => (ok + retry_timeout).saturating_sub(now),
-                _ => Duration::from_secs(3600),
-            };
-            if !armed || !wait.is_zero() {
-                // The store answers (or this member does not lead): nothing to watch.
+            let Some(ok) = state.store_ok().filter(|_| armed) else {
+                // Not leading: nothing to watch.
                 sql = None;
-                tokio::select! {
-                    biased;
-                    changed = changes.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                    }
-                    _ = tokio::time::sleep(wait) => {}
+                if until_change(&mut changes, Duration::from_secs(3600))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            };
+            let outage_at = ok + retry_timeout;
+            let in_outage = now >= outage_at;
+            let period = if in_outage {
+                SAMPLE_EVERY
+            } else {
+                SAMPLE_ARMED
+            };
+            let last = tracker.lock().unwrap_or_else(|e| e.into_inner()).last_at;
+            let due = last.max(tried_at).map_or(now, |l| l + period);
+            if now < due {
+                let wake = if in_outage { due } else { due.min(outage_at) };
+                if until_change(&mut changes, wake - now).await.is_err() {
+                    return;
                 }
                 continue;
             }
+            tried_at = Some(now);
             let sampled = sample(pg.as_ref(), &mut sql).await;
             let (since, heard_at) = {
                 let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
@@ -111,9 +130,12 @@ pub fn spawn(
                 }
                 (t.since, t.heard_at)
             };
+            if !in_outage {
+                continue;
+            }
             let input = IsolationInput {
                 now: clock.boot(),
-                store_ok_at: state.store_ok(),
+                store_ok_at: Some(ok),
                 store_failed_at: state.store_failed,
                 retry_timeout,
                 watching_since: since,
@@ -122,17 +144,15 @@ pub fn spawn(
             };
             // Once per outage (keyed by the last store success): the main loop cannot
             // start PostgreSQL again before the store answers, which ends the outage.
-            if isolated(&input) && acted_for != state.store_ok() {
-                acted_for = state.store_ok();
+            if isolated(&input) && acted_for != Some(ok) {
+                acted_for = Some(ok);
                 if let Ok(Some(pid)) = pg.postmaster_pid() {
                     tracing::error!(
                         postmaster = pid,
                         "isolated: no answer from the store for {:?} and no standby has \
                          replied for {:?}; stopping PostgreSQL now (immediate shutdown) \
                          rather than accepting writes a failover would discard",
-                        input
-                            .now
-                            .saturating_sub(input.store_ok_at.unwrap_or_default()),
+                        input.now.saturating_sub(ok),
                         pgbaton_core::isolation::REPLY_WINDOW,
                     );
                     if let Err(e) = pg.quit_postmaster(pid) {
@@ -141,17 +161,20 @@ pub fn spawn(
                     sql = None;
                 }
             }
-            tokio::select! {
-                biased;
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
-                _ = tokio::time::sleep(SAMPLE_EVERY) => {}
-            }
         }
     }))
+}
+
+/// Sleep for `wait` or until what the fence was told changes; Err once the feed is gone.
+async fn until_change(
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+    wait: Duration,
+) -> Result<(), ()> {
+    tokio::select! {
+        biased;
+        changed = changes.changed() => changed.map_err(|_| ()),
+        _ = tokio::time::sleep(wait) => Ok(()),
+    }
 }
 
 /// The streaming walsenders' (pid, reply_time), or None when PostgreSQL does not answer.
