@@ -72,7 +72,7 @@ async fn main() -> Result<()> {
             let kind = kind.or_else(|| deck.get(reports.len()).copied());
             let r = run::one(l, seed, kind, Duration::from_secs(90)).await;
             println!(
-                "run {:>3} mode {:<6} seed {:<6} {:<22} primary {:<7} acked {:>5} lost {:>4} split {:>3} heal {:>6} {}",
+                "run {:>3} mode {:<6} seed {:<6} {:<22} primary {:<7} acked {:>5} lost {:>4}{} split {:>3} heal {:>6} {}",
                 k + 1,
                 mode.name(),
                 seed,
@@ -80,6 +80,9 @@ async fn main() -> Result<()> {
                 r.primaries(),
                 r.acked,
                 r.lost,
+                r.lost_window
+                    .map(|w| format!(" ({:.1}s)", w.as_secs_f64()))
+                    .unwrap_or_default(),
                 r.split_brain,
                 r.heal.map(|h| format!("{:.1}s", h.as_secs_f64())).unwrap_or("-".into()),
                 r.failure.as_deref().unwrap_or("ok")

@@ -22,6 +22,9 @@ pub struct Report {
     pub kind: Option<Kind>,
     pub acked: usize,
     pub lost: usize,
+    /// From the fault's injection to the acknowledgement of the last lost row: how long
+    /// the old primary accepted writes that were then lost.
+    pub lost_window: Option<Duration>,
     pub split_brain: usize,
     /// From the heal to one primary with every other member streaming.
     pub heal: Option<Duration>,
@@ -124,6 +127,7 @@ pub async fn one(lab: &mut Lab, seed: u64, kind: Option<Kind>, heal_within: Dura
         kind,
         acked: 0,
         lost: 0,
+        lost_window: None,
         split_brain: 0,
         heal: None,
         failure: None,
@@ -147,6 +151,7 @@ pub async fn one(lab: &mut Lab, seed: u64, kind: Option<Kind>, heal_within: Dura
     let sockets = (0..lab.opts.hosts).map(|i| lab.socket_dir(i)).collect();
     let rec = Recorder::start(lab.opts.hosts, sockets, first_id, t0);
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let injected_at = t0.elapsed();
     let applied = tokio::task::block_in_place(|| fault.apply(lab));
     rep.fault = fault.describe();
     if let Err(e) = applied {
@@ -175,7 +180,15 @@ pub async fn one(lab: &mut Lab, seed: u64, kind: Option<Kind>, heal_within: Dura
         Some(p) => match final_ids(lab, p, first_id, heal_within).await {
             Ok((p, present)) => {
                 rep.primaries.1 = Some(p);
-                rep.lost = checker::lost(&records.acks, &present).len();
+                let lost = checker::lost(&records.acks, &present);
+                rep.lost = lost.len();
+                let lost: HashSet<i64> = lost.into_iter().collect();
+                rep.lost_window = records
+                    .acks
+                    .iter()
+                    .filter(|(id, _)| lost.contains(id))
+                    .map(|&(_, at)| at.saturating_sub(injected_at))
+                    .max();
             }
             Err(e) => problems.push(format!("cannot read the final primary: {e:#}")),
         },
@@ -278,9 +291,20 @@ pub fn table(reports: &[Report]) -> String {
         let lost: usize = of.iter().map(|r| r.lost).sum();
         let acked: usize = of.iter().map(|r| r.acked).sum();
         let max = of.iter().map(|r| r.lost).max().unwrap_or(0);
+        let window = of
+            .iter()
+            .filter_map(|r| r.lost_window)
+            .max()
+            .map(|w| {
+                format!(
+                    ", lost writes up to {:.1}s after the fault",
+                    w.as_secs_f64()
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "acked rows lost ({}): {lost} of {acked} over {} runs (max {max} per run)",
+            "acked rows lost ({}): {lost} of {acked} over {} runs (max {max} per run{window})",
             mode.name(),
             of.len()
         );
