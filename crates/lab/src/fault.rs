@@ -208,8 +208,10 @@ impl Fault {
             Kind::Kill(Target::Agent) => lab.start_agent(h)?,
             Kind::Skew => lab.set_skew(h, "+0s")?,
             Kind::WalFull => {
-                std::fs::remove_file(lab.data_fs(h).join(FILLER))
-                    .context("remove the filler of the full filesystem")?;
+                for f in [FILLER, FILLER_TAIL] {
+                    std::fs::remove_file(lab.data_fs(h).join(f))
+                        .with_context(|| format!("remove {f} from the full filesystem"))?;
+                }
             }
             Kind::Stop(_) => {
                 // The stopped process may have been replaced meanwhile: wake everything.
@@ -230,15 +232,30 @@ impl Fault {
     }
 }
 
-/// The file that fills a host's data filesystem.
+/// The files that fill a host's data filesystem.
 const FILLER: &str = "filler";
+const FILLER_TAIL: &str = "filler.tail";
 
-/// Fill the filesystem at `fs` (every free block) with one file.
+/// Fill the filesystem at `fs` (every free block): one big preallocated file, then the
+/// rest written until the filesystem says it is full (PostgreSQL keeps writing meanwhile,
+/// so preallocating exactly the free space can fail: seed 1033).
 fn fill(fs: &std::path::Path) -> Result<()> {
     let st = nix::sys::statvfs::statvfs(fs).context("statvfs of the data filesystem")?;
     let free = st.blocks_available() as u64 * st.fragment_size() as u64;
     let file = fs.join(FILLER).display().to_string();
-    proc::run(&["fallocate", "-l", &free.to_string(), &file])?;
+    let bulk = free.saturating_sub(16 << 20).to_string();
+    proc::run(&["fallocate", "-l", &bulk, &file])?;
+    let tail = format!("of={}", fs.join(FILLER_TAIL).display());
+    // dd stops with "No space left on device": that is the point.
+    let _ = proc::run(&["dd", "if=/dev/zero", &tail, "bs=64k"]);
+    let st = nix::sys::statvfs::statvfs(fs).context("statvfs of the data filesystem")?;
+    let left = st.blocks_available() as u64 * st.fragment_size() as u64;
+    if left > 1 << 20 {
+        bail!(
+            "the data filesystem {} still has {left} bytes free",
+            fs.display()
+        );
+    }
     Ok(())
 }
 
