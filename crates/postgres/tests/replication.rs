@@ -219,7 +219,9 @@ async fn a_rewind_right_after_a_killed_postmaster_clears_its_leftovers() {
 
     // The old primary diverges, then its postmaster is killed while one of its backends
     // is frozen (it keeps the shared memory attached, as a slow orphan would).
-    psql.execute("INSERT INTO t VALUES ('diverged')").await.unwrap();
+    psql.execute("INSERT INTO t VALUES ('diverged')")
+        .await
+        .unwrap();
     let backend: i32 = psql
         .query_text("SELECT pg_backend_pid()")
         .await
