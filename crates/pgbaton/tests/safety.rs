@@ -209,6 +209,54 @@ async fn f3_a_dead_fence_still_fences_the_primary_during_a_store_outage() {
     wait_for("a new fence process", UP, || async { fence_pid(agent) }).await;
 }
 
+/// Simulator finding S2: the primary's agent is killed and started again while its
+/// old fence process (the only thing left to stop PostgreSQL at the old lease's
+/// deadline) is killed too. The new agent used to wait up to ttl + 1 s for its old
+/// member key before its first cycle, leaving the primary writable, unfenced, past the
+/// moment its lease could expire and a replica be promoted. It must stop accepting
+/// writes before `ttl - safety_margin` after the last renewal.
+#[tokio::test(flavor = "multi_thread")]
+async fn s2_a_restarted_agent_protects_a_primary_whose_old_fence_died() {
+    let mut c = TestCluster::new(2, StoreKind::Local);
+    for i in 0..2 {
+        c.set_timing(i, 10, 1, 2);
+    }
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    let agent = c.nodes[p].agent.as_ref().expect("agent").id();
+    let fence = wait_for("the fence process", UP, || async { fence_pid(agent) }).await;
+    let client = c.connect(p).await;
+    client
+        .batch_execute("create table probe (id bigserial)")
+        .await
+        .expect("table");
+    let killed_at = Instant::now();
+    c.kill_agent(p);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(fence), Signal::SIGKILL).expect("kill");
+    c.start(p);
+    let mut last_ack = None;
+    while killed_at.elapsed() < Duration::from_secs(25) {
+        let insert = client.execute("insert into probe values (default)", &[]);
+        match tokio::time::timeout(Duration::from_secs(1), insert).await {
+            Ok(Ok(_)) => last_ack = Some(killed_at.elapsed()),
+            _ => break,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let last = last_ack.expect("the primary acknowledged nothing after the kill");
+    // The last renewal was at most ttl/4 before the kill; the lease cannot expire
+    // before 10 s after it. Writes must stop before (safety margin 2 s).
+    assert!(
+        last < Duration::from_millis(8_000),
+        "the primary kept accepting writes {last:?} after its agent and fence were \
+         killed and the agent was started again:\n{}",
+        c.log(p)
+    );
+    eprintln!("last write acknowledged {last:?} after the kill");
+    assert!(c.log(p).contains("holds no lease yet"), "{}", c.log(p));
+    c.wait_healthy(UP).await;
+}
+
 /// Finding 7: after a failover, the old primary stays stopped while the cluster is
 /// paused. `pgbaton restart` on it used to start its data directory as it was: a
 /// writable primary beside the new one. It must not start it without the leader key.

@@ -37,6 +37,9 @@ pub enum Fault {
     ResumeReceiver(String),
     /// The data directory answers EIO (true) or recovers (false).
     Eio(String, bool),
+    /// Every start of the member's PostgreSQL fails (true: `pg_ctl start` exits
+    /// non-zero, e.g. a broken config or a port in use) or works again (false).
+    StartFails(String, bool),
     /// The agent's SQL session hangs (true) or answers again (false): its main loop
     /// is stuck while its lease keeper goes on.
     HangSql(String, bool),
