@@ -339,7 +339,7 @@ impl Agent {
             bail!("another member took the leader key first");
         }
         // Armed before PostgreSQL can become writable.
-        self.fence.confirmed_leader(sent)?;
+        self.fence.confirmed_leader(sent, lease.0)?;
         tracing::info!("holding the leader key (lease {})", lease.0);
         Ok(())
     }

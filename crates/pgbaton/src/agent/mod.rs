@@ -562,8 +562,8 @@ impl Agent {
             && obs.my_lease.is_some()
             && obs.cluster.leader_lease == obs.my_lease;
         let writable = obs.local.running && obs.local.in_recovery == Some(false);
-        let fed = if leads {
-            self.fence.confirmed_leader(read_sent)
+        let fed = if let (true, Some(lease)) = (leads, obs.my_lease) {
+            self.fence.confirmed_leader(read_sent, lease)
         } else if !writable {
             self.fence.stepped_down()
         } else {
