@@ -90,6 +90,9 @@ pub struct FeedState {
     /// When the last store read that showed this member as leader was sent, and under
     /// which lease; `None` while this member does not lead.
     pub confirmed: Option<(Duration, i64)>,
+    /// When the latest store call that failed (no answer, unreachable) was sent: the
+    /// isolation guard's evidence that the store is down.
+    pub store_failed: Option<Duration>,
 }
 
 impl FeedState {
@@ -103,6 +106,19 @@ impl FeedState {
             (Some((confirmed, _)), Some(r)) => now < clock::deadline(confirmed, r.ttl, margin),
             _ => true,
         }
+    }
+
+    /// When the latest store call that succeeded was sent: a renewal, or a read that
+    /// showed this member leading.
+    pub fn store_ok(&self) -> Option<Duration> {
+        [
+            self.renewal.map(|r| r.sent),
+            self.newer.map(|r| r.sent),
+            self.confirmed.map(|(at, _)| at),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
     }
 
     /// The fence deadline and the lease's earliest expiry, once this member leads and a
@@ -193,6 +209,25 @@ impl FenceFeed {
     /// [`FeedState::may_renew`]).
     pub fn may_renew(&self, now: Duration) -> bool {
         self.lock().state.may_renew(now, self.margin)
+    }
+
+    /// What the fence has been told so far.
+    pub fn state(&self) -> FeedState {
+        self.lock().state
+    }
+
+    /// Lease keeper or main loop: a store call sent at `sent_at` (on [`clock::now`]'s
+    /// clock) failed without an answer. Arms nothing; the isolation guard reads it.
+    pub fn store_failed(&self, sent_at: Duration) {
+        let mut inner = self.lock();
+        let later = inner.state.store_failed.is_none_or(|f| f < sent_at);
+        if later {
+            inner.state.store_failed = Some(sent_at);
+        }
+        drop(inner);
+        if later {
+            self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        }
     }
 
     /// A receiver that sees every change of what the fence was told.
@@ -344,6 +379,7 @@ mod tests {
             renewal: Some(ren(105, 10, 1)),
             confirmed: Some((s(100), 1)),
             newer: None,
+            store_failed: None,
         };
         assert!(st.may_renew(s(107), s(2)));
         assert!(!st.may_renew(s(108), s(2)));
@@ -353,6 +389,7 @@ mod tests {
             renewal: Some(ren(105, 10, 1)),
             confirmed: None,
             newer: None,
+            store_failed: None,
         };
         assert!(st.may_renew(s(500), s(2)));
     }
@@ -363,6 +400,7 @@ mod tests {
             renewal: Some(ren(120, 10, 1)),
             confirmed: Some((s(101), 1)),
             newer: None,
+            store_failed: None,
         };
         // A hung main loop (confirmed long ago) fences even though renewals go on.
         assert_eq!(st.arm_at(s(2)), Some((s(109), s(111))));
@@ -370,6 +408,7 @@ mod tests {
             renewal: Some(ren(100, 10, 1)),
             confirmed: Some((s(130), 1)),
             newer: None,
+            store_failed: None,
         };
         // A failing store (renewed long ago) fences even though the loop runs.
         assert_eq!(st.arm_at(s(2)), Some((s(108), s(110))));
