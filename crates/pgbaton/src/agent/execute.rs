@@ -371,7 +371,7 @@ impl Agent {
             bail!("another member took the leader key first");
         }
         // Armed before PostgreSQL can become writable.
-        self.fence.confirmed_leader(sent)?;
+        self.fence.confirmed_leader(sent, lease.0)?;
         tracing::info!("holding the leader key (lease {})", lease.0);
         Ok(())
     }
@@ -555,7 +555,11 @@ impl Agent {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "PostgreSQL started as a replica of {leader} ({address})"
             );
-        } else if changed {
+        } else if changed || self.following.is_none() {
+            // Reload also when the file was already right but this agent has not
+            // pointed the running server itself: a previous agent killed between
+            // writing pgbaton.conf and reloading left it streaming from the old
+            // upstream (simulator seed 40008385).
             self.pg.reload().await?;
             tracing::info!("replication re-pointed to {leader} ({address})");
         }

@@ -77,7 +77,8 @@ pub fn spawn(
             };
             match result {
                 Ok(()) => {
-                    if let Err(e) = fence.renewed(sent, ttl) {
+                    let id = lease.map_or(0, |l| l.0);
+                    if let Err(e) = fence.renewed(sent, ttl, id) {
                         tracing::error!("cannot feed the fence process: {e}");
                     }
                     let state = LeaseState {

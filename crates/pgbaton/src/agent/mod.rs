@@ -81,6 +81,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 /// the same cycle as [`run`], without the HTTP API, signal handlers or a config file.
 /// The simulator runs every member this way.
 pub async fn run_with(cfg: NodeConfig, effects: Effects, shutdown: Shutdown) -> anyhow::Result<()> {
+    startup::stop_unleased_primary(effects.pg.as_ref()).await;
     let Some(cluster_config) = read_cluster_config(effects.store.as_ref(), &cfg, &shutdown).await?
     else {
         return Ok(());
@@ -226,6 +227,9 @@ impl Agent {
     /// process. `None` when a shutdown was requested before the store answered.
     async fn new(cfg: NodeConfig, config_path: &Path) -> anyhow::Result<Option<Agent>> {
         let shutdown = shutdown::Shutdown::listen()?;
+        let pg = settings::instance(&cfg).context("preparing PostgreSQL control")?;
+        let pg: Arc<dyn Pg> = Arc::new(crate::effects::LocalPg(pg));
+        startup::stop_unleased_primary(pg.as_ref()).await;
         let bootstrap_timeout = Duration::from_secs(cfg.bootstrap.retry_timeout.max(1));
         let mut store = crate::storeconn::open(&cfg, bootstrap_timeout).await?;
         // Once the cluster exists, its timing lives in the store's `config` key
@@ -244,7 +248,6 @@ impl Agent {
             retry_timeout = cluster_config.retry_timeout,
             "cluster timing"
         );
-        let pg = settings::instance(&cfg).context("preparing PostgreSQL control")?;
         let ttl = Duration::from_secs(cluster_config.ttl);
         let fence_opts = crate::fence::FenceOptions::from_config(&cfg, ttl)?;
         let spawner = Arc::new(crate::fence::OsFenceSpawner(fence_opts));
@@ -258,7 +261,7 @@ impl Agent {
         ));
         let effects = Effects {
             store,
-            pg: Arc::new(crate::effects::LocalPg(pg)),
+            pg,
             clock: Arc::new(crate::effects::SystemClock),
             fence,
             spawner: Arc::new(crate::effects::TokioSpawner),
@@ -608,8 +611,8 @@ impl Agent {
             && obs.my_lease.is_some()
             && obs.cluster.leader_lease == obs.my_lease;
         let writable = obs.local.running && obs.local.in_recovery == Some(false);
-        let fed = if leads {
-            self.fence.confirmed_leader(read_sent)
+        let fed = if let (true, Some(lease)) = (leads, obs.my_lease) {
+            self.fence.confirmed_leader(read_sent, lease)
         } else if !writable {
             self.fence.stepped_down()
         } else {
