@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cluster;
 pub mod error;
 pub mod faults;
+pub mod handover;
 pub mod idle;
 pub mod lease;
 pub mod procs;

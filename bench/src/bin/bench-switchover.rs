@@ -6,10 +6,11 @@ use pgbaton_bench::analysis;
 use pgbaton_bench::cli::{run_main, CommonArgs};
 use pgbaton_bench::cluster::Cluster;
 use pgbaton_bench::faults::{check_rows, start_writer};
+use pgbaton_bench::handover::{self, Step, Trace};
 use pgbaton_bench::report::{append_results, lost_ids, yes, Table};
 use pgbaton_bench::stats::{secs, secs_opt, summarize};
 use pgbaton_bench::Result;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Planned switchovers round-robin on a local 3-member cluster, under a writer.
 #[derive(Debug, Parser)]
@@ -44,6 +45,7 @@ struct Run {
     rejoin: Option<Duration>,
     failed_writes: usize,
     note: String,
+    trace: Trace,
 }
 
 fn main() -> std::process::ExitCode {
@@ -65,6 +67,7 @@ async fn bench(args: Args) -> Result<()> {
     cluster.start_all()?;
     cluster.wait_healthy(healthy).await?;
     let epoch = Instant::now();
+    let epoch_wall = SystemTime::now();
     let writer = start_writer(&cluster, epoch, healthy).await?;
     let mut runs = Vec::new();
     for k in 1..=args.switchovers {
@@ -81,6 +84,7 @@ async fn bench(args: Args) -> Result<()> {
             .await;
         let start = writer.now();
         let started = Instant::now();
+        let started_wall = SystemTime::now();
         let command_args = ["switchover", "--to", to.as_str(), "--force"];
         let timed_command = async {
             let r = cluster.pgbaton(p, &command_args, timeout).await;
@@ -104,6 +108,15 @@ async fn bench(args: Args) -> Result<()> {
                 analysis::failures_between(log, start, end),
             )
         });
+        let trace = writer.with_log(|log| {
+            handover::trace(
+                &cluster.members()[p].log,
+                &cluster.members()[t].log,
+                (started_wall, SystemTime::now()),
+                (log, epoch_wall),
+                to_port,
+            )
+        });
         let rejoin = match rejoined {
             Ok(at) => Some(at.duration_since(started)),
             Err(e) => {
@@ -120,6 +133,7 @@ async fn bench(args: Args) -> Result<()> {
             rejoin,
             failed_writes,
             note,
+            trace,
         };
         eprintln!(
             "switchover {k}: {} -> {}: gap {}, old primary streams after {}{}",
@@ -211,7 +225,7 @@ fn render(
         yes(lost == 0),
     ]);
     format!(
-        "{members} members, local store, ttl {ttl} s, loop_wait {lw} s, retry_timeout {rt} s; writer: one row every 10 ms through `target_session_attrs=read-write`; {n} switchovers round-robin (`pgbaton switchover --to NAME --force`). \"Old primary streams again\" is measured from the start of the command to `pg_stat_wal_receiver.status = 'streaming'` from the new primary on the old one.\n\n{runs}\n{summary}\nRows: {acked} acknowledged, {present} in the table on the final primary {primary}, {lost} acknowledged rows lost{ids}.\n",
+        "{members} members, local store, ttl {ttl} s, loop_wait {lw} s, retry_timeout {rt} s; writer: one row every 10 ms through `target_session_attrs=read-write`; {n} switchovers round-robin (`pgbaton switchover --to NAME --force`). \"Old primary streams again\" is measured from the start of the command to `pg_stat_wal_receiver.status = 'streaming'` from the new primary on the old one.\n\n{runs}\n{summary}\nRows: {acked} acknowledged, {present} in the table on the final primary {primary}, {lost} acknowledged rows lost{ids}.\n\n{trace}",
         members = args.members,
         ttl = timing.ttl,
         lw = timing.loop_wait,
@@ -223,5 +237,68 @@ fn render(
         present = check.present,
         primary = check.primary,
         ids = lost_ids(check),
+        trace = render_trace(runs),
+    )
+}
+
+/// The hand-over breakdown: when each step happened, in ms after the old primary
+/// decided to hand over (median over the runs), and how long it took after the step
+/// before it.
+fn render_trace(runs: &[Run]) -> String {
+    let mut t = Table::new(&[
+        "step",
+        "at (median ms after the decision)",
+        "took (median ms since the step before)",
+        "min–max ms",
+    ]);
+    let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
+    let mut row = |label: &str, at: &dyn Fn(&Trace) -> Option<SystemTime>, prev: Option<&dyn Fn(&Trace) -> Option<SystemTime>>| {
+        let offsets: Vec<Duration> = runs
+            .iter()
+            .filter_map(|r| handover::span(r.trace.at(Step::PrimaryDecided), at(&r.trace)))
+            .collect();
+        let deltas: Vec<Duration> = match prev {
+            Some(prev) => runs
+                .iter()
+                .filter_map(|r| handover::span(prev(&r.trace), at(&r.trace)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let d = summarize(&deltas);
+        t.row(vec![
+            label.to_string(),
+            summarize(&offsets).map_or("—".into(), |s| ms(s.median)),
+            d.map_or("—".into(), |s| ms(s.median)),
+            d.map_or("—".into(), |s| format!("{}–{}", ms(s.min), ms(s.max))),
+        ]);
+    };
+    let mut previous: Option<Step> = None;
+    for step in Step::ALL {
+        let prev_fn = previous.map(|p| move |tr: &Trace| tr.at(p));
+        match &prev_fn {
+            Some(f) => row(step.label(), &|tr: &Trace| tr.at(step), Some(f)),
+            None => row(step.label(), &|tr: &Trace| tr.at(step), None),
+        }
+        previous = Some(step);
+    }
+    row(
+        "writer: last commit on the old primary",
+        &|tr: &Trace| tr.last_write,
+        None,
+    );
+    row(
+        "writer: first commit on the new primary (after promoted)",
+        &|tr: &Trace| tr.first_write,
+        Some(&|tr: &Trace| tr.at(Step::Promoted)),
+    );
+    row(
+        "write gap (last commit → first commit)",
+        &|tr: &Trace| tr.first_write,
+        Some(&|tr: &Trace| tr.last_write),
+    );
+    format!(
+        "Hand-over trace (agent log timestamps and the writer's acks; median of {} runs):\n\n{}",
+        runs.len(),
+        t.render()
     )
 }

@@ -35,6 +35,8 @@ impl Agent {
         let t0 = Instant::now();
         self.sql()?.checkpoint().await?;
         let checkpointed = ms(t0);
+        tracing::info!("switchover: checkpoint done in {checkpointed} ms");
+        tracing::info!("switchover: fast shutdown signalled");
         self.pg
             .stop(StopMode::Fast, Duration::from_secs(120))
             .await?;
@@ -48,6 +50,11 @@ impl Agent {
                 control.cluster_state
             );
         }
+        tracing::info!(
+            stop_ms = stopped - checkpointed,
+            "switchover: PostgreSQL stopped cleanly at checkpoint {}",
+            control.checkpoint_lsn
+        );
         let phase = SwitchoverPhase::PrimaryStopped {
             checkpoint_lsn: control.checkpoint_lsn,
             timeline: control.checkpoint_timeline,
@@ -113,6 +120,7 @@ impl Agent {
         let t0 = Instant::now();
         let sql = self.pg.connect().await?;
         self.check_deadline("promoting")?;
+        tracing::info!("promoting: pg_promote");
         sql.promote().await?;
         loop {
             if !sql.probe().await?.in_recovery {
