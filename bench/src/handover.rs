@@ -131,12 +131,21 @@ fn line_time(line: &str) -> Option<SystemTime> {
 
 /// The message of a text log line: what follows the timestamp and the level.
 fn message(line: &str) -> Option<&str> {
-    let rest = line.trim_start().split_once(char::is_whitespace)?.1.trim_start();
+    let rest = line
+        .trim_start()
+        .split_once(char::is_whitespace)?
+        .1
+        .trim_start();
     Some(rest.split_once(char::is_whitespace)?.1.trim_start())
 }
 
 /// The first time each step appears in `text` (an agent's log) within `[from, to]`.
-fn scan(text: &str, from: SystemTime, to: SystemTime, old_primary: bool) -> Vec<Option<SystemTime>> {
+fn scan(
+    text: &str,
+    from: SystemTime,
+    to: SystemTime,
+    old_primary: bool,
+) -> Vec<Option<SystemTime>> {
     let mut found = vec![None; Step::ALL.len()];
     for line in text.lines() {
         let Some(at) = line_time(line) else { continue };
@@ -145,10 +154,7 @@ fn scan(text: &str, from: SystemTime, to: SystemTime, old_primary: bool) -> Vec<
         }
         let Some(msg) = message(line) else { continue };
         for (i, step) in Step::ALL.iter().enumerate() {
-            if step.on_old_primary() == old_primary
-                && found[i].is_none()
-                && step.matches(msg)
-            {
+            if step.on_old_primary() == old_primary && found[i].is_none() && step.matches(msg) {
                 found[i] = Some(at);
             }
         }
@@ -241,7 +247,10 @@ mod tests {
         assert_eq!(old[0], Some(t("2026-11-29T23:10:00.100000Z")));
         assert_eq!(old[3], Some(t("2026-11-29T23:10:00.150000Z")));
         assert_eq!(old[4], Some(t("2026-11-29T23:10:00.160000Z")));
-        assert_eq!(old[9], None, "a candidate step is not read from the old primary");
+        assert_eq!(
+            old[9], None,
+            "a candidate step is not read from the old primary"
+        );
         let new = scan(text, from, to, false);
         assert_eq!(new[9], Some(t("2026-11-29T23:10:00.170000Z")));
         // Outside the window: nothing.
@@ -256,6 +265,9 @@ mod tests {
         assert_eq!(ms_after(Some(b), Some(later)), "12.3");
         assert_eq!(ms_after(Some(later), Some(b)), "-12.3");
         assert_eq!(ms_after(None, Some(b)), "—");
-        assert_eq!(span(Some(b), Some(later)), Some(Duration::from_micros(12_345)));
+        assert_eq!(
+            span(Some(b), Some(later)),
+            Some(Duration::from_micros(12_345))
+        );
     }
 }
