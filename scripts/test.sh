@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # Install what the tests need (when run as root on Debian), then run every test.
 #
-#   ./scripts/test.sh            # the whole suite
+#   ./scripts/test.sh            # the whole suite (what CI runs; about 12 minutes cold)
+#   ./scripts/test.sh --long     # the long tier: the tests marked #[ignore = "long tier ..."]
+#                                  (more crashes, every bootstrap moment), a 2,000-seed
+#                                  simulator campaign and a 10-run fault lab campaign
 #   ./scripts/test.sh -p pgbaton-core   # extra arguments go to `cargo test`
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+long=0
+if [ "${1:-}" = "--long" ]; then
+  long=1
+  shift
+fi
 
 need=()
 command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
@@ -33,6 +42,14 @@ fi
 id postgres >/dev/null 2>&1 || { echo "the OS user 'postgres' is missing (install postgresql-15)" >&2; exit 1; }
 
 export PATH="/usr/lib/postgresql/15/bin:$HOME/.cargo/bin:$PATH"
+if [ "$long" -eq 1 ]; then
+  cargo test --workspace --all-targets "$@" -- --ignored --skip feeder_main
+  cargo run --release -p pgbaton-sim -- --seeds 2000 --first "$(date +%s)" --faults all --jobs 2
+  if [ "$(id -u)" -eq 0 ]; then
+    ./scripts/lab.sh --runs 10 --seed "$(date +%s)"
+  fi
+  exit 0
+fi
 cargo test --workspace --all-targets "$@"
 
 # The full run (no arguments) also builds the Debian package from the binary just

@@ -208,10 +208,17 @@ impl Drop for Demo {
     }
 }
 
+/// The two moments of the reported bug (Ctrl-C right after initdb, and while a replica
+/// clones); the long tier interrupts at every moment.
 #[tokio::test(flavor = "multi_thread")]
+async fn a_demo_interrupted_after_initdb_or_during_a_clone_heals() {
+    interrupt_at(&[Moment::DataInPlace, Moment::CloneTmp]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "long tier (scripts/test.sh --long): 7 moments, ~85 s"]
 async fn a_demo_interrupted_at_any_moment_heals_when_started_again() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    for m in [
+    interrupt_at(&[
         Moment::Claimed,
         Moment::InitdbTmp,
         Moment::DataInPlace,
@@ -219,7 +226,14 @@ async fn a_demo_interrupted_at_any_moment_heals_when_started_again() {
         Moment::PostmasterUp,
         Moment::LeaderTaken,
         Moment::CloneTmp,
-    ] {
+    ])
+    .await;
+}
+
+/// Interrupt a starting demo at each of `moments`, start it again, and check it heals.
+async fn interrupt_at(moments: &[Moment]) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    for &m in moments {
         let mut demo = Demo::new();
         demo.start();
         demo.wait_moment(m);

@@ -179,15 +179,32 @@ async fn crash_loop(c: &mut TestCluster, crashes: usize, sync_needed: usize) {
     c.wait_healthy(UP).await;
 }
 
+const SYNC_ON: &str = "  synchronous_mode: on\n";
+const QUORUM_ANY_1: &str = "  synchronous_mode: quorum\n  synchronous_node_count: 1\n";
+
 #[tokio::test(flavor = "multi_thread")]
+async fn sync_on_loses_nothing_over_three_primary_crashes() {
+    let mut c = cluster(SYNC_ON).await;
+    crash_loop(&mut c, 3, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quorum_any_1_loses_nothing_over_three_primary_crashes() {
+    let mut c = cluster(QUORUM_ANY_1).await;
+    crash_loop(&mut c, 3, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "long tier (scripts/test.sh --long): 10 crashes, ~90 s"]
 async fn sync_on_loses_nothing_over_ten_primary_crashes() {
-    let mut c = cluster("  synchronous_mode: on\n").await;
+    let mut c = cluster(SYNC_ON).await;
     crash_loop(&mut c, 10, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "long tier (scripts/test.sh --long): 10 crashes, ~90 s"]
 async fn quorum_any_1_loses_nothing_over_ten_primary_crashes() {
-    let mut c = cluster("  synchronous_mode: quorum\n  synchronous_node_count: 1\n").await;
+    let mut c = cluster(QUORUM_ANY_1).await;
     crash_loop(&mut c, 10, 2).await;
 }
 
