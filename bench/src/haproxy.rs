@@ -64,11 +64,17 @@ pub fn render(
 }
 
 impl Haproxy {
-    /// Start `binary` with docs/haproxy.cfg for `cluster` (config and socket in the
-    /// cluster directory) and wait until its health checks have settled.
-    pub async fn start(binary: &Path, cluster: &Cluster, timeout: Duration) -> Result<Haproxy> {
-        let text = std::fs::read_to_string(DOCS_CONFIG)
-            .map_err(|e| BenchError::io("read", DOCS_CONFIG, e))?;
+    /// Start `binary` with `config` (like docs/haproxy.cfg) rewritten for `cluster`
+    /// (config and socket in the cluster directory) and wait until its health checks
+    /// have settled.
+    pub async fn start(
+        binary: &Path,
+        config: &Path,
+        cluster: &Cluster,
+        timeout: Duration,
+    ) -> Result<Haproxy> {
+        let text =
+            std::fs::read_to_string(config).map_err(|e| BenchError::io("read", config, e))?;
         let members: Vec<(String, u16, u16)> = cluster
             .members()
             .iter()

@@ -37,6 +37,10 @@ struct Args {
     /// binary.
     #[arg(long, num_args = 0..=1, default_missing_value = "/usr/sbin/haproxy")]
     haproxy: Option<std::path::PathBuf>,
+    /// The HAProxy config to start from [default: the shipped docs/haproxy.cfg], e.g.
+    /// an older one to compare.
+    #[arg(long, requires = "haproxy")]
+    haproxy_config: Option<std::path::PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -73,7 +77,13 @@ async fn bench(args: Args) -> Result<()> {
     cluster.start_all()?;
     cluster.wait_healthy(healthy).await?;
     let proxy = match &args.haproxy {
-        Some(binary) => Some(Haproxy::start(binary, &cluster, healthy).await?),
+        Some(binary) => {
+            let config = args
+                .haproxy_config
+                .clone()
+                .unwrap_or_else(|| pgbaton_bench::haproxy::DOCS_CONFIG.into());
+            Some(Haproxy::start(binary, &config, &cluster, healthy).await?)
+        }
         None => None,
     };
     let epoch = Instant::now();
@@ -282,10 +292,14 @@ fn render(
         lw = timing.loop_wait,
         rt = timing.retry_timeout,
         n = args.switchovers,
-        path = if args.haproxy.is_some() {
-            "through HAProxy's read-write port (the shipped docs/haproxy.cfg, ports and servers replaced; no `target_session_attrs`)"
-        } else {
-            "through the libpq multi-host string with `target_session_attrs=read-write`"
+        path = match &args.haproxy {
+            Some(_) => format!(
+                "through HAProxy's read-write port ({}, ports and servers replaced; no `target_session_attrs`)",
+                args.haproxy_config
+                    .as_ref()
+                    .map_or("the shipped docs/haproxy.cfg".to_string(), |p| format!("`{}`", p.display()))
+            ),
+            None => "through the libpq multi-host string with `target_session_attrs=read-write`".to_string(),
         },
         runs = t.render(),
         summary = s.render(),
