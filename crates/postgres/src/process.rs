@@ -144,8 +144,8 @@ impl Instance {
     /// not running.
     ///
     /// The exit is watched through a pidfd, so this returns the moment the postmaster
-    /// is gone; `pg_ctl stop -w` looks only every 100 ms, which was half of a
-    /// switchover's write gap.
+    /// is gone; `pg_ctl stop -w` (PostgreSQL 15) looks only every 100 ms, and a
+    /// switchover's write gap waited for that.
     pub async fn stop(&self, mode: StopMode, timeout: Duration) -> Result<bool> {
         match self.signal_stop(mode)? {
             Some(_) => {
