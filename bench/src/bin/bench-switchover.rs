@@ -315,6 +315,8 @@ fn render(
 /// decided to hand over (median over the runs), and how long it took after the step
 /// before it.
 fn render_trace(runs: &[Run]) -> String {
+    /// When a run's trace reached a point.
+    type Point<'a> = &'a dyn Fn(&Trace) -> Option<SystemTime>;
     let mut t = Table::new(&[
         "step",
         "at (median ms after the decision)",
@@ -322,9 +324,7 @@ fn render_trace(runs: &[Run]) -> String {
         "min–max ms",
     ]);
     let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
-    let mut row = |label: &str,
-                   at: &dyn Fn(&Trace) -> Option<SystemTime>,
-                   prev: Option<&dyn Fn(&Trace) -> Option<SystemTime>>| {
+    let mut row = |label: &str, at: Point, prev: Option<Point>| {
         let offsets: Vec<Duration> = runs
             .iter()
             .filter_map(|r| handover::span(r.trace.at(Step::PrimaryDecided), at(&r.trace)))
