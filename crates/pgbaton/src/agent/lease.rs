@@ -107,6 +107,7 @@ pub fn spawn(
                     // Retry soon: the lease may still be saved if the store answers
                     // before it expires.
                     tracing::warn!("cannot renew the store lease: {e}");
+                    fence.store_failed(sent);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }

@@ -13,6 +13,7 @@
 mod backstop;
 mod execute;
 mod freshness;
+mod isolation;
 mod lease;
 mod observe;
 mod publish;
@@ -149,6 +150,13 @@ pub(crate) struct Agent {
     _keeper: AbortOnDrop,
     /// The fence backstop task, stopped with the agent.
     _backstop: AbortOnDrop,
+    /// The isolation guard task, stopped with the agent.
+    _isolation: AbortOnDrop,
+    /// The last cluster view had a member other than this one (for the isolation guard).
+    others: Arc<std::sync::atomic::AtomicBool>,
+    /// The walsenders' status replies, as this member's reads of pg_stat_replication saw
+    /// them (for the isolation guard).
+    replies: isolation::Replies,
     /// Cluster-wide settings, as last read from the store.
     cluster_config: ClusterConfig,
     /// The system identifier of the data directory, once read.
@@ -279,6 +287,17 @@ impl Agent {
         );
         let ttl = Duration::from_secs(cluster_config.ttl);
         let backstop = backstop::spawn(fence.clone(), pg.clone(), clock.clone(), spawner.as_ref());
+        let others = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let replies = isolation::Replies::default();
+        let guard = isolation::spawn(
+            fence.clone(),
+            pg.clone(),
+            clock.clone(),
+            Duration::from_secs(cluster_config.retry_timeout.max(1)),
+            others.clone(),
+            replies.clone(),
+            spawner.as_ref(),
+        );
         let (lease, keeper) = lease::spawn(
             store.clone(),
             ttl,
@@ -302,6 +321,9 @@ impl Agent {
             clock,
             _keeper: AbortOnDrop(keeper),
             _backstop: AbortOnDrop(backstop),
+            _isolation: AbortOnDrop(guard),
+            others,
+            replies,
             lease,
             cluster_config,
             system_identifier: None,
@@ -425,7 +447,13 @@ impl Agent {
         // is unreachable, which is exactly when it matters (safety review finding 3).
         self.ensure_fence().await;
         let read_sent = self.clock.boot();
-        let snap = self.store.snapshot().await?;
+        let snap = match self.store.snapshot().await {
+            Ok(snap) => snap,
+            Err(e) => {
+                self.fence.store_failed(read_sent);
+                return Err(e.into());
+            }
+        };
         let shared = Arc::new(snap.clone());
         self.api_state.send_modify(|s| s.store = Some(shared));
         let (view, problems) = cluster_view(
@@ -441,6 +469,9 @@ impl Agent {
             tracing::warn!("{p}");
         }
         self.cluster_config = view.config.clone();
+        let others = view.members.keys().any(|m| *m != self.cfg.name);
+        self.others
+            .store(others, std::sync::atomic::Ordering::Relaxed);
         let local = self.observe().await?;
         let my_lease = self.lease.borrow().lease;
         if my_lease.is_none() {

@@ -136,7 +136,13 @@ impl Agent {
                 .is_some_and(|w| w.status == "streaming");
         } else {
             view.core.lsn = probe.current_lsn;
-            standbys_of(sql, &mut view).await;
+            if let Some(replies) = standbys_of(sql, &mut view).await {
+                let now = self.clock.boot();
+                self.replies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .sample(now, &replies);
+            }
             // Adopt a running primary's setting when pgbaton does not manage one yet
             // (e.g. after an agent restart), so that rewriting pgbaton.conf keeps it.
             if self.sync_names.is_none() {
@@ -164,14 +170,19 @@ impl Agent {
     }
 }
 
-/// Primary: the connected standbys and the `synchronous_standby_names` in effect.
-async fn standbys_of(sql: &dyn crate::effects::PgSql, view: &mut LocalView) {
+/// Primary: the connected standbys and the `synchronous_standby_names` in effect;
+/// returns the walsenders' status replies for the isolation guard.
+async fn standbys_of(
+    sql: &dyn crate::effects::PgSql,
+    view: &mut LocalView,
+) -> Option<Vec<(i32, Option<i64>)>> {
     match sql.show("synchronous_standby_names").await {
         Ok(v) => view.core.synchronous_standby_names = Some(v),
         Err(e) => tracing::debug!("reading synchronous_standby_names failed: {e}"),
     }
     match sql.replication().await {
         Ok(peers) => {
+            let replies = super::isolation::replies(&peers);
             view.core.standbys = peers
                 .into_iter()
                 .map(|p| StandbyObs {
@@ -181,10 +192,12 @@ async fn standbys_of(sql: &dyn crate::effects::PgSql, view: &mut LocalView) {
                     sync_state: p.sync_state.unwrap_or_default(),
                 })
                 .collect();
+            Some(replies)
         }
         Err(e) => {
             tracing::debug!("reading pg_stat_replication failed: {e}");
             view.core.synchronous_standby_names = None;
+            None
         }
     }
 }

@@ -74,6 +74,9 @@ pub struct FeedState {
     /// When the last store read that showed this member as leader was sent; `None` while
     /// this member does not lead.
     pub confirmed: Option<Duration>,
+    /// When the latest store call that failed (no answer, unreachable) was sent: the
+    /// isolation guard's evidence that the store is down.
+    pub store_failed: Option<Duration>,
 }
 
 impl FeedState {
@@ -86,6 +89,15 @@ impl FeedState {
         match (self.confirmed, self.renewal) {
             (Some(confirmed), Some((_, ttl))) => now < clock::deadline(confirmed, ttl, margin),
             _ => true,
+        }
+    }
+
+    /// When the latest store call that succeeded was sent: a renewal, or a read that
+    /// showed this member leading.
+    pub fn store_ok(&self) -> Option<Duration> {
+        match (self.renewal.map(|(at, _)| at), self.confirmed) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -155,6 +167,25 @@ impl FenceFeed {
     /// [`FeedState::may_renew`]).
     pub fn may_renew(&self, now: Duration) -> bool {
         self.lock().state.may_renew(now, self.margin)
+    }
+
+    /// What the fence has been told so far.
+    pub fn state(&self) -> FeedState {
+        self.lock().state
+    }
+
+    /// Lease keeper or main loop: a store call sent at `sent_at` (on [`clock::now`]'s
+    /// clock) failed without an answer. Arms nothing; the isolation guard reads it.
+    pub fn store_failed(&self, sent_at: Duration) {
+        let mut inner = self.lock();
+        let later = inner.state.store_failed.is_none_or(|f| f < sent_at);
+        if later {
+            inner.state.store_failed = Some(sent_at);
+        }
+        drop(inner);
+        if later {
+            self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        }
     }
 
     /// A receiver that sees every change of what the fence was told.
@@ -262,6 +293,7 @@ mod tests {
         let st = FeedState {
             renewal: Some((s(105), s(10))),
             confirmed: Some(s(100)),
+            store_failed: None,
         };
         assert!(st.may_renew(s(107), s(2)));
         assert!(!st.may_renew(s(108), s(2)));
@@ -270,6 +302,7 @@ mod tests {
         let st = FeedState {
             renewal: Some((s(105), s(10))),
             confirmed: None,
+            store_failed: None,
         };
         assert!(st.may_renew(s(500), s(2)));
     }
@@ -279,12 +312,14 @@ mod tests {
         let st = FeedState {
             renewal: Some((s(120), s(10))),
             confirmed: Some(s(101)),
+            store_failed: None,
         };
         // A hung main loop (confirmed long ago) fences even though renewals go on.
         assert_eq!(st.arm_at(s(2)), Some((s(109), s(111))));
         let st = FeedState {
             renewal: Some((s(100), s(10))),
             confirmed: Some(s(130)),
+            store_failed: None,
         };
         // A failing store (renewed long ago) fences even though the loop runs.
         assert_eq!(st.arm_at(s(2)), Some((s(108), s(110))));

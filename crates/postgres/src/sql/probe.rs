@@ -87,6 +87,9 @@ pub struct ReplicationPeer {
     pub sync_state: Option<String>,
     /// Priority in `synchronous_standby_names` (0 = async).
     pub sync_priority: Option<i32>,
+    /// `reply_time` in µs since the Unix epoch, on the standby's clock: only its
+    /// changes mean anything here (a new status reply arrived).
+    pub reply_time_us: Option<i64>,
 }
 
 /// Timeline from a WAL file name like `000000020000000000000003`.
@@ -110,7 +113,8 @@ const RECEIVER_SQL: &str = "SELECT pid, status, sender_host, sender_port, slot_n
        FROM pg_stat_wal_receiver";
 
 const REPLICATION_SQL: &str = "SELECT pid, coalesce(application_name, ''), host(client_addr), state, \
-       sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text, sync_state, sync_priority \
+       sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text, sync_state, sync_priority, \
+       (extract(epoch FROM reply_time) * 1000000)::int8 \
        FROM pg_stat_replication ORDER BY application_name, pid";
 
 impl Sql {
@@ -207,6 +211,7 @@ impl Sql {
                     replay_lsn: opt_lsn("pg_stat_replication.replay_lsn", r.get(7))?,
                     sync_state: r.get(8),
                     sync_priority: r.get(9),
+                    reply_time_us: r.get(10),
                 })
             })
             .collect()

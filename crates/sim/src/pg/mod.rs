@@ -506,6 +506,8 @@ impl PgSql for SimSql {
                     replay_lsn: Some(Lsn(*flush)),
                     sync_priority: Some(if st == "async" { 0 } else { 1 }),
                     sync_state: Some(st),
+                    // A connected standby replies continually: a new reply each time.
+                    reply_time_us: Some(w.now_ms() as i64 * 1000),
                 })
                 .collect())
         })
