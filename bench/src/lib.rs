@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod cli;
 pub mod cluster;
 pub mod error;
+pub mod etcd;
 pub mod faults;
 pub mod handover;
 pub mod haproxy;

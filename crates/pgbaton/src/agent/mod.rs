@@ -207,6 +207,16 @@ pub(crate) struct Agent {
     settings_dirty: bool,
     /// The fence process that stops PostgreSQL at the lease deadline.
     fence: Arc<crate::fence::FenceFeed>,
+    /// This member's key as this cycle's snapshot holds it (`publish` skips a report
+    /// the store already has).
+    stored_report: Option<pgbaton_store::Entry>,
+    /// When this agent last wrote its member key.
+    report_written_at: Option<Instant>,
+    /// When this agent last wrote the `status` key.
+    status_written_at: Option<Instant>,
+    /// The replay position the replica's slots for other members were last advanced
+    /// to, and those slots.
+    slots_advanced: Option<(pgbaton_core::Lsn, Vec<String>)>,
     /// The state the HTTP API answers from, replaced after every cycle.
     api_state: tokio::sync::watch::Sender<crate::api::AgentSnapshot>,
 }
@@ -314,6 +324,10 @@ impl Agent {
             reload_requested,
             settings_dirty: false,
             fence,
+            stored_report: None,
+            report_written_at: None,
+            status_written_at: None,
+            slots_advanced: None,
             api_state,
             cfg,
             store,
@@ -454,6 +468,10 @@ impl Agent {
                 return Err(e.into());
             }
         };
+        self.stored_report = snap
+            .entries
+            .get(&pgbaton_core::model::member_key(&self.cfg.name))
+            .cloned();
         let shared = Arc::new(snap.clone());
         self.api_state.send_modify(|s| s.store = Some(shared));
         let (view, problems) = cluster_view(
@@ -714,15 +732,9 @@ impl Agent {
         // A postmaster that exits after its pidfd was opened makes it readable at once;
         // one gone before that gets no watch and is found by looking.
         let mut exit_watch = self.watch_postmaster();
-        let period = |watched: bool| {
-            if watched {
-                ALIVE_EVERY
-            } else {
-                POSTMASTER_CHECK
-            }
-        };
-        let mut check = tokio::time::interval(period(exit_watch.is_some()));
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut check = checker(exit_watch.is_some());
+        let end = tokio::time::sleep_until(deadline);
+        tokio::pin!(end);
         loop {
             // Biased: the same order every time, so the simulator replays a seed exactly.
             tokio::select! {
@@ -734,9 +746,10 @@ impl Agent {
                         self.pg_running = false;
                         return;
                     }
-                    check = tokio::time::interval(POSTMASTER_CHECK);
+                    check = checker(false);
                 }
-                _ = check.tick() => {
+                _ = &mut end => return,
+                _ = tick(check.as_mut()) => {
                     crate::sdnotify::alive();
                     if Instant::now() >= deadline || self.shutdown.requested() {
                         return;
@@ -779,9 +792,35 @@ impl Agent {
 /// How often `wait` looks at `postmaster.pid` between HA cycles when it cannot watch
 /// the postmaster's exit.
 const POSTMASTER_CHECK: Duration = Duration::from_millis(100);
-/// How often `wait` tells systemd it is alive while it watches the postmaster's exit
-/// (systemd's watchdog wants it at least every `WatchdogSec / 2`, 15 s by default).
+/// How often `wait` tells systemd it is alive while it watches the postmaster's exit,
+/// when systemd watches the agent (its watchdog wants it at least every
+/// `WatchdogSec / 2`, 15 s by default). Without systemd's watchdog nothing ticks.
 const ALIVE_EVERY: Duration = Duration::from_secs(1);
+
+/// The periodic check of `wait`: `postmaster.pid` every [`POSTMASTER_CHECK`] when the
+/// postmaster's exit cannot be watched, else systemd's keep-alive (none without it).
+fn checker(watched: bool) -> Option<tokio::time::Interval> {
+    let period = if !watched {
+        POSTMASTER_CHECK
+    } else if crate::sdnotify::watchdog_interval().is_some() {
+        ALIVE_EVERY
+    } else {
+        return None;
+    };
+    let mut check = tokio::time::interval(period);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Some(check)
+}
+
+/// The next tick of `check`, or never.
+async fn tick(check: Option<&mut tokio::time::Interval>) {
+    match check {
+        Some(c) => {
+            c.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
 
 /// What the member reports while a long action of `actions` runs.
 fn activity(actions: &[Action], local: &pgbaton_core::Local) -> Option<PgState> {

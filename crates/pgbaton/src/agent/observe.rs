@@ -112,7 +112,9 @@ impl Agent {
             view.core.unresponsive = true;
             return Ok(view);
         };
-        let probe = match sql.probe().await {
+        // The probe and the slot list go out together (pipelined): one round trip.
+        let (probe, slots) = tokio::join!(sql.probe(), sql.slots());
+        let probe = match probe {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!("probe failed: {e}");
@@ -153,7 +155,7 @@ impl Agent {
                     .filter(|v| !v.is_empty());
             }
         }
-        match sql.slots().await {
+        match slots {
             Ok(slots) => {
                 view.core.slots = slots
                     .into_iter()
@@ -176,11 +178,12 @@ async fn standbys_of(
     sql: &dyn crate::effects::PgSql,
     view: &mut LocalView,
 ) -> Option<Vec<(i32, Option<i64>)>> {
-    match sql.show("synchronous_standby_names").await {
+    let (names, peers) = tokio::join!(sql.show("synchronous_standby_names"), sql.replication());
+    match names {
         Ok(v) => view.core.synchronous_standby_names = Some(v),
         Err(e) => tracing::debug!("reading synchronous_standby_names failed: {e}"),
     }
-    match sql.replication().await {
+    match peers {
         Ok(peers) => {
             let replies = super::isolation::replies(&peers);
             view.core.standbys = peers

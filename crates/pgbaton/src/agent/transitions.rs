@@ -331,14 +331,24 @@ impl Agent {
     }
 
     /// Move the slots this replica keeps for other members to its replay position.
+    /// Nothing is sent when replay has not moved since these very slots were last
+    /// advanced (an idle cluster), as advancing again would change nothing.
     pub(super) async fn advance_slots(&mut self, slots: &[String]) -> anyhow::Result<()> {
         let sql = self.sql()?;
         let Some(to) = sql.probe().await?.replay_lsn else {
             return Ok(());
         };
+        if self
+            .slots_advanced
+            .as_ref()
+            .is_some_and(|(lsn, names)| *lsn == to && names.as_slice() == slots)
+        {
+            return Ok(());
+        }
         for slot in slots {
             sql.advance_slot(slot, to).await?;
         }
+        self.slots_advanced = Some((to, slots.to_vec()));
         Ok(())
     }
 }

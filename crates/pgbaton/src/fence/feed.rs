@@ -129,6 +129,10 @@ pub struct FenceFeed {
 struct Inner {
     fence: Box<dyn FenceProcess>,
     state: FeedState,
+    /// What the current fence process was last told successfully, so that an unchanged
+    /// deadline (every cycle of a leader between two renewals) or a repeated disarm
+    /// (every cycle of a replica) costs no pipe write and no wake-up of the fence.
+    told: Told,
     /// Fences counted by fence processes replaced by [`FenceFeed::respawn`].
     fenced_before: u64,
 }
@@ -147,6 +151,7 @@ impl FenceFeed {
             inner: Mutex::new(Inner {
                 fence,
                 state: FeedState::default(),
+                told: Told::Unknown,
                 fenced_before: 0,
             }),
             changed: tokio::sync::watch::Sender::new(0),
@@ -212,10 +217,14 @@ impl FenceFeed {
     /// or stopped), or it never became primary. Disarms the fence.
     pub fn stepped_down(&self) -> Result<(), FenceError> {
         let mut inner = self.lock();
+        let before = inner.state;
         inner.state.confirmed = None;
-        let result = inner.fence.disarm();
+        let result = inner.disarm();
+        let changed = inner.state != before;
         drop(inner);
-        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        if changed {
+            self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        }
         result
     }
 
@@ -242,9 +251,11 @@ impl FenceFeed {
         let mut inner = self.lock();
         inner.fenced_before += inner.fence.fenced_count();
         let old = std::mem::replace(&mut inner.fence, fresh);
+        // A fresh fence process starts disarmed.
+        inner.told = Told::Disarmed;
         let armed = inner.state.arm_at(self.margin);
         let result = match armed {
-            Some((deadline, expiry)) => inner.fence.arm_until(deadline, expiry),
+            Some((deadline, expiry)) => inner.arm(deadline, expiry),
             None => Ok(()),
         };
         drop(inner);
@@ -258,13 +269,56 @@ impl FenceFeed {
 
     fn update(&self, change: impl FnOnce(&mut FeedState)) -> Result<(), FenceError> {
         let mut inner = self.lock();
+        let before = inner.state;
         change(&mut inner.state);
         let result = match inner.state.arm_at(self.margin) {
-            Some((deadline, expiry)) => inner.fence.arm_until(deadline, expiry),
+            Some((deadline, expiry)) => inner.arm(deadline, expiry),
             None => Ok(()),
         };
+        let changed = inner.state != before;
         drop(inner);
-        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        if changed {
+            self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        }
+        result
+    }
+}
+
+/// What the current fence process was last told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Told {
+    /// Nothing certain (at start, or after a failed command): the next command is sent.
+    Unknown,
+    /// Disarmed (a fresh fence process starts so).
+    Disarmed,
+    /// Armed with this deadline and lease expiry.
+    Armed(Duration, Duration),
+}
+
+impl Inner {
+    /// Arm at `deadline` unless the fence already holds exactly that.
+    fn arm(&mut self, deadline: Duration, expiry: Duration) -> Result<(), FenceError> {
+        let want = Told::Armed(deadline, expiry);
+        if self.told == want {
+            return Ok(());
+        }
+        let result = self.fence.arm_until(deadline, expiry);
+        // On error the fence keeps its previous (earlier) deadline: send again next time.
+        self.told = if result.is_ok() { want } else { Told::Unknown };
+        result
+    }
+
+    /// Disarm unless the fence is known to be disarmed.
+    fn disarm(&mut self) -> Result<(), FenceError> {
+        if self.told == Told::Disarmed {
+            return Ok(());
+        }
+        let result = self.fence.disarm();
+        self.told = if result.is_ok() {
+            Told::Disarmed
+        } else {
+            Told::Unknown
+        };
         result
     }
 }
@@ -275,6 +329,90 @@ mod tests {
 
     fn s(x: u64) -> Duration {
         Duration::from_secs(x)
+    }
+
+    /// A command as [`Counting`] records it: `Some((deadline, expiry))` for an arm,
+    /// `None` for a disarm.
+    type Heard = Option<(Duration, Duration)>;
+
+    /// Counts the commands a fence process receives.
+    #[derive(Default)]
+    struct Counting {
+        commands: Arc<Mutex<Vec<Heard>>>,
+    }
+
+    impl FenceProcess for Counting {
+        fn arm_until(&self, deadline: Duration, expiry: Duration) -> Result<(), FenceError> {
+            self.commands.lock().unwrap().push(Some((deadline, expiry)));
+            Ok(())
+        }
+        fn disarm(&self) -> Result<(), FenceError> {
+            self.commands.lock().unwrap().push(None);
+            Ok(())
+        }
+        fn fenced_count(&self) -> u64 {
+            0
+        }
+        fn is_alive(&self) -> bool {
+            true
+        }
+        fn last_error(&self) -> Option<String> {
+            None
+        }
+    }
+
+    struct NoSpawn;
+
+    #[async_trait::async_trait]
+    impl FenceSpawner for NoSpawn {
+        async fn spawn(&self) -> Result<Box<dyn FenceProcess>, FenceError> {
+            Err(FenceError::Exited("not in this test".into()))
+        }
+    }
+
+    #[test]
+    fn the_fence_hears_only_changes() {
+        let fence = Counting::default();
+        let commands = fence.commands.clone();
+        let feed = FenceFeed::new(Box::new(fence), Arc::new(NoSpawn), s(2));
+        let mut changes = feed.subscribe();
+        // A replica steps down every cycle: one disarm, then silence.
+        for _ in 0..5 {
+            feed.stepped_down().unwrap();
+        }
+        assert_eq!(*commands.lock().unwrap(), vec![None]);
+        // A leader: renewed at 100 s, confirmed every cycle after it. The deadline
+        // counts from the older input (the renewal), so it does not move.
+        feed.renewed(s(100), s(10)).unwrap();
+        changes.mark_unchanged();
+        for t in 101..105 {
+            feed.confirmed_leader(s(t)).unwrap();
+        }
+        assert!(
+            changes.has_changed().unwrap(),
+            "the lease keeper and backstop must hear confirmations"
+        );
+        assert_eq!(
+            *commands.lock().unwrap(),
+            vec![None, Some((s(108), s(110)))]
+        );
+        // A renewal moves it (the older input is now the confirmation at 104 s).
+        feed.renewed(s(105), s(10)).unwrap();
+        feed.confirmed_leader(s(106)).unwrap();
+        assert_eq!(
+            *commands.lock().unwrap(),
+            vec![
+                None,
+                Some((s(108), s(110))),
+                Some((s(112), s(114))),
+                Some((s(113), s(115)))
+            ]
+        );
+        // Stepping down disarms once.
+        feed.stepped_down().unwrap();
+        feed.stepped_down().unwrap();
+        assert_eq!(commands.lock().unwrap().last(), Some(&None));
+        assert_eq!(commands.lock().unwrap().len(), 5);
     }
 
     #[test]

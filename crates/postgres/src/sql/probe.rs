@@ -120,15 +120,15 @@ const REPLICATION_SQL: &str = "SELECT pid, coalesce(application_name, ''), host(
 impl Sql {
     /// Takes a [`Probe`] of the server.
     pub async fn probe(&self) -> Result<Probe> {
-        let row = self
-            .client
-            .query_one(PROBE_SQL, &[])
-            .await
-            .map_err(|e| self.err("probe", e))?;
+        let statement = self.prepared("probe", PROBE_SQL).await?;
+        // Both queries go out together (pipelined): one round trip.
+        let (row, wal_receiver) =
+            tokio::join!(self.client.query_one(&statement, &[]), self.wal_receiver());
+        let row = row.map_err(|e| self.err("probe", e))?;
+        let wal_receiver = wal_receiver?;
         let in_recovery: bool = row.get(0);
         let checkpoint_timeline: i32 = row.get(3);
         let walfile: Option<String> = row.get(5);
-        let wal_receiver = self.wal_receiver().await?;
         let checkpoint_timeline = u32::try_from(checkpoint_timeline).unwrap_or(0);
         let timeline = match (&walfile, &wal_receiver) {
             (Some(f), _) => timeline_of_walfile(f).ok_or_else(|| Error::BadValue {
@@ -169,9 +169,12 @@ impl Sql {
 
     /// The WAL receiver (`pg_stat_wal_receiver`), `None` when none runs.
     pub async fn wal_receiver(&self) -> Result<Option<WalReceiver>> {
+        let statement = self
+            .prepared("read pg_stat_wal_receiver", RECEIVER_SQL)
+            .await?;
         let rows = self
             .client
-            .query(RECEIVER_SQL, &[])
+            .query(&statement, &[])
             .await
             .map_err(|e| self.err("read pg_stat_wal_receiver", e))?;
         let Some(r) = rows.first() else {
@@ -193,9 +196,12 @@ impl Sql {
 
     /// The standbys connected to this server (`pg_stat_replication`).
     pub async fn replication(&self) -> Result<Vec<ReplicationPeer>> {
+        let statement = self
+            .prepared("read pg_stat_replication", REPLICATION_SQL)
+            .await?;
         let rows = self
             .client
-            .query(REPLICATION_SQL, &[])
+            .query(&statement, &[])
             .await
             .map_err(|e| self.err("read pg_stat_replication", e))?;
         rows.iter()
