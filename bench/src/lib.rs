@@ -7,6 +7,8 @@ pub mod cluster;
 pub mod error;
 pub mod etcd;
 pub mod faults;
+pub mod handover;
+pub mod haproxy;
 pub mod idle;
 pub mod lease;
 pub mod procs;

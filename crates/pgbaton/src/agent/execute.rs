@@ -373,6 +373,13 @@ impl Agent {
         // Armed before PostgreSQL can become writable.
         self.fence.confirmed_leader(sent, lease.0)?;
         tracing::info!("holding the leader key (lease {})", lease.0);
+        // For `/primary` at once (a promotion right after this must not wait for the
+        // next cycle's snapshot to be routed writes).
+        let renewed = self.lease.borrow().renewed_at;
+        self.api_state.send_modify(|s| {
+            s.holds_leader_key = true;
+            s.lease_renewed_at = renewed.map(Instant::into_std);
+        });
         Ok(())
     }
 

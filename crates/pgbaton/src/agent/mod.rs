@@ -656,6 +656,7 @@ impl Agent {
             s.in_recovery = local.core.in_recovery;
             s.streaming = local.core.streaming;
             s.holds_leader_key = holds;
+            s.handing_over = None;
             s.lease_renewed_at = lease.renewed_at.map(Instant::into_std);
             s.cluster_config = obs.cluster.config.clone();
             s.last_cycle_at = Some(std::time::Instant::now());
