@@ -48,6 +48,7 @@ impl CommonArgs {
             dir: self.dir.clone(),
             keep: self.keep || self.dir.is_some(),
             pgbaton: self.pgbaton.clone().unwrap_or_else(default_pgbaton),
+            etcd: Vec::new(),
         })
     }
 }

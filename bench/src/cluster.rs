@@ -88,6 +88,8 @@ pub struct ClusterSpec {
     pub keep: bool,
     /// The pgbaton binary.
     pub pgbaton: PathBuf,
+    /// etcd endpoints for the store; empty for the local store.
+    pub etcd: Vec<String>,
 }
 
 /// One member of the cluster.
@@ -197,9 +199,13 @@ impl Cluster {
             let name = format!("node{i}");
             let data_dir = data.join(&name);
             let (pg_port, api_port) = (free_port()?, free_port()?);
-            let mut text = pgbaton_config::render_example(
-                CLUSTER, &name, &data_dir, &store, pg_port, api_port,
-            );
+            let mut text = if spec.etcd.is_empty() {
+                pgbaton_config::render_example(CLUSTER, &name, &data_dir, &store, pg_port, api_port)
+            } else {
+                pgbaton_config::render_example_etcd(
+                    CLUSTER, &name, &data_dir, &spec.etcd, pg_port, api_port,
+                )
+            };
             if !text.contains(SUPERUSER_PASSWORD) {
                 return Err(BenchError::Cluster(format!(
                     "render_example no longer uses the superuser password {SUPERUSER_PASSWORD:?}; update bench/src/cluster.rs"

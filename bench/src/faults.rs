@@ -249,10 +249,20 @@ pub async fn check_rows(cluster: &Cluster, log: &[Attempt], healthy: Duration) -
 
 /// Create the table and start the writer on a healthy cluster; returns once it commits.
 pub async fn start_writer(cluster: &Cluster, epoch: Instant, healthy: Duration) -> Result<Writer> {
+    start_writer_through(cluster, cluster.writer_conninfo(), epoch, healthy).await
+}
+
+/// [`start_writer`] through `conninfo` (e.g. HAProxy's read-write port).
+pub async fn start_writer_through(
+    cluster: &Cluster,
+    conninfo: String,
+    epoch: Instant,
+    healthy: Duration,
+) -> Result<Writer> {
     let p = cluster.wait_healthy(healthy).await?;
     let name = cluster.members()[p].name.clone();
     sql::create_table(&cluster.conninfo(p), &name).await?;
-    let writer = Writer::start(cluster.writer_conninfo(), epoch);
+    let writer = Writer::start(conninfo, epoch);
     let port = cluster.members()[p].pg_port;
     wait_writes_on(&writer, port, &name).await?;
     Ok(writer)

@@ -1,10 +1,12 @@
 //! `bench-idle`: the idle cost of every member of a healthy 3-member cluster (local
-//! store): CPU % of a core, wake-ups per second, read/write syscalls per second, store
-//! writes per second, and RSS/PSS, for the agent and its fence process.
+//! store, or a one-member etcd on 127.0.0.1 with `--store etcd`): CPU % of a core,
+//! wake-ups per second, read/write syscalls per second, store writes (and, on etcd,
+//! requests) per second, and RSS/PSS, for the agent and its fence process.
 
 use clap::Parser;
 use pgbaton_bench::cli::{run_main, CommonArgs};
 use pgbaton_bench::cluster::Cluster;
+use pgbaton_bench::etcd::Etcd;
 use pgbaton_bench::idle::{self, Counters, Memory};
 use pgbaton_bench::report::{append_results, yes, Table};
 use pgbaton_bench::{procs, BenchError, Result};
@@ -26,6 +28,9 @@ struct Args {
     /// Quiet time after the cluster is healthy, before measuring, seconds.
     #[arg(long, default_value_t = 10)]
     settle: u64,
+    /// The store: `local`, or `etcd` (a one-member etcd started on 127.0.0.1).
+    #[arg(long, default_value = "local", value_parser = ["local", "etcd"])]
+    store: String,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -50,7 +55,19 @@ async fn bench(args: Args) -> Result<()> {
         } else {
             10
         });
-    let mut cluster = Cluster::create(&args.common.spec(args.members, ttl)?)?;
+    let mut spec = args.common.spec(args.members, ttl)?;
+    let etcd_dir = tempfile::Builder::new()
+        .prefix("pgbaton-bench-etcd-")
+        .tempdir()
+        .map_err(|e| BenchError::io("create a temp dir in", std::env::temp_dir(), e))?;
+    let etcd = match args.store.as_str() {
+        "etcd" => Some(Etcd::start(etcd_dir.path())?),
+        _ => None,
+    };
+    if let Some(e) = &etcd {
+        spec.etcd = vec![e.endpoint()];
+    }
+    let mut cluster = Cluster::create(&spec)?;
     eprintln!("cluster in {}", cluster.root().display());
     cluster.check_config(0).await?;
     cluster.start_all()?;
@@ -81,12 +98,20 @@ async fn bench(args: Args) -> Result<()> {
             });
         }
     }
-    let rev_before = revision(&cluster);
+    if let Some(pid) = etcd.as_ref().and_then(Etcd::pid) {
+        procs.push(Proc {
+            member: "(store)".into(),
+            what: "etcd",
+            pid,
+            before: idle::counters(pid).unwrap_or_default(),
+        });
+    }
+    let rev_before = revision(&cluster, etcd.as_ref());
     let started = Instant::now();
     eprintln!("measuring {} processes for {} s", procs.len(), args.seconds);
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let secs = started.elapsed().as_secs_f64();
-    let rev_after = revision(&cluster);
+    let rev_after = revision(&cluster, etcd.as_ref());
     let mut rows = Table::new(&[
         "member",
         "process",
@@ -115,6 +140,9 @@ async fn bench(args: Args) -> Result<()> {
             mib(mem.rss_kib),
             mib(mem.pss_kib),
         ]);
+        if p.what == "etcd" {
+            continue;
+        }
         match per_member.iter_mut().find(|(m, _, _)| *m == p.member) {
             Some((_, c, m)) => {
                 *c += cpu;
@@ -144,12 +172,20 @@ async fn bench(args: Args) -> Result<()> {
             yes(*cpu <= target),
         ]);
     }
-    let writes = match (rev_before, rev_after) {
-        (Some(a), Some(b)) => format!("{:.2}", b.saturating_sub(a) as f64 / secs),
+    let rate = |f: fn(&(u64, u64)) -> u64| match (rev_before, rev_after) {
+        (Some(a), Some(b)) => format!("{:.2}", f(&b).saturating_sub(f(&a)) as f64 / secs),
         _ => "unknown".into(),
     };
+    let writes = rate(|c| c.0);
+    let store = match &etcd {
+        Some(_) => format!(
+            "a one-member etcd on 127.0.0.1 (its own process is the `(store)` row, shared by all members). Store requests per second, whole cluster (etcd's `grpc_server_handled_total`: unary calls; a watch stream counts once, when it ends): {}. Store writes (revisions) per second, whole cluster: {writes}",
+            rate(|c| c.1)
+        ),
+        None => format!("local store. Store writes (state revisions) per second, whole cluster: {writes}"),
+    };
     let body = format!(
-        "{n} members, local store, ttl {ttl} s, loop_wait {lw} s, retry_timeout {rt} s; idle (no client), measured over {secs:.0} s after the cluster was healthy for {settle} s. CPU is utime + stime from `/proc/<pid>/stat`; wake-ups are voluntary + nonvoluntary context switches summed over `/proc/<pid>/task/*`; syscalls are `syscr + syscw` of `/proc/<pid>/io`; memory from `smaps_rollup` at the end. Store writes (state revisions) per second, whole cluster: {writes}.\n\n{rows}\n{totals}",
+        "{n} members, ttl {ttl} s, loop_wait {lw} s, retry_timeout {rt} s; idle (no client), measured over {secs:.0} s after the cluster was healthy for {settle} s. CPU is utime + stime from `/proc/<pid>/stat` (per process, so other load on the machine does not count); wake-ups are voluntary + nonvoluntary context switches summed over `/proc/<pid>/task/*`; syscalls are `syscr + syscw` of `/proc/<pid>/io`; memory from `smaps_rollup` at the end. Store: {store}.\n\n{rows}\n{totals}",
         n = args.members,
         ttl = timing.ttl,
         lw = timing.loop_wait,
@@ -170,9 +206,14 @@ fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
-/// The local store's current revision.
-fn revision(cluster: &Cluster) -> Option<u64> {
+/// (store revision, requests answered so far): the local store's state revision (no
+/// request count: it has no server), or etcd's revision and gRPC calls.
+fn revision(cluster: &Cluster, etcd: Option<&Etcd>) -> Option<(u64, u64)> {
+    if let Some(e) = etcd {
+        let (calls, rev) = e.counters().ok()?;
+        return Some((rev, calls));
+    }
     let text = std::fs::read_to_string(cluster.store_state_file()).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["revision"].as_u64()
+    Some((v["revision"].as_u64()?, 0))
 }

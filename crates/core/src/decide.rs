@@ -722,7 +722,12 @@ fn no_leader(obs: &Observation) -> Plan {
     }
     let local = &obs.local;
     let was_primary = local.data == DataDir::Primary;
-    if was_primary && !local.start_failed {
+    // A former primary whose start failed lets a replica take over. Unless the sync key
+    // names it alone: then no standby is known to hold every acknowledged commit, no
+    // replica may be promoted, and only its own data directory can serve again, so it
+    // retries (simulator finding S4: otherwise no primary ever again).
+    let only_copy = local.start_failed && sole_sync_leader(obs);
+    if was_primary && (!local.start_failed || only_copy) {
         match may_take_back(obs) {
             Ok(()) => {
                 if obs.cluster.config.paused && !local.running {
@@ -735,11 +740,17 @@ fn no_leader(obs: &Observation) -> Plan {
                     actions.push(Action::SetSynchronousStandbyNames(names_at_start(obs)));
                 }
                 actions.push(Action::StartPrimary);
+                let reason = if only_copy {
+                    "no leader in the store, this member was the last primary and the sync \
+                     key names no synchronous standby (no replica may be promoted): taking \
+                     the leader key back to retry the start that failed"
+                } else {
+                    "no leader in the store and this member was the last primary: taking \
+                     the leader key back"
+                };
                 return Plan {
                     actions,
-                    reason: "no leader in the store and this member was the last primary: \
-                             taking the leader key back"
-                        .into(),
+                    reason: reason.into(),
                 };
             }
             Err(why) => {
@@ -771,6 +782,17 @@ fn no_leader(obs: &Observation) -> Plan {
         );
     }
     failover(obs)
+}
+
+/// In synchronous mode, whether the sync key names this member as its leader with no
+/// synchronous standby: no other member may be elected.
+fn sole_sync_leader(obs: &Observation) -> bool {
+    sync_mode(obs)
+        && obs
+            .cluster
+            .sync
+            .as_ref()
+            .is_some_and(|(k, _)| k.leader == obs.me && k.holders() == 0)
 }
 
 /// No leader and no request: the ranked election.

@@ -7,6 +7,7 @@
 
 pub mod decide;
 pub mod failover;
+pub mod isolation;
 pub mod limits;
 pub mod lsn;
 pub mod model;

@@ -120,7 +120,9 @@ fn is_zero(i: &i32) -> bool {
     *i == 0
 }
 
-/// The value of `members/<name>`: what a member publishes about itself every cycle.
+/// The value of `members/<name>`: what a member publishes about itself, every cycle
+/// in which it changed (the agent rewrites an unchanged report only about every `3/4 ttl`,
+/// and every cycle while the cluster has no leader).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberStatus {
     /// Unique member name.
@@ -172,7 +174,8 @@ pub struct MemberStatus {
     pub updated_ms: u64,
 }
 
-/// The value of the `status` key, written by the primary every cycle.
+/// The value of the `status` key, written by the primary when it changes (the agent
+/// rewrites it about every `3/4 ttl`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrimaryStatus {
     /// The primary that wrote it.

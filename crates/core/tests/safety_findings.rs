@@ -309,3 +309,48 @@ fn f11_an_unresponsive_replica_is_waited_for_not_rewound() {
     assert!(plan.actions.is_empty(), "{plan:?}");
     assert!(plan.reason.contains("does not answer"), "{}", plan.reason);
 }
+
+/// Simulator finding S4 (seed 1000411, sync on): the primary `a` ran alone (sync key
+/// `{leader: a, members: []}`), its start failed (EIO) and it released the key after
+/// primary_start_timeout. No replica may be promoted under that sync key, so `a` must
+/// retry once its data directory reads again; before the fix it waited "for a replica
+/// to be promoted" forever. The takeback rules still apply, and a sync key that lists a
+/// standby, or asynchronous mode, still leaves the failover to the replicas.
+#[test]
+fn s4_a_sole_sync_leader_whose_start_failed_retries() {
+    let failed = |mode: SynchronousMode| {
+        Obs::new("a")
+            .status(status("a", LSN, &[]))
+            .member(replica("b", LSN))
+            .config(|c| c.synchronous_mode = mode)
+            .local(local_stopped(
+                DataDir::Primary,
+                Some(control(false, LSN, 1)),
+            ))
+            .with_local(|l| l.start_failed = true)
+            .leaderless_for(60_000)
+            .build()
+    };
+    for mode in [SynchronousMode::On, SynchronousMode::Quorum] {
+        let mut obs = failed(mode);
+        obs.cluster.sync = sync_key("a", &[], None);
+        let plan = decide(&obs);
+        assert!(takes_key(&plan), "{mode:?}: {plan:?}");
+        assert!(plan.actions.contains(&Action::StartPrimary), "{plan:?}");
+        assert!(plan.reason.contains("retry the start"), "{}", plan.reason);
+
+        // A listed synchronous standby holds everything: it takes over instead.
+        let mut obs = failed(mode);
+        obs.cluster.sync = sync_key("a", &["b"], None);
+        assert!(!takes_key(&decide(&obs)), "{mode:?}");
+
+        // The takeback rules hold: another member's promotion forbids it.
+        let mut obs = failed(mode);
+        obs.cluster.sync = sync_key("a", &[], None);
+        obs.cluster.history = vec![promotion(2, "a", "b")];
+        assert!(!takes_key(&decide(&obs)), "{mode:?}");
+    }
+    let mut obs = failed(SynchronousMode::Off);
+    obs.cluster.sync = sync_key("a", &[], None);
+    assert!(!takes_key(&decide(&obs)));
+}

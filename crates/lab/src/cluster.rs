@@ -12,6 +12,8 @@ use std::process::{Child, Stdio};
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 /// The superuser password every member uses.
 pub const SUPERUSER_PASSWORD: &str = "lab-su";
+/// Size of each host's data filesystem (a tmpfs: only what is used takes memory).
+pub const DATA_FS_SIZE: &str = "512m";
 
 /// Synchronous replication mode of the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +99,7 @@ impl Lab {
     pub fn start(opts: Options) -> Result<Lab> {
         let pgbaton = pgbaton_bin()?;
         let net = Net::create(opts.hosts)?;
+        unmount_under(&std::env::temp_dir());
         let dir = std::env::temp_dir().join(format!("pgbaton-lab-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -126,9 +129,15 @@ impl Lab {
         self.dir.join(format!("h{}", i + 1))
     }
 
-    /// Data directory of host `i`.
+    /// Host `i`'s own small filesystem (a tmpfs of [`DATA_FS_SIZE`]) holding its data
+    /// directory and pg_wal, which the `wal-full` fault fills.
+    pub fn data_fs(&self, i: usize) -> PathBuf {
+        self.host_dir(i).join("fs")
+    }
+
+    /// Data directory of host `i` (on [`Lab::data_fs`]).
     pub fn data_dir(&self, i: usize) -> PathBuf {
-        self.host_dir(i).join("data")
+        self.data_fs(i).join("data")
     }
 
     /// Unix socket directory of host `i` (socket files are shared across namespaces).
@@ -144,6 +153,10 @@ impl Lab {
     fn write_host(&self, i: usize) -> Result<()> {
         let hd = self.host_dir(i);
         std::fs::create_dir_all(self.socket_dir(i))?;
+        std::fs::create_dir_all(self.data_fs(i))?;
+        let size = format!("size={DATA_FS_SIZE},mode=0755");
+        let fs = self.data_fs(i).display().to_string();
+        proc::run(&["mount", "-t", "tmpfs", "-o", &size, "pbl-data", &fs])?;
         std::fs::set_permissions(&hd, std::fs::Permissions::from_mode(0o755))?;
         std::fs::set_permissions(self.socket_dir(i), std::fs::Permissions::from_mode(0o1777))?;
         std::fs::write(hd.join("faketime"), "+0s\n")?;
@@ -207,6 +220,9 @@ impl Lab {
                 "pbl",
                 "--initial-cluster-state",
                 if new { "new" } else { "existing" },
+                // A member cut off and back must not depose a working leader with its
+                // higher term (etcd 3.4 has pre-vote off by default; seed 247).
+                "--pre-vote",
             ],
         )
         .stdout(out)
@@ -277,6 +293,18 @@ impl Lab {
             .all(|a| a.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None))))
     }
 
+    /// How many times each host's agent re-cloned its data directory so far (from its
+    /// log: a re-clone first moves the old directory aside).
+    pub fn reclones(&self) -> Vec<usize> {
+        (0..self.opts.hosts)
+            .map(|i| {
+                std::fs::read_to_string(self.host_dir(i).join("agent.log"))
+                    .map(|t| t.matches("old data directory kept at").count())
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
     /// Copy the logs of this lab to `to` (for a failed run).
     pub fn save_logs(&self, to: &Path) -> Result<()> {
         std::fs::create_dir_all(to)?;
@@ -314,6 +342,23 @@ impl Drop for Lab {
             Lab::kill_child(e);
         }
         net::kill_inside(net::CLIENT_NS);
+        unmount_under(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Unmount the lab's data filesystems (named `pbl-data`) mounted under `dir`, including
+/// those a crashed lab left behind.
+pub fn unmount_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let prefix = dir.display().to_string();
+    for line in mounts.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(src), Some(at)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if src == "pbl-data" && at.starts_with(&prefix) {
+            let _ = proc::run(&["umount", "-l", at]);
+        }
     }
 }

@@ -37,6 +37,8 @@ pub enum Kind {
     Kill(Target),
     /// The host's wall clock (agent and what it starts) moves by ±30 s.
     Skew,
+    /// The filesystem of the host's data directory and pg_wal is full.
+    WalFull,
 }
 
 /// Every kind, in the order of `--fault` names.
@@ -55,6 +57,7 @@ pub const ALL: &[Kind] = &[
     Kind::Kill(Target::Fence),
     Kind::Kill(Target::Postmaster),
     Kind::Skew,
+    Kind::WalFull,
 ];
 
 impl Kind {
@@ -74,6 +77,7 @@ impl Kind {
             Kind::Kill(Target::Fence) => "kill-fence",
             Kind::Kill(Target::Postmaster) => "kill-postmaster",
             Kind::Skew => "skew",
+            Kind::WalFull => "wal-full",
         }
     }
 
@@ -191,6 +195,7 @@ impl Fault {
             Kind::Kill(Target::Agent) => Lab::kill_child(&mut lab.agents[h]),
             Kind::Kill(t) => proc::signal(target_pid(lab, h, t)?, Signal::SIGKILL),
             Kind::Skew => lab.set_skew(h, self.skew)?,
+            Kind::WalFull => fill(&lab.data_fs(h))?,
         }
         Ok(())
     }
@@ -202,6 +207,12 @@ impl Fault {
             Kind::EtcdKill => lab.start_etcd(h, false)?,
             Kind::Kill(Target::Agent) => lab.start_agent(h)?,
             Kind::Skew => lab.set_skew(h, "+0s")?,
+            Kind::WalFull => {
+                for f in [FILLER, FILLER_TAIL] {
+                    std::fs::remove_file(lab.data_fs(h).join(f))
+                        .with_context(|| format!("remove {f} from the full filesystem"))?;
+                }
+            }
             Kind::Stop(_) => {
                 // The stopped process may have been replaced meanwhile: wake everything.
                 let mut pids = Vec::new();
@@ -219,6 +230,49 @@ impl Fault {
         }
         Ok(())
     }
+}
+
+/// The files that fill a host's data filesystem.
+const FILLER: &str = "filler";
+const FILLER_TAIL: &str = "filler.tail";
+
+/// Fill the filesystem at `fs` (every free block): one big preallocated file, then the
+/// rest written until the filesystem says it is full (PostgreSQL keeps writing meanwhile,
+/// so preallocating exactly the free space can fail: seed 1033).
+fn fill(fs: &std::path::Path) -> Result<()> {
+    let st = nix::sys::statvfs::statvfs(fs).context("statvfs of the data filesystem")?;
+    let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+    let file = fs.join(FILLER).display().to_string();
+    let bulk = free.saturating_sub(16 << 20).to_string();
+    proc::run(&["fallocate", "-l", &bulk, &file])?;
+    let tail = format!("of={}", fs.join(FILLER_TAIL).display());
+    // dd stops with "No space left on device": that is the point.
+    let _ = proc::run(&["dd", "if=/dev/zero", &tail, "bs=64k"]);
+    let st = nix::sys::statvfs::statvfs(fs).context("statvfs of the data filesystem")?;
+    let left = st.blocks_available() as u64 * st.fragment_size() as u64;
+    if left > 1 << 20 {
+        bail!(
+            "the data filesystem {} still has {left} bytes free",
+            fs.display()
+        );
+    }
+    Ok(())
+}
+
+/// A schedule of `runs` fault kinds from `seed`: shuffled rounds of every kind, so that
+/// each kind comes up `runs / ALL.len()` times at least.
+pub fn schedule(seed: u64, runs: usize) -> Vec<Kind> {
+    let mut rng = Rng::new(seed ^ 0x5eed_1ab5);
+    let mut out = Vec::with_capacity(runs);
+    while out.len() < runs {
+        let mut round: Vec<Kind> = ALL.to_vec();
+        for k in (1..round.len()).rev() {
+            round.swap(k, rng.below(k + 1));
+        }
+        out.extend(round);
+    }
+    out.truncate(runs);
+    out
 }
 
 /// Pids inside `ns` (to SIGCONT whatever a fault stopped).

@@ -18,7 +18,8 @@ struct Args {
     /// Seed of the first run; run k uses seed + k.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Only this fault kind (default: a random kind per run).
+    /// Only this fault kind (default: every kind in turn, in shuffled rounds from the
+    /// seed, so that a campaign of N runs covers each kind N / 15 times).
     #[arg(long)]
     fault: Option<String>,
     /// Replication modes, comma-separated: async, on, quorum, strict.
@@ -47,6 +48,7 @@ async fn main() -> Result<()> {
         .split(',')
         .map(Mode::parse)
         .collect::<Result<Vec<_>>>()?;
+    let deck = pgbaton_lab::fault::schedule(a.seed, a.runs as usize);
     let mut reports: Vec<Report> = Vec::new();
     for (m, &mode) in modes.iter().enumerate() {
         let share =
@@ -67,9 +69,10 @@ async fn main() -> Result<()> {
                 lab = Some(l);
             }
             let Some(l) = lab.as_mut() else { continue };
+            let kind = kind.or_else(|| deck.get(reports.len()).copied());
             let r = run::one(l, seed, kind, Duration::from_secs(90)).await;
             println!(
-                "run {:>3} mode {:<6} seed {:<6} {:<22} primary {:<7} acked {:>5} lost {:>4} split {:>3} heal {:>6} {}",
+                "run {:>3} mode {:<6} seed {:<6} {:<22} primary {:<7} acked {:>5} lost {:>4}{} split {:>3} heal {:>6} {}",
                 k + 1,
                 mode.name(),
                 seed,
@@ -77,6 +80,9 @@ async fn main() -> Result<()> {
                 r.primaries(),
                 r.acked,
                 r.lost,
+                r.lost_window
+                    .map(|w| format!(" ({:.1}s)", w.as_secs_f64()))
+                    .unwrap_or_default(),
                 r.split_brain,
                 r.heal.map(|h| format!("{:.1}s", h.as_secs_f64())).unwrap_or("-".into()),
                 r.failure.as_deref().unwrap_or("ok")

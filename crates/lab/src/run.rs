@@ -9,6 +9,10 @@ use anyhow::{bail, Result};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+/// The longest a healed cluster may take to have one primary and every other member
+/// streaming again (issue 11: a partitioned old primary streams within 10 s of the heal).
+pub const HEAL_LIMIT: Duration = Duration::from_secs(10);
+
 /// The verdict of one run.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -18,6 +22,9 @@ pub struct Report {
     pub kind: Option<Kind>,
     pub acked: usize,
     pub lost: usize,
+    /// From the fault's injection to the acknowledgement of the last lost row: how long
+    /// the old primary accepted writes that were then lost.
+    pub lost_window: Option<Duration>,
     pub split_brain: usize,
     /// From the heal to one primary with every other member streaming.
     pub heal: Option<Duration>,
@@ -120,6 +127,7 @@ pub async fn one(lab: &mut Lab, seed: u64, kind: Option<Kind>, heal_within: Dura
         kind,
         acked: 0,
         lost: 0,
+        lost_window: None,
         split_brain: 0,
         heal: None,
         failure: None,
@@ -130,6 +138,7 @@ pub async fn one(lab: &mut Lab, seed: u64, kind: Option<Kind>, heal_within: Dura
         return rep;
     };
     rep.primaries.0 = Some(primary);
+    let reclones_before = lab.reclones();
     let mut rng = Rng::new(seed);
     let mut fault = Fault::pick(&mut rng, kind, primary, lab.opts.hosts, lab.opts.ttl);
     rep.kind = Some(fault.kind);
@@ -142,6 +151,7 @@ pub async fn one(lab: &mut Lab, seed: u64, kind: Option<Kind>, heal_within: Dura
     let sockets = (0..lab.opts.hosts).map(|i| lab.socket_dir(i)).collect();
     let rec = Recorder::start(lab.opts.hosts, sockets, first_id, t0);
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let injected_at = t0.elapsed();
     let applied = tokio::task::block_in_place(|| fault.apply(lab));
     rep.fault = fault.describe();
     if let Err(e) = applied {
@@ -170,10 +180,35 @@ pub async fn one(lab: &mut Lab, seed: u64, kind: Option<Kind>, heal_within: Dura
         Some(p) => match final_ids(lab, p, first_id, heal_within).await {
             Ok((p, present)) => {
                 rep.primaries.1 = Some(p);
-                rep.lost = checker::lost(&records.acks, &present).len();
+                let lost = checker::lost(&records.acks, &present);
+                rep.lost = lost.len();
+                let lost: HashSet<i64> = lost.into_iter().collect();
+                rep.lost_window = records
+                    .acks
+                    .iter()
+                    .filter(|(id, _)| lost.contains(id))
+                    .map(|&(_, at)| at.saturating_sub(injected_at))
+                    .max();
             }
             Err(e) => problems.push(format!("cannot read the final primary: {e:#}")),
         },
+    }
+    if let Some(h) = rep.heal.filter(|h| *h > HEAL_LIMIT) {
+        problems.push(format!(
+            "healed in {:.1}s, more than {HEAL_LIMIT:?}",
+            h.as_secs_f64()
+        ));
+    }
+    let recloned: Vec<String> = lab
+        .reclones()
+        .iter()
+        .zip(&reclones_before)
+        .enumerate()
+        .filter(|(_, (a, b))| a > b)
+        .map(|(i, _)| format!("h{}", i + 1))
+        .collect();
+    if !recloned.is_empty() {
+        problems.push(format!("re-cloned: {}", recloned.join(", ")));
     }
     if rep.split_brain > 0 {
         problems.push(format!("{} split-brain instants", rep.split_brain));
@@ -256,9 +291,20 @@ pub fn table(reports: &[Report]) -> String {
         let lost: usize = of.iter().map(|r| r.lost).sum();
         let acked: usize = of.iter().map(|r| r.acked).sum();
         let max = of.iter().map(|r| r.lost).max().unwrap_or(0);
+        let window = of
+            .iter()
+            .filter_map(|r| r.lost_window)
+            .max()
+            .map(|w| {
+                format!(
+                    ", lost writes up to {:.1}s after the fault",
+                    w.as_secs_f64()
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "acked rows lost ({}): {lost} of {acked} over {} runs (max {max} per run)",
+            "acked rows lost ({}): {lost} of {acked} over {} runs (max {max} per run{window})",
             mode.name(),
             of.len()
         );

@@ -1,6 +1,8 @@
 //! CI slice of the fault lab: 3 namespace hosts, sync mode `on`, ttl 6; a full partition
-//! of the primary, the primary cut from etcd only, then the etcd leader isolated. Asserts no split brain, no acked
-//! row lost, and a healed cluster. Skips (saying why) only when not root or `ip` is missing.
+//! of the primary, the primary cut from etcd only, the etcd leader isolated, then the
+//! primary's pg_wal filesystem full. Asserts no split brain, no acked row lost, a cluster
+//! healed within 10 s of the heal, and no re-clone. Skips (saying why) only when not root
+//! or `ip` is missing.
 
 use pgbaton_lab::cluster::{Lab, Mode, Options};
 use pgbaton_lab::fault::Kind;
@@ -22,7 +24,7 @@ fn ensure_pgbaton() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partition_etcd_cut_and_isolated_etcd_leader_keep_the_invariants() {
+async fn partition_etcd_cut_isolated_etcd_leader_and_full_pg_wal_keep_the_invariants() {
     if let Some(why) = pgbaton_lab::unsupported() {
         eprintln!("SKIPPED: {why}");
         return;
@@ -41,13 +43,14 @@ async fn partition_etcd_cut_and_isolated_etcd_leader_keep_the_invariants() {
         .expect("bootstrap");
     let failures = std::env::temp_dir().join("pgbaton-lab-test-failures");
     let mut bad = Vec::new();
-    // Seeds 2 and 3 put the first two faults on the primary (Fault::pick: 2 in 3 hit it);
-    // the third finds the etcd leader with etcdctl from the client namespace (that failed
-    // at seed 102: the client had no address on the etcd subnet).
+    // Seeds 2, 3 and 4 put their faults on the primary (Fault::pick: 2 in 3 hit it);
+    // the etcd-leader run finds the leader with etcdctl from the client namespace (that
+    // failed at seed 102: the client had no address on the etcd subnet).
     for (seed, kind) in [
         (2, Kind::Partition),
         (3, Kind::EtcdCut),
         (102, Kind::EtcdLeader),
+        (4, Kind::WalFull),
     ] {
         let r = run::one(&mut lab, seed, Some(kind), Duration::from_secs(60)).await;
         eprintln!("{r:?}");

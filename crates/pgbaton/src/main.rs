@@ -30,9 +30,15 @@ fn main() -> ExitCode {
         Command::Generate { what, dir } => return finish(generate::run(what, &dir)),
         other => other,
     };
+    // The agent's HA loop runs on this thread (`block_on`); the lease keeper, the HTTP
+    // API and the SQL connection run on one worker, apart from it, so a slow step of
+    // the loop never delays a lease renewal. A second worker only added wake-ups (idle
+    // workers waking each other to steal work). Blocking threads (the local store's
+    // file I/O) are kept a minute between uses instead of being re-created.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .max_blocking_threads(4)
+        .thread_keep_alive(Duration::from_secs(60))
         .enable_all()
         .build()
     {

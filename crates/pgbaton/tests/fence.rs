@@ -521,14 +521,14 @@ fn a_hung_main_loop_is_fenced_although_the_lease_is_still_renewed() {
     let pid = pg.pid();
     let ttl = ms(2000);
     // Renewed, but not leading yet: nothing armed.
-    feed.renewed(fence::now(), ttl).expect("renewed");
+    feed.renewed(fence::now(), ttl, 1).expect("renewed");
     assert!(feed.is_alive());
     // The main loop confirms once, then "hangs"; the lease keeper goes on renewing.
     let confirmed = fence::now();
-    feed.confirmed_leader(confirmed).expect("confirmed");
+    feed.confirmed_leader(confirmed, 1).expect("confirmed");
     let deadline = confirmed + ttl - Duration::from_secs(1);
     while fence::now() + ms(150) < deadline {
-        feed.renewed(fence::now(), ttl).expect("renewed");
+        feed.renewed(fence::now(), ttl, 1).expect("renewed");
         std::thread::sleep(ms(100));
     }
     assert_fenced_in_window(pid, deadline, Duration::ZERO, &log);

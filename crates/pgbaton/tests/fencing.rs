@@ -241,3 +241,119 @@ async fn store_outage(kind: StoreKind) {
     let out = c.pgbaton(0, &["history", "--format", "json"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
 }
+
+/// SIGSTOP (or SIGCONT) the PostgreSQL processes of member `i`: its walreceiver sends
+/// no more status replies, as when the network to it is cut.
+fn freeze_postgres(c: &TestCluster, i: usize, sig: nix::sys::signal::Signal) {
+    let pm = common::postmaster_pid(&c.nodes[i].data_dir).expect("replica postmaster");
+    let mut pids = common::descendants(pm);
+    pids.push(pm);
+    for pid in pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+    }
+}
+
+/// A 2-member cluster (ttl 10, loop_wait 1, retry_timeout 2) with a probe table and
+/// writes flowing on the primary; returns the primary's index and the prober.
+async fn writing_pair() -> (TestCluster, usize, Prober) {
+    let mut c = TestCluster::new(2, StoreKind::Local);
+    for i in 0..2 {
+        c.set_timing(i, 10, 1, 2);
+    }
+    c.start_all();
+    let p = c.wait_healthy(UP).await;
+    c.connect(p)
+        .await
+        .batch_execute("create table probe (id bigserial)")
+        .await
+        .expect("table");
+    wait_for("the table on the replica", UP, || async {
+        c.query_one(1 - p, "select count(*) from probe")
+            .await
+            .map(|_| ())
+    })
+    .await;
+    let prober = Prober::start(&c).await;
+    wait_for("writes on the primary", UP, || async {
+        prober.last_ack(p).map(|_| ())
+    })
+    .await;
+    (c, p, prober)
+}
+
+/// Issue 11 item 5: a primary that reaches neither the store nor its replica stops
+/// accepting writes after about retry_timeout (2 s) plus two status-reply intervals,
+/// not at its fence deadline (ttl 10 - margin 2 = 8 s); once the store answers again,
+/// the same member carries on as primary.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_isolated_primary_stops_writes_well_before_its_fence_deadline() {
+    use nix::sys::signal::Signal;
+    let (c, p, prober) = writing_pair().await;
+    let store_dir = c.dir.path().join("store");
+    freeze_postgres(&c, 1 - p, Signal::SIGSTOP);
+    let frozen_at = Instant::now();
+    let guard =
+        pgbaton_store::local::LocalStore::freeze_for_tests(&store_dir, &c.cluster).expect("freeze");
+    wait_for(
+        "the primary to stop accepting writes",
+        Duration::from_secs(12),
+        || async {
+            let last = prober.last_ack(p)?;
+            (last.elapsed() > Duration::from_millis(300)).then_some(())
+        },
+    )
+    .await;
+    let stopped = prober.last_ack(p).expect("acks") - frozen_at;
+    freeze_postgres(&c, 1 - p, Signal::SIGCONT);
+    drop(guard);
+    eprintln!("the isolated primary stopped writing {stopped:?} after the cut");
+    // The fence deadline is 8 s after the older of the last renewal (sent every 2.5 s)
+    // and the last confirmation: at least 5.5 s after the cut. The guard acts about
+    // retry_timeout (2 s) after the last store success, once the store call failed.
+    assert!(
+        stopped < Duration::from_millis(5000),
+        "the isolated primary wrote for {stopped:?} (its fence deadline is 5.5-8 s after the cut)"
+    );
+    assert!(
+        c.log(p).contains("isolated: no answer from the store"),
+        "the isolation guard did not act:\n{}",
+        c.log(p)
+    );
+    let before = prober.last_ack(p).expect("acks");
+    wait_for("writes again on the same primary", UP, || async {
+        (prober.last_ack(p)? > before).then_some(())
+    })
+    .await;
+    let acks = prober.stop().await;
+    assert_never_two_primaries(&acks);
+    assert_eq!(c.leader().as_deref(), Some(c.nodes[p].name.as_str()));
+}
+
+/// The other side of item 5: a store outage shorter than the fence deadline, with the
+/// replica streaming, does not stop the primary's writes at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_blip_with_a_streaming_replica_does_not_stop_the_primary() {
+    let (c, p, prober) = writing_pair().await;
+    let store_dir = c.dir.path().join("store");
+    let guard =
+        pgbaton_store::local::LocalStore::freeze_for_tests(&store_dir, &c.cluster).expect("freeze");
+    let frozen_at = Instant::now();
+    // 6 s: past retry_timeout + the reply window, short of the 8 s fence deadline.
+    let mut longest_gap = Duration::ZERO;
+    while frozen_at.elapsed() < Duration::from_secs(6) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let since_ack = prober.last_ack(p).expect("acks").elapsed();
+        longest_gap = longest_gap.max(since_ack);
+    }
+    drop(guard);
+    assert!(
+        longest_gap < Duration::from_millis(1500),
+        "the primary stopped writing for {longest_gap:?} during a 6 s store outage"
+    );
+    assert!(!c.log(p).contains("isolated: no answer from the store"));
+    let acks = prober.stop().await;
+    assert!(
+        acks.iter().all(|a| a.0 == p),
+        "another member accepted writes"
+    );
+}

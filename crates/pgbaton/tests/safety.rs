@@ -157,13 +157,9 @@ fn fence_pid(agent: u32) -> Option<i32> {
     None
 }
 
-/// Finding 3 (confirmed: two primaries for about 10 s): the primary's fence process is
-/// killed, then the store becomes unreachable. The agent used to start a new fence only
-/// after a successful store read, so PostgreSQL stayed writable for the whole outage,
-/// long past the moment its lease could expire and a replica that still reached the
-/// store could be promoted. It must stop accepting writes by `ttl - safety_margin`.
-#[tokio::test(flavor = "multi_thread")]
-async fn f3_a_dead_fence_still_fences_the_primary_during_a_store_outage() {
+/// Two members with ttl 10, loop_wait 1, retry_timeout 2, running: the cluster, the
+/// primary's index, its fence process's pid and a session on it with a `probe` table.
+async fn probed_primary_ttl10() -> (TestCluster, usize, i32, tokio_postgres::Client) {
     let mut c = TestCluster::new(2, StoreKind::Local);
     for i in 0..2 {
         c.set_timing(i, 10, 1, 2);
@@ -177,21 +173,43 @@ async fn f3_a_dead_fence_still_fences_the_primary_during_a_store_outage() {
         .batch_execute("create table probe (id bigserial)")
         .await
         .expect("table");
+    (c, p, fence, client)
+}
+
+/// Insert into `probe` every 20 ms until an insert fails or hangs for 1 s, or `limit`
+/// passes: when the last acknowledged insert came, counted from `since`.
+async fn last_write(
+    client: &tokio_postgres::Client,
+    since: Instant,
+    limit: Duration,
+) -> Option<Duration> {
+    let mut last_ack = None;
+    while since.elapsed() < limit {
+        let insert = client.execute("insert into probe values (default)", &[]);
+        match tokio::time::timeout(Duration::from_secs(1), insert).await {
+            Ok(Ok(_)) => last_ack = Some(since.elapsed()),
+            _ => break,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    last_ack
+}
+
+/// Finding 3 (confirmed: two primaries for about 10 s): the primary's fence process is
+/// killed, then the store becomes unreachable. The agent used to start a new fence only
+/// after a successful store read, so PostgreSQL stayed writable for the whole outage,
+/// long past the moment its lease could expire and a replica that still reached the
+/// store could be promoted. It must stop accepting writes by `ttl - safety_margin`.
+#[tokio::test(flavor = "multi_thread")]
+async fn f3_a_dead_fence_still_fences_the_primary_during_a_store_outage() {
+    let (c, p, fence, client) = probed_primary_ttl10().await;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(fence), Signal::SIGKILL).expect("kill");
     let guard =
         pgbaton_store::local::LocalStore::freeze_for_tests(&c.dir.path().join("store"), &c.cluster)
             .expect("freeze the store");
     let frozen_at = Instant::now();
     // Write until the primary stops accepting writes (or 20 s: the lease is long gone).
-    let mut last_ack = None;
-    while frozen_at.elapsed() < Duration::from_secs(20) {
-        let insert = client.execute("insert into probe values (default)", &[]);
-        match tokio::time::timeout(Duration::from_secs(1), insert).await {
-            Ok(Ok(_)) => last_ack = Some(frozen_at.elapsed()),
-            _ => break,
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let last_ack = last_write(&client, frozen_at, Duration::from_secs(20)).await;
     drop(guard);
     let last = last_ack.expect("the primary acknowledged nothing after the cut");
     // ttl 10 - safety margin: the lease cannot expire before 10 s after the last
@@ -207,6 +225,35 @@ async fn f3_a_dead_fence_still_fences_the_primary_during_a_store_outage() {
     c.wait_healthy(UP).await;
     let agent = c.nodes[p].agent.as_ref().expect("agent").id();
     wait_for("a new fence process", UP, || async { fence_pid(agent) }).await;
+}
+
+/// Simulator finding S2: the primary's agent is killed and started again while its
+/// old fence process (the only thing left to stop PostgreSQL at the old lease's
+/// deadline) is killed too. The new agent used to wait up to ttl + 1 s for its old
+/// member key before its first cycle, leaving the primary writable, unfenced, past the
+/// moment its lease could expire and a replica be promoted. It must stop accepting
+/// writes before `ttl - safety_margin` after the last renewal.
+#[tokio::test(flavor = "multi_thread")]
+async fn s2_a_restarted_agent_protects_a_primary_whose_old_fence_died() {
+    let (mut c, p, fence, client) = probed_primary_ttl10().await;
+    let killed_at = Instant::now();
+    c.kill_agent(p);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(fence), Signal::SIGKILL).expect("kill");
+    c.start(p);
+    let last_ack = last_write(&client, killed_at, Duration::from_secs(25)).await;
+    let last = last_ack.expect("the primary acknowledged nothing after the kill");
+    // The last renewal was at most ttl/4 = 2.5 s before the kill, and the lease can
+    // expire 10 s after it: 7.5 s after the kill at the earliest. Writes must stop
+    // before (before the fix: 8.65 s; after it, about 0.1 s).
+    assert!(
+        last < Duration::from_millis(7_000),
+        "the primary kept accepting writes {last:?} after its agent and fence were \
+         killed and the agent was started again:\n{}",
+        c.log(p)
+    );
+    eprintln!("last write acknowledged {last:?} after the kill");
+    assert!(c.log(p).contains("holds no lease yet"), "{}", c.log(p));
+    c.wait_healthy(UP).await;
 }
 
 /// Finding 7: after a failover, the old primary stays stopped while the cluster is

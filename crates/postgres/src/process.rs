@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::instance::Instance;
 
-/// How to stop the server (`pg_ctl stop -m`).
+/// How to stop the server (the modes of `pg_ctl stop -m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMode {
     /// Wait for all clients to disconnect (SIGTERM).
@@ -21,14 +21,6 @@ pub enum StopMode {
 }
 
 impl StopMode {
-    fn as_arg(self) -> &'static str {
-        match self {
-            StopMode::Smart => "smart",
-            StopMode::Fast => "fast",
-            StopMode::Immediate => "immediate",
-        }
-    }
-
     fn signal(self) -> Signal {
         match self {
             StopMode::Smart => Signal::SIGTERM,
@@ -72,6 +64,10 @@ pub fn parse_postmaster_pid(text: &str) -> Option<PostmasterInfo> {
         state: field(7),
     })
 }
+
+/// How often [`Instance::wait_stopped`] looks at `postmaster.pid` when it cannot watch
+/// the postmaster's exit.
+const STOP_POLL: Duration = Duration::from_millis(5);
 
 fn timeout_secs(t: Duration) -> String {
     t.as_secs_f64().ceil().max(1.0).to_string()
@@ -142,37 +138,21 @@ impl Instance {
         Ok(true)
     }
 
-    /// Stops the server with `pg_ctl stop -m <mode> -w`, at most `timeout` (on timeout the
-    /// server may still be stopping; escalate with [`StopMode::Immediate`]).
-    /// Returns `false` when it was not running.
+    /// Stops the server: sends the signal of `mode` to the postmaster (what `pg_ctl stop`
+    /// does) and waits for it to exit, at most `timeout` (on timeout the server may still
+    /// be stopping; escalate with [`StopMode::Immediate`]). Returns `false` when it was
+    /// not running.
+    ///
+    /// The exit is watched through a pidfd, so this returns the moment the postmaster
+    /// is gone; `pg_ctl stop -w` (PostgreSQL 15) looks only every 100 ms, and a
+    /// switchover's write gap waited for that.
     pub async fn stop(&self, mode: StopMode, timeout: Duration) -> Result<bool> {
-        if self.status()?.is_none() {
-            return Ok(false);
-        }
-        let mut cmd = self.command("pg_ctl");
-        cmd.arg("stop")
-            .arg("-m")
-            .arg(mode.as_arg())
-            .arg("-w")
-            .arg("-t")
-            .arg(timeout_secs(timeout))
-            .arg("-D")
-            .arg(&self.data_dir);
-        let action = format!("stop PostgreSQL ({} mode)", mode.as_arg());
-        match self
-            .run(
-                &action,
-                "pg_ctl",
-                cmd,
-                Some(timeout + Duration::from_secs(5)),
-                true,
-            )
-            .await
-        {
-            Ok(_) => Ok(true),
-            // It went away between our check and pg_ctl's.
-            Err(_) if self.status()?.is_none() => Ok(true),
-            Err(e) => Err(e),
+        match self.signal_stop(mode)? {
+            Some(_) => {
+                self.wait_stopped(timeout).await?;
+                Ok(true)
+            }
+            None => Ok(false),
         }
     }
 
@@ -198,14 +178,23 @@ impl Instance {
         }
     }
 
-    /// Polls [`Instance::status`] until no postmaster runs, at most `timeout`.
+    /// Waits until no postmaster runs, at most `timeout`: woken by the postmaster's exit
+    /// (a pidfd), else by looking at [`Instance::status`] every 5 ms.
     pub async fn wait_stopped(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        let mut watch = None;
+        if let Some(info) = self.status()? {
+            // Kept only while postmaster.pid still names the process watched (a pid can
+            // be reused between reading it and opening the pidfd).
+            watch = crate::ExitWatch::open(info.pid)
+                .filter(|_| matches!(self.status(), Ok(Some(again)) if again.pid == info.pid));
+        }
         loop {
             if self.status()?.is_none() {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Err(Error::Timeout {
                     action: format!(
                         "waiting for PostgreSQL in {} to stop",
@@ -215,7 +204,17 @@ impl Instance {
                     log_tail: self.log_tail(10),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let left = deadline - now;
+            match watch.take() {
+                // After the exit, postmaster.pid is gone; if it names another
+                // postmaster by then, the 5 ms look decides.
+                Some(w) => {
+                    if tokio::time::timeout(left, w.exited()).await.is_err() {
+                        watch = Some(w);
+                    }
+                }
+                None => tokio::time::sleep(left.min(STOP_POLL)).await,
+            }
         }
     }
 

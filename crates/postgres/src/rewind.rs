@@ -90,6 +90,14 @@ impl Instance {
                 log_tail: String::new(),
             });
         }
+        // A postmaster killed a moment ago leaves its pid file (naming a zombie not yet
+        // reaped) and server processes still attached to its shared memory; pg_rewind's
+        // crash recovery would refuse to start on either (fault lab seed 2030).
+        let killed = self.kill_orphans(Duration::from_secs(5)).await;
+        if killed > 0 {
+            tracing::info!("killed {killed} server processes left by a dead postmaster");
+        }
+        self.clear_stale_pid_file()?;
         let conninfo = source.conninfo_with(&[("dbname", "postgres".to_string())])?;
         let mut cmd = self.command("pg_rewind");
         cmd.env("PGPASSFILE", &source.passfile)

@@ -179,3 +179,67 @@ async fn clone_stream_promote_rewind() {
     assert!(osql.drop_slot("gamma").await.unwrap());
     assert!(!osql.drop_slot("gamma").await.unwrap());
 }
+
+/// Fault lab seed 2030: the agent saw a postmaster die (kill -9) and ran pg_rewind at
+/// once, while what the dead postmaster left behind (a zombie not yet reaped, or a
+/// backend still attached to its shared memory) made pg_rewind's crash recovery refuse
+/// to start; the member was re-cloned instead. A rewind clears those leftovers first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewind_right_after_a_killed_postmaster_clears_its_leftovers() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let root = test_root();
+    let primary = start_primary(root.path(), "alpha").await;
+    let psql = primary.inst.connect().await.unwrap();
+    assert!(psql.create_physical_slot("beta").await.unwrap());
+    psql.ensure_replication_role(REPL_USER, REPL_PASSWORD)
+        .await
+        .unwrap();
+    psql.execute("CREATE TABLE t (v text)").await.unwrap();
+    let replica = node(root.path(), "beta");
+    let upstream = target_for(&replica, &primary, REPL_USER);
+    replica
+        .inst
+        .basebackup(&upstream, Some("beta"), Some(T))
+        .await
+        .unwrap();
+    let standby = StandbyTarget {
+        upstream,
+        slot_name: Some("beta".into()),
+    };
+    replica
+        .inst
+        .prepare_config(&settings(), Some(&standby))
+        .unwrap();
+    assert!(replica.inst.start(T).await.unwrap());
+    let rsql = replica.inst.connect().await.unwrap();
+    wait_streaming(&rsql, "beta").await;
+    replica.inst.promote(true, T).await.unwrap();
+    rsql.checkpoint().await.unwrap();
+
+    // The old primary diverges, then its postmaster is killed while one of its backends
+    // is frozen (it keeps the shared memory attached, as a slow orphan would).
+    psql.execute("INSERT INTO t VALUES ('diverged')")
+        .await
+        .unwrap();
+    let backend: i32 = psql
+        .query_text("SELECT pg_backend_pid()")
+        .await
+        .unwrap()
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .and_then(|v| v.parse().ok())
+        .expect("backend pid");
+    let pm = primary.inst.status().unwrap().expect("postmaster").pid;
+    kill(Pid::from_raw(backend), Signal::SIGSTOP).unwrap();
+    kill(Pid::from_raw(pm as i32), Signal::SIGKILL).unwrap();
+    wait_for("the postmaster to die", T, || async {
+        primary.inst.status().ok()?.is_none().then_some(())
+    })
+    .await;
+    let su_source = target_for(&primary, &replica, SUPERUSER);
+    let report = primary.inst.rewind(&su_source, false, T).await;
+    let _ = kill(Pid::from_raw(backend), Signal::SIGKILL);
+    let report = report.expect("pg_rewind after a killed postmaster");
+    assert!(report.rewound, "{}", report.output);
+}

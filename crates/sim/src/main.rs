@@ -185,8 +185,10 @@ fn main() -> ExitCode {
                         eprintln!("  VIOLATION: {v}");
                     }
                     eprintln!(
-                        "  replay: pgbaton-sim --seed {seed} --faults {} --sync {}",
-                        cli.faults, cli.sync
+                        "  replay: pgbaton-sim --seed {seed} --faults {} --sync {}{}",
+                        cli.faults,
+                        cli.sync,
+                        if cli.strict { " --strict" } else { "" }
                     );
                     if cli.fail_fast {
                         stop.store(true, std::sync::atomic::Ordering::SeqCst);

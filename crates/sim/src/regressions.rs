@@ -17,8 +17,8 @@ fn s(x: &str) -> String {
 }
 
 /// Every regression by name.
-pub const ALL: [&str; 6] = [
-    "finding1", "finding2", "finding3", "finding4", "finding5", "restart",
+pub const ALL: [&str; 7] = [
+    "finding1", "finding2", "finding3", "finding4", "finding5", "restart", "s4",
 ];
 
 /// The options of regression `name`.
@@ -116,6 +116,28 @@ pub fn options(name: &str) -> Option<Options> {
                 at(21_000, Fault::StartAgent(s("$P"))),
                 at(23_000, Fault::FreezeFence(s("$P"))),
                 at(50_000, Fault::ResumeFence(s("$P"))),
+            ],
+        ),
+        // S4 (found by campaigns, seed 1000411): synchronous mode on; both standbys'
+        // agents freeze and their servers crash, so the primary P runs alone (sync
+        // key {leader: P, members: []}). Then P's server crashes and cannot start
+        // again for 8 s; P releases the key. No replica may be promoted under that
+        // sync key: once its server starts again, P must take the key back.
+        "s4" => (
+            "on",
+            vec![
+                at(20_000, Fault::Bind(s("P"), s("primary"))),
+                at(20_000, Fault::Bind(s("A"), s("replica"))),
+                at(20_000, Fault::Bind(s("B"), s("replica2"))),
+                at(20_000, Fault::FreezeAgent(s("$A"))),
+                at(20_000, Fault::FreezeAgent(s("$B"))),
+                at(20_000, Fault::CrashPostgres(s("$A"))),
+                at(20_000, Fault::CrashPostgres(s("$B"))),
+                at(26_000, Fault::StartFails(s("$P"), true)),
+                at(26_000, Fault::CrashPostgres(s("$P"))),
+                at(30_000, Fault::ResumeAgent(s("$A"))),
+                at(30_000, Fault::ResumeAgent(s("$B"))),
+                at(34_000, Fault::StartFails(s("$P"), false)),
             ],
         ),
         _ => return None,

@@ -329,6 +329,7 @@ fn resolved(labels: &Labels, f: &Fault) -> Fault {
         Fault::StallReceiver(m) => Fault::StallReceiver(r(m)),
         Fault::ResumeReceiver(m) => Fault::ResumeReceiver(r(m)),
         Fault::Eio(m, on) => Fault::Eio(r(m), *on),
+        Fault::StartFails(m, on) => Fault::StartFails(r(m), *on),
         Fault::HangSql(m, on) => Fault::HangSql(r(m), *on),
         Fault::BulkWal(m, n) => Fault::BulkWal(r(m), *n),
         Fault::OperatorFailover(m) => Fault::OperatorFailover(r(m)),
@@ -555,6 +556,19 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
                 ),
             );
         }
+        Fault::StartFails(m, on) => {
+            let mut w = lock(world);
+            if let Some(h) = w.hosts.get_mut(m) {
+                h.start_fails = *on;
+            }
+            w.note(
+                m,
+                format!(
+                    "[fault] starting PostgreSQL {}",
+                    if *on { "fails" } else { "works again" }
+                ),
+            );
+        }
         Fault::HealAll => {
             let names: Vec<String> = procs.cfgs.keys().cloned().collect();
             {
@@ -562,6 +576,7 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
                 w.blocked.clear();
                 for h in w.hosts.values_mut() {
                     h.eio = false;
+                    h.start_fails = false;
                     h.receiver_stalled = false;
                     h.sql_hung = false;
                     h.fences.iter_mut().for_each(|f| f.frozen = false);
@@ -788,6 +803,7 @@ pub fn run(o: &Options) -> Outcome {
                 data_dir: PathBuf::from(format!("/sim/node{i}/data")),
                 pm: None,
                 eio: false,
+                start_fails: false,
                 boot_offset: Duration::from_millis(rng.range(1_000, 1_000_000_000)),
                 wall_skew_ms: rng.range(0, 200) as i64 - 100,
                 fences: Vec::new(),

@@ -78,6 +78,8 @@ pub struct Host {
     pub pm: Option<Postmaster>,
     /// The data directory answers every access with EIO.
     pub eio: bool,
+    /// Every start of PostgreSQL fails (a scripted fault).
+    pub start_fails: bool,
     /// This host's boot clock reads virtual time plus this.
     pub boot_offset: Duration,
     /// This host's wall clock is off by this many ms.

@@ -63,10 +63,20 @@ fn interrupted_bootstrap_converges() {
 }
 
 /// S2, found by random campaigns (10 of 10,000 seeds before the merge of main, all
-/// "two writable primaries"): a restarted agent leaves its running primary protected
-/// only by the previous agent's fence while it waits for its old member key.
+/// "two writable primaries"): a restarted agent left its running primary protected
+/// only by the previous agent's fence while it waited for its old member key. Before
+/// the fix: "two writable primaries". Now a starting agent stops a primary it finds
+/// running before it waits for anything.
 #[test]
-#[ignore = "S2: fix pending (a starting agent must protect a primary it finds running)"]
 fn restarted_agent_protects_its_running_primary() {
     passes("restart");
+}
+
+/// S4, found by a campaign (seed 1000411, sync on): the primary, running alone in the
+/// sync key, fails to start and releases the key; no replica may be promoted under
+/// that sync key. Before the fix: "liveness: no primary" (it waited "for a replica to be
+/// promoted" forever). Now it takes the key back once its server starts again.
+#[test]
+fn a_sole_sync_leader_whose_start_failed_takes_the_key_back() {
+    passes("s4");
 }

@@ -10,8 +10,8 @@ use crate::effects::{Pg, PgSql};
 use anyhow::{bail, Context};
 use pgbaton_config::NodeConfig;
 use pgbaton_core::model::{
-    Initialize, MemberStatus, KEY_CONFIG, KEY_INITIALIZE, KEY_LEADER, KEY_STATUS, KEY_SWITCHOVER,
-    KEY_SYNC,
+    Initialize, MemberStatus, PrimaryStatus, KEY_CONFIG, KEY_INITIALIZE, KEY_LEADER, KEY_STATUS,
+    KEY_SWITCHOVER, KEY_SYNC,
 };
 use pgbaton_core::slots::slot_name;
 use pgbaton_core::{Action, Observation};
@@ -38,6 +38,26 @@ pub fn describe(action: &Action) -> String {
         Action::AllowReplicationFrom { .. } => "updating pg_hba.conf".into(),
         other => format!("{other:?}"),
     }
+}
+
+/// Whether the stored `old` status says what `new` says, apart from times: the same
+/// primary, WAL position, timeline and hosts, and the same members registered, each
+/// still registered (a time) or removed (0) as before. The times of live members
+/// advance every cycle; rewriting the key only for them would wake every member each
+/// cycle. The primary still rewrites it about every `3/4 ttl` ([`Agent::refresh_due`]),
+/// so the registry's times lag by at most that, against a `member_slot_retention` of
+/// hours.
+fn same_status(old: &PrimaryStatus, new: &PrimaryStatus) -> bool {
+    old.primary == new.primary
+        && old.lsn == new.lsn
+        && old.timeline == new.timeline
+        && old.hosts == new.hosts
+        && old.registry.len() == new.registry.len()
+        && old
+            .registry
+            .iter()
+            .zip(&new.registry)
+            .all(|((a, at), (b, bt))| a == b && (*at == 0) == (*bt == 0))
 }
 
 /// Remove half-made data directories left by a crash during initdb or a clone.
@@ -122,6 +142,17 @@ impl Agent {
                 Ok(())
             }
             Action::PublishStatus(status) => {
+                if obs.cluster.status_revision.is_some()
+                    && obs
+                        .cluster
+                        .status
+                        .as_ref()
+                        .is_some_and(|old| same_status(old, status))
+                    && !self.refresh_due(self.status_written_at)
+                {
+                    // The store holds this status already (see `same_status`).
+                    return Ok(());
+                }
                 // Compare-and-set against the snapshot this plan was made from: a
                 // deposed primary's delayed write can never restore a stale `status`
                 // over a newer primary's claim (safety review finding 1).
@@ -136,6 +167,7 @@ impl Agent {
                          wrote it); deciding again"
                     );
                 }
+                self.status_written_at = Some(Instant::now());
                 Ok(())
             }
             Action::HandOver { to } => self.hand_over(obs, to).await,
@@ -342,8 +374,15 @@ impl Agent {
             bail!("another member took the leader key first");
         }
         // Armed before PostgreSQL can become writable.
-        self.fence.confirmed_leader(sent)?;
+        self.fence.confirmed_leader(sent, lease.0)?;
         tracing::info!("holding the leader key (lease {})", lease.0);
+        // For `/primary` at once (a promotion right after this must not wait for the
+        // next cycle's snapshot to be routed writes).
+        let renewed = self.lease.borrow().renewed_at;
+        self.api_state.send_modify(|s| {
+            s.holds_leader_key = true;
+            s.lease_renewed_at = renewed.map(Instant::into_std);
+        });
         Ok(())
     }
 
@@ -526,7 +565,11 @@ impl Agent {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "PostgreSQL started as a replica of {leader} ({address})"
             );
-        } else if changed {
+        } else if changed || self.following.is_none() {
+            // Reload also when the file was already right but this agent has not
+            // pointed the running server itself: a previous agent killed between
+            // writing pgbaton.conf and reloading left it streaming from the old
+            // upstream (simulator seed 40008385).
             self.pg.reload().await?;
             tracing::info!("replication re-pointed to {leader} ({address})");
         }

@@ -77,7 +77,8 @@ pub fn spawn(
             };
             match result {
                 Ok(()) => {
-                    if let Err(e) = fence.renewed(sent, ttl) {
+                    let id = lease.map_or(0, |l| l.0);
+                    if let Err(e) = fence.renewed(sent, ttl, id) {
                         tracing::error!("cannot feed the fence process: {e}");
                     }
                     let state = LeaseState {
@@ -107,6 +108,7 @@ pub fn spawn(
                     // Retry soon: the lease may still be saved if the store answers
                     // before it expires.
                     tracing::warn!("cannot renew the store lease: {e}");
+                    fence.store_failed(sent);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }

@@ -13,6 +13,7 @@
 mod backstop;
 mod execute;
 mod freshness;
+mod isolation;
 mod lease;
 mod observe;
 mod publish;
@@ -81,6 +82,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 /// the same cycle as [`run`], without the HTTP API, signal handlers or a config file.
 /// The simulator runs every member this way.
 pub async fn run_with(cfg: NodeConfig, effects: Effects, shutdown: Shutdown) -> anyhow::Result<()> {
+    startup::stop_unleased_primary(effects.pg.as_ref()).await;
     let Some(cluster_config) = read_cluster_config(effects.store.as_ref(), &cfg, &shutdown).await?
     else {
         return Ok(());
@@ -150,6 +152,13 @@ pub(crate) struct Agent {
     _keeper: AbortOnDrop,
     /// The fence backstop task, stopped with the agent.
     _backstop: AbortOnDrop,
+    /// The isolation guard task, stopped with the agent.
+    _isolation: AbortOnDrop,
+    /// The last cluster view had a member other than this one (for the isolation guard).
+    others: Arc<std::sync::atomic::AtomicBool>,
+    /// The walsenders' status replies, as this member's reads of pg_stat_replication saw
+    /// them (for the isolation guard).
+    replies: isolation::Replies,
     /// Cluster-wide settings, as last read from the store.
     cluster_config: ClusterConfig,
     /// The system identifier of the data directory, once read.
@@ -202,6 +211,16 @@ pub(crate) struct Agent {
     settings_dirty: bool,
     /// The fence process that stops PostgreSQL at the lease deadline.
     fence: Arc<crate::fence::FenceFeed>,
+    /// This member's key as this cycle's snapshot holds it (`publish` skips a report
+    /// the store already has).
+    stored_report: Option<pgbaton_store::Entry>,
+    /// When this agent last wrote its member key.
+    report_written_at: Option<Instant>,
+    /// When this agent last wrote the `status` key.
+    status_written_at: Option<Instant>,
+    /// The replay position the replica's slots for other members were last advanced
+    /// to, and those slots.
+    slots_advanced: Option<(pgbaton_core::Lsn, Vec<String>)>,
     /// The state the HTTP API answers from, replaced after every cycle.
     api_state: tokio::sync::watch::Sender<crate::api::AgentSnapshot>,
 }
@@ -211,6 +230,9 @@ impl Agent {
     /// process. `None` when a shutdown was requested before the store answered.
     async fn new(cfg: NodeConfig, config_path: &Path) -> anyhow::Result<Option<Agent>> {
         let shutdown = shutdown::Shutdown::listen()?;
+        let pg = settings::instance(&cfg).context("preparing PostgreSQL control")?;
+        let pg: Arc<dyn Pg> = Arc::new(crate::effects::LocalPg(pg));
+        startup::stop_unleased_primary(pg.as_ref()).await;
         let bootstrap_timeout = Duration::from_secs(cfg.bootstrap.retry_timeout.max(1));
         let mut store = crate::storeconn::open(&cfg, bootstrap_timeout).await?;
         // Once the cluster exists, its timing lives in the store's `config` key
@@ -229,7 +251,6 @@ impl Agent {
             retry_timeout = cluster_config.retry_timeout,
             "cluster timing"
         );
-        let pg = settings::instance(&cfg).context("preparing PostgreSQL control")?;
         let ttl = Duration::from_secs(cluster_config.ttl);
         let fence_opts = crate::fence::FenceOptions::from_config(&cfg, ttl)?;
         let spawner = Arc::new(crate::fence::OsFenceSpawner(fence_opts));
@@ -243,7 +264,7 @@ impl Agent {
         ));
         let effects = Effects {
             store,
-            pg: Arc::new(crate::effects::LocalPg(pg)),
+            pg,
             clock: Arc::new(crate::effects::SystemClock),
             fence,
             spawner: Arc::new(crate::effects::TokioSpawner),
@@ -282,6 +303,17 @@ impl Agent {
         );
         let ttl = Duration::from_secs(cluster_config.ttl);
         let backstop = backstop::spawn(fence.clone(), pg.clone(), clock.clone(), spawner.as_ref());
+        let others = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let replies = isolation::Replies::default();
+        let guard = isolation::spawn(
+            fence.clone(),
+            pg.clone(),
+            clock.clone(),
+            Duration::from_secs(cluster_config.retry_timeout.max(1)),
+            others.clone(),
+            replies.clone(),
+            spawner.as_ref(),
+        );
         let (lease, keeper) = lease::spawn(
             store.clone(),
             ttl,
@@ -298,6 +330,10 @@ impl Agent {
             reload_requested,
             settings_dirty: false,
             fence,
+            stored_report: None,
+            report_written_at: None,
+            status_written_at: None,
+            slots_advanced: None,
             api_state,
             cfg,
             store,
@@ -305,6 +341,9 @@ impl Agent {
             clock,
             _keeper: AbortOnDrop(keeper),
             _backstop: AbortOnDrop(backstop),
+            _isolation: AbortOnDrop(guard),
+            others,
+            replies,
             lease,
             cluster_config,
             system_identifier: None,
@@ -429,7 +468,17 @@ impl Agent {
         // is unreachable, which is exactly when it matters (safety review finding 3).
         self.ensure_fence().await;
         let read_sent = self.clock.boot();
-        let snap = self.store.snapshot().await?;
+        let snap = match self.store.snapshot().await {
+            Ok(snap) => snap,
+            Err(e) => {
+                self.fence.store_failed(read_sent);
+                return Err(e.into());
+            }
+        };
+        self.stored_report = snap
+            .entries
+            .get(&pgbaton_core::model::member_key(&self.cfg.name))
+            .cloned();
         let shared = Arc::new(snap.clone());
         self.api_state.send_modify(|s| s.store = Some(shared));
         let (view, problems) = cluster_view(
@@ -445,6 +494,9 @@ impl Agent {
             tracing::warn!("{p}");
         }
         self.cluster_config = view.config.clone();
+        let others = view.members.keys().any(|m| *m != self.cfg.name);
+        self.others
+            .store(others, std::sync::atomic::Ordering::Relaxed);
         // Only a member that may have to follow another primary needs to know where
         // its WAL ends after a crash (a leader restarts in place at once).
         let scan_wal = view
@@ -569,8 +621,8 @@ impl Agent {
             && obs.my_lease.is_some()
             && obs.cluster.leader_lease == obs.my_lease;
         let writable = obs.local.running && obs.local.in_recovery == Some(false);
-        let fed = if leads {
-            self.fence.confirmed_leader(read_sent)
+        let fed = if let (true, Some(lease)) = (leads, obs.my_lease) {
+            self.fence.confirmed_leader(read_sent, lease)
         } else if !writable {
             self.fence.stepped_down()
         } else {
@@ -614,6 +666,7 @@ impl Agent {
             s.in_recovery = local.core.in_recovery;
             s.streaming = local.core.streaming;
             s.holds_leader_key = holds;
+            s.handing_over = None;
             s.lease_renewed_at = lease.renewed_at.map(Instant::into_std);
             s.cluster_config = obs.cluster.config.clone();
             s.last_cycle_at = Some(std::time::Instant::now());
@@ -692,15 +745,9 @@ impl Agent {
         // A postmaster that exits after its pidfd was opened makes it readable at once;
         // one gone before that gets no watch and is found by looking.
         let mut exit_watch = self.watch_postmaster();
-        let period = |watched: bool| {
-            if watched {
-                ALIVE_EVERY
-            } else {
-                POSTMASTER_CHECK
-            }
-        };
-        let mut check = tokio::time::interval(period(exit_watch.is_some()));
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut check = checker(exit_watch.is_some());
+        let end = tokio::time::sleep_until(deadline);
+        tokio::pin!(end);
         loop {
             // Biased: the same order every time, so the simulator replays a seed exactly.
             tokio::select! {
@@ -712,9 +759,10 @@ impl Agent {
                         self.pg_running = false;
                         return;
                     }
-                    check = tokio::time::interval(POSTMASTER_CHECK);
+                    check = checker(false);
                 }
-                _ = check.tick() => {
+                _ = &mut end => return,
+                _ = tick(check.as_mut()) => {
                     crate::sdnotify::alive();
                     if Instant::now() >= deadline || self.shutdown.requested() {
                         return;
@@ -757,9 +805,35 @@ impl Agent {
 /// How often `wait` looks at `postmaster.pid` between HA cycles when it cannot watch
 /// the postmaster's exit.
 const POSTMASTER_CHECK: Duration = Duration::from_millis(100);
-/// How often `wait` tells systemd it is alive while it watches the postmaster's exit
-/// (systemd's watchdog wants it at least every `WatchdogSec / 2`, 15 s by default).
+/// How often `wait` tells systemd it is alive while it watches the postmaster's exit,
+/// when systemd watches the agent (its watchdog wants it at least every
+/// `WatchdogSec / 2`, 15 s by default). Without systemd's watchdog nothing ticks.
 const ALIVE_EVERY: Duration = Duration::from_secs(1);
+
+/// The periodic check of `wait`: `postmaster.pid` every [`POSTMASTER_CHECK`] when the
+/// postmaster's exit cannot be watched, else systemd's keep-alive (none without it).
+fn checker(watched: bool) -> Option<tokio::time::Interval> {
+    let period = if !watched {
+        POSTMASTER_CHECK
+    } else if crate::sdnotify::watchdog_interval().is_some() {
+        ALIVE_EVERY
+    } else {
+        return None;
+    };
+    let mut check = tokio::time::interval(period);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Some(check)
+}
+
+/// The next tick of `check`, or never.
+async fn tick(check: Option<&mut tokio::time::Interval>) {
+    match check {
+        Some(c) => {
+            c.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
 
 /// What the member reports while a long action of `actions` runs.
 fn activity(actions: &[Action], local: &pgbaton_core::Local) -> Option<PgState> {

@@ -123,7 +123,9 @@ impl Agent {
             view.core.unresponsive = true;
             return Ok(view);
         };
-        let probe = match sql.probe().await {
+        // The probe and the slot list go out together (pipelined): one round trip.
+        let (probe, slots) = tokio::join!(sql.probe(), sql.slots());
+        let probe = match probe {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!("probe failed: {e}");
@@ -147,7 +149,13 @@ impl Agent {
                 .is_some_and(|w| w.status == "streaming");
         } else {
             view.core.lsn = probe.current_lsn;
-            standbys_of(sql, &mut view).await;
+            if let Some(replies) = standbys_of(sql, &mut view).await {
+                let now = self.clock.boot();
+                self.replies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .sample(now, &replies);
+            }
             // Adopt a running primary's setting when pgbaton does not manage one yet
             // (e.g. after an agent restart), so that rewriting pgbaton.conf keeps it.
             if self.sync_names.is_none() {
@@ -158,7 +166,7 @@ impl Agent {
                     .filter(|v| !v.is_empty());
             }
         }
-        match sql.slots().await {
+        match slots {
             Ok(slots) => {
                 view.core.slots = slots
                     .into_iter()
@@ -175,14 +183,20 @@ impl Agent {
     }
 }
 
-/// Primary: the connected standbys and the `synchronous_standby_names` in effect.
-async fn standbys_of(sql: &dyn crate::effects::PgSql, view: &mut LocalView) {
-    match sql.show("synchronous_standby_names").await {
+/// Primary: the connected standbys and the `synchronous_standby_names` in effect;
+/// returns the walsenders' status replies for the isolation guard.
+async fn standbys_of(
+    sql: &dyn crate::effects::PgSql,
+    view: &mut LocalView,
+) -> Option<Vec<(i32, Option<i64>)>> {
+    let (names, peers) = tokio::join!(sql.show("synchronous_standby_names"), sql.replication());
+    match names {
         Ok(v) => view.core.synchronous_standby_names = Some(v),
         Err(e) => tracing::debug!("reading synchronous_standby_names failed: {e}"),
     }
-    match sql.replication().await {
+    match peers {
         Ok(peers) => {
+            let replies = super::isolation::replies(&peers);
             view.core.standbys = peers
                 .into_iter()
                 .map(|p| StandbyObs {
@@ -192,10 +206,12 @@ async fn standbys_of(sql: &dyn crate::effects::PgSql, view: &mut LocalView) {
                     sync_state: p.sync_state.unwrap_or_default(),
                 })
                 .collect();
+            Some(replies)
         }
         Err(e) => {
             tracing::debug!("reading pg_stat_replication failed: {e}");
             view.core.synchronous_standby_names = None;
+            None
         }
     }
 }

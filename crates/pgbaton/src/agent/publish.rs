@@ -4,12 +4,15 @@ use super::observe::LocalView;
 use super::Agent;
 use pgbaton_core::model::{member_key, MemberStatus, PgState, Role};
 use pgbaton_core::{DataDir, Observation};
-use pgbaton_store::Expect;
+use pgbaton_store::{Entry, Expect};
+use std::time::Duration;
+use tokio::time::Instant;
 
 impl Agent {
-    /// Write the member key. Skipped (and retried next cycle) while there is no lease.
+    /// Write the member key. Skipped (and retried next cycle) while there is no lease,
+    /// and while the store already holds this very report (see [`unchanged_report`]).
     pub(super) async fn publish(
-        &self,
+        &mut self,
         obs: &Observation,
         local: &LocalView,
         reason: &str,
@@ -19,6 +22,13 @@ impl Agent {
             tracing::debug!("no store lease yet: member status not published");
             return status;
         };
+        let stored = self.stored_report.as_ref();
+        if obs.cluster.leader.is_some()
+            && stored.is_some_and(|e| e.lease == Some(lease) && unchanged_report(e, &status))
+            && !self.refresh_due(self.report_written_at)
+        {
+            return status;
+        }
         let value = match serde_json::to_string(&status) {
             Ok(v) => v,
             Err(e) => {
@@ -37,8 +47,26 @@ impl Agent {
             .await
         {
             tracing::warn!("cannot publish the member status: {e}");
+        } else {
+            self.report_written_at = Some(Instant::now());
+            // What the store holds now is no longer the snapshot's entry.
+            self.stored_report = None;
         }
         status
+    }
+
+    /// Whether a report written at `written` must be written again although nothing
+    /// in it changed: when waiting for the next cycle would leave it unwritten for more
+    /// than `3/4 ttl`, so that the key's revision keeps moving while its agent runs. A
+    /// second agent started with the same name watches exactly that for `ttl + 1` s
+    /// before it refuses to run (`check_name_is_free`), and the primary's registry of
+    /// members stays fresh to within about `3/4 ttl`. (At `loop_wait` 10 and ttl 30
+    /// that is every second cycle; `2/3 ttl` was every cycle, as a cycle ends a few
+    /// milliseconds after `loop_wait`.)
+    pub(super) fn refresh_due(&self, written: Option<Instant>) -> bool {
+        let every = Duration::from_secs(self.running_ttl) * 3 / 4;
+        let next_cycle = Duration::from_secs(self.cluster_config.loop_wait.max(1));
+        written.is_none_or(|t| t.elapsed() + next_cycle > every)
     }
 
     fn member_status(&self, obs: &Observation, local: &LocalView, reason: &str) -> MemberStatus {
@@ -96,5 +124,68 @@ impl Agent {
     /// The `host:port` other members use to reach this PostgreSQL.
     pub(super) fn connect_address(&self) -> (String, u16) {
         self.cfg.pg_connect()
+    }
+}
+
+/// Whether the member key `stored` already says what `fresh` says, apart from the time
+/// of the report. While the cluster has a leader, such a report is not written again
+/// (until [`Agent::refresh_due`], about every `3/4 ttl`): an idle member then writes nothing, and no other
+/// member is woken to read it. Without a leader every report is written: an election
+/// counts only reports whose revision is newer than the leader's loss (`freshness`).
+fn unchanged_report(stored: &Entry, fresh: &MemberStatus) -> bool {
+    serde_json::from_str::<MemberStatus>(&stored.value).is_ok_and(|old| {
+        MemberStatus {
+            updated_ms: fresh.updated_ms,
+            ..old
+        } == *fresh
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgbaton_core::model::Tags;
+    use pgbaton_store::LeaseId;
+
+    fn report(state: PgState, updated_ms: u64) -> MemberStatus {
+        MemberStatus {
+            name: "node1".into(),
+            host: "127.0.0.1".into(),
+            port: 5432,
+            api_url: String::new(),
+            role: Role::Replica,
+            state,
+            timeline: Some(1),
+            lsn: None,
+            received_lsn: None,
+            replayed_lsn: None,
+            lag_bytes: Some(0),
+            pg_version: None,
+            system_identifier: None,
+            tags: Tags::default(),
+            slots: vec![],
+            note: Some("replica".into()),
+            updated_ms,
+        }
+    }
+
+    #[test]
+    fn only_the_report_time_may_differ() {
+        let stored = Entry {
+            key: "members/node1".into(),
+            value: serde_json::to_string(&report(PgState::Streaming, 1)).unwrap(),
+            mod_revision: 7,
+            lease: Some(LeaseId(3)),
+        };
+        assert!(unchanged_report(&stored, &report(PgState::Streaming, 99)));
+        assert!(!unchanged_report(&stored, &report(PgState::InRecovery, 1)));
+        let mut moved = report(PgState::Streaming, 1);
+        moved.received_lsn = Some(pgbaton_core::Lsn(5));
+        assert!(!unchanged_report(&stored, &moved));
+        let garbage = Entry {
+            value: "{".into(),
+            ..stored
+        };
+        assert!(!unchanged_report(&garbage, &report(PgState::Streaming, 1)));
     }
 }

@@ -4,6 +4,7 @@
 
 use super::settings::sibling;
 use super::Agent;
+use crate::effects::PgSql;
 use anyhow::{bail, Context};
 use pgbaton_core::model::{
     HistoryEntry, RequestKind, SwitchoverPhase, SwitchoverRequest, KEY_HISTORY, KEY_LEADER,
@@ -17,6 +18,9 @@ use tokio::time::Instant;
 
 const PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
 const WAL_WAIT: Duration = Duration::from_secs(10);
+/// How often the hand-over looks for the shutdown checkpoint and for the end of
+/// recovery: these waits are the write gap.
+const PROMOTE_POLL: Duration = Duration::from_millis(2);
 const REWIND_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn ms(since: Instant) -> u64 {
@@ -33,12 +37,19 @@ impl Agent {
             .clone()
             .context("the switchover request vanished")?;
         let t0 = Instant::now();
+        // `/primary` fails from here on, so that load balancers stop routing writes
+        // here now rather than one health-check period after PostgreSQL stopped.
+        self.api_state
+            .send_modify(|s| s.handing_over = Some(to.to_string()));
         self.sql()?.checkpoint().await?;
         let checkpointed = ms(t0);
+        tracing::info!("switchover: checkpoint done in {checkpointed} ms");
+        tracing::info!("switchover: fast shutdown signalled");
         self.pg
             .stop(StopMode::Fast, Duration::from_secs(120))
             .await?;
         self.sql = None;
+        self.api_state.send_modify(|s| s.pg_running = false);
         self.fence.stepped_down()?;
         let stopped = ms(t0);
         let control = self.pg.controldata().await?;
@@ -48,6 +59,11 @@ impl Agent {
                 control.cluster_state
             );
         }
+        tracing::info!(
+            stop_ms = stopped - checkpointed,
+            "switchover: PostgreSQL stopped cleanly at checkpoint {}",
+            control.checkpoint_lsn
+        );
         let phase = SwitchoverPhase::PrimaryStopped {
             checkpoint_lsn: control.checkpoint_lsn,
             timeline: control.checkpoint_timeline,
@@ -79,11 +95,21 @@ impl Agent {
         Ok(())
     }
 
+    /// The open SQL session of this cycle, or a new one: on the hand-over path a new
+    /// session costs more than the step it serves.
+    async fn session(&mut self) -> anyhow::Result<&dyn PgSql> {
+        if self.sql.as_ref().is_none_or(|s| s.is_closed()) {
+            self.sql = Some(self.pg.connect().await?);
+        }
+        self.sql()
+    }
+
     /// Switchover, candidate side: wait until WAL past the old primary's shutdown
-    /// checkpoint has arrived here.
+    /// checkpoint has arrived here (it normally has: the old primary's walsender
+    /// waits for it to be flushed here before the postmaster exits).
     pub(super) async fn wait_for_wal(&mut self, lsn: Lsn) -> anyhow::Result<()> {
         let t0 = Instant::now();
-        let sql = self.pg.connect().await?;
+        let sql = self.session().await?;
         loop {
             let probe = sql.probe().await?;
             let got = probe.receive_lsn.max(probe.replay_lsn);
@@ -98,7 +124,7 @@ impl Agent {
             if t0.elapsed() > WAL_WAIT {
                 bail!("WAL past {lsn} did not arrive within {WAL_WAIT:?} (have {got:?})");
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(PROMOTE_POLL).await;
         }
     }
 
@@ -111,9 +137,12 @@ impl Agent {
         old_primary: Option<&str>,
     ) -> anyhow::Result<()> {
         let t0 = Instant::now();
-        let sql = self.pg.connect().await?;
+        self.session().await?;
         self.check_deadline("promoting")?;
+        tracing::info!("promoting: pg_promote");
+        let sql = self.sql()?;
         sql.promote().await?;
+        // pg_promote(wait => true) would look only every 100 ms (PostgreSQL 15).
         loop {
             if !sql.probe().await?.in_recovery {
                 break;
@@ -121,9 +150,20 @@ impl Agent {
             if t0.elapsed() > PROMOTE_TIMEOUT {
                 bail!("PostgreSQL did not leave recovery within {PROMOTE_TIMEOUT:?}");
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(PROMOTE_POLL).await;
         }
         let promoted = ms(t0);
+        // Writable, and the key is this member's (every plan that promotes holds it
+        // or takes it first; `holds_leader_key` says which): `/primary` answers 200
+        // now, not after the rest of this cycle and the next.
+        self.api_state.send_modify(|s| {
+            s.pg_running = true;
+            s.in_recovery = Some(false);
+        });
+        let sql = self
+            .sql
+            .take()
+            .context("no SQL connection to the local PostgreSQL")?;
         let probe = sql.probe().await?;
         tracing::info!(
             promote_ms = promoted,
@@ -291,14 +331,24 @@ impl Agent {
     }
 
     /// Move the slots this replica keeps for other members to its replay position.
+    /// Nothing is sent when replay has not moved since these very slots were last
+    /// advanced (an idle cluster), as advancing again would change nothing.
     pub(super) async fn advance_slots(&mut self, slots: &[String]) -> anyhow::Result<()> {
         let sql = self.sql()?;
         let Some(to) = sql.probe().await?.replay_lsn else {
             return Ok(());
         };
+        if self
+            .slots_advanced
+            .as_ref()
+            .is_some_and(|(lsn, names)| *lsn == to && names.as_slice() == slots)
+        {
+            return Ok(());
+        }
         for slot in slots {
             sql.advance_slot(slot, to).await?;
         }
+        self.slots_advanced = Some((to, slots.to_vec()));
         Ok(())
     }
 }

@@ -213,6 +213,11 @@ fn primary(snap: &AgentSnapshot, now: Instant) -> Verdict {
     if !snap.holds_leader_key {
         return Verdict::fail("this member does not hold the leader key");
     }
+    if let Some(to) = &snap.handing_over {
+        return Verdict::fail(format!(
+            "switchover: handing over to {to} (checkpoint, clean shutdown)"
+        ));
+    }
     match snap.lease_seconds_left(now) {
         Some(left) if left > 0.0 => Verdict::pass(format!(
             "primary: holds the leader lease ({left:.1} s left), PostgreSQL is running and not in recovery"

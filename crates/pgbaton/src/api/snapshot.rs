@@ -19,6 +19,10 @@ pub struct AgentSnapshot {
     pub streaming: bool,
     /// The leader key names this member and is attached to this member's live lease.
     pub holds_leader_key: bool,
+    /// The member this primary is handing over to in a switchover (checkpoint, clean
+    /// stop, key released): `/primary` fails from the hand-over's very start, so load
+    /// balancers move on before PostgreSQL refuses writes.
+    pub handing_over: Option<String>,
     /// When the lease was last renewed; the leader lock is held until `+ ttl`.
     pub lease_renewed_at: Option<Instant>,
     /// Cluster-wide settings, as last read from the store.
@@ -50,6 +54,7 @@ impl AgentSnapshot {
             in_recovery: None,
             streaming: false,
             holds_leader_key: false,
+            handing_over: None,
             lease_renewed_at: None,
             cluster_config,
             last_cycle_at: None,

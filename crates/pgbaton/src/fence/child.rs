@@ -3,7 +3,7 @@
 //!
 //! It reads commands from standard input ([`super::protocol`]), sleeps until the
 //! armed deadline, the device's next pet or the agent's next command (with nothing armed,
-//! only the command wakes it), and at the deadline sends SIGQUIT to the data directory's
+//! only the command wakes it; see [`super::wait`]), and at the deadline sends SIGQUIT to the data directory's
 //! postmaster. It is started in its own session and ignores SIGINT, SIGTERM and SIGHUP,
 //! so Ctrl-C, a terminal hang-up or a stop signal for the agent's process group does not
 //! take it down while it still has a deadline to enforce.
@@ -13,10 +13,10 @@ use super::decide::{self, Armed};
 use super::device::{self, Device};
 use super::postmaster::{self, Lookup};
 use super::protocol::{Command, Event};
+use super::wait::{Input, Waiter};
 use pgbaton_config::WatchdogMode;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::Duration;
 
 /// How often a postmaster that survived SIGQUIT gets it again.
@@ -46,13 +46,6 @@ fn parse_mode(s: &str) -> Result<WatchdogMode, String> {
     s.parse()
 }
 
-/// What the stdin reader thread hands to the main loop.
-enum Input {
-    Cmd(Command),
-    Bad(String),
-    Gone(String),
-}
-
 /// Runs the fence process until the agent is gone and nothing is left to enforce.
 pub fn run(args: WatchdogArgs) -> anyhow::Result<()> {
     init_log();
@@ -73,7 +66,7 @@ pub fn run(args: WatchdogArgs) -> anyhow::Result<()> {
             anyhow::bail!(msg);
         }
     };
-    let rx = spawn_reader();
+    let waiter = Waiter::new();
     out.send(&Event::Ready);
     tracing::info!(
         data_dir = %args.data_dir.display(),
@@ -92,7 +85,7 @@ pub fn run(args: WatchdogArgs) -> anyhow::Result<()> {
         last_note: None,
         fence_failed: false,
     };
-    w.run(rx);
+    w.run(waiter);
     Ok(())
 }
 
@@ -115,7 +108,7 @@ struct Watch {
 }
 
 impl Watch {
-    fn run(&mut self, rx: mpsc::Receiver<Input>) {
+    fn run(&mut self, mut waiter: Waiter) {
         loop {
             let now = clock::now();
             let fence_at = decide::fence_at(self.armed, self.device.as_ref().map(|d| d.fires_at()));
@@ -132,25 +125,9 @@ impl Watch {
                 return;
             }
             let next_pet = self.device.as_ref().map(|d| d.last_pet + decide::PET_EVERY);
+            // Nothing armed: nothing to do before the agent's next command.
             let wait = decide::next_wake(now, fence_at, next_pet);
-            if self.agent_gone {
-                std::thread::sleep(wait.unwrap_or(decide::POLL));
-                continue;
-            }
-            let input = match wait {
-                Some(wait) => rx.recv_timeout(wait),
-                // Nothing armed: nothing to do before the agent's next command.
-                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            };
-            match input {
-                Ok(input) => self.apply(input),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.apply(Input::Gone("the command reader stopped".into()))
-                }
-            }
-            // Apply everything already queued before looking at the clock again.
-            while let Ok(input) = rx.try_recv() {
+            for input in waiter.wait(wait) {
                 self.apply(input);
             }
         }
@@ -325,32 +302,6 @@ fn detach() {
             tracing::warn!("cannot ignore {sig}: {e}");
         }
     }
-}
-
-/// Reads command lines from standard input on a thread of its own.
-fn spawn_reader() -> mpsc::Receiver<Input> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let stdin = std::io::stdin();
-        let mut lines = stdin.lock().lines();
-        let why = loop {
-            match lines.next() {
-                None => break "its command pipe closed".to_string(),
-                Some(Err(e)) => break format!("reading its command pipe failed: {e}"),
-                Some(Ok(line)) => {
-                    let input = match Command::parse(&line) {
-                        Ok(c) => Input::Cmd(c),
-                        Err(_) => Input::Bad(line),
-                    };
-                    if tx.send(input).is_err() {
-                        return;
-                    }
-                }
-            }
-        };
-        let _ = tx.send(Input::Gone(why));
-    });
-    rx
 }
 
 /// Writes events to standard output without ever blocking the fence loop.

@@ -6,11 +6,6 @@ use std::time::Duration;
 /// passed): to see the postmaster go, and to signal it again.
 pub const POLL: Duration = Duration::from_millis(10);
 
-/// The longest the fence process sleeps while armed. Its sleeps run on CLOCK_MONOTONIC,
-/// which stops while the host is suspended, but the deadline is on CLOCK_BOOTTIME,
-/// which does not: after a resume it looks at the deadline again within this time.
-pub const ARMED_CHECK: Duration = Duration::from_millis(100);
-
 /// How long before the watchdog device would fire the fence process fences PostgreSQL
 /// itself, so that a working fence process never lets the device reset the host.
 pub const DEVICE_SLACK: Duration = Duration::from_millis(300);
@@ -71,7 +66,7 @@ pub fn should_exit(
 /// How long to wait for the agent's next command, or None to wait for it alone:
 /// - nothing armed: nothing can happen before the agent's next command;
 /// - armed: until the deadline, or the device's next pet (`next_pet`) when that comes
-///   first, at most [`ARMED_CHECK`];
+///   first (the wait runs on the deadline's own clock, see [`super::wait`]);
 /// - the deadline has passed (fencing): [`POLL`].
 pub fn next_wake(
     now: Duration,
@@ -83,7 +78,7 @@ pub fn next_wake(
         Some(d) if d <= now => Some(POLL),
         Some(d) => {
             let at = next_pet.map_or(d, |p| p.min(d));
-            Some(at.saturating_sub(now).min(ARMED_CHECK))
+            Some(at.saturating_sub(now))
         }
     }
 }
@@ -165,7 +160,7 @@ mod tests {
             (s(1), None, None, None),
             (s(1), None, Some(s(2)), None),
             (s(1), Some(s(1) + ms(3)), None, Some(ms(3))),
-            (s(1), Some(s(2)), None, Some(ARMED_CHECK)),
+            (s(1), Some(s(2)), None, Some(s(1))),
             (s(1), Some(s(1) + ms(50)), Some(s(1) + ms(20)), Some(ms(20))),
             (s(1), Some(s(1) + ms(20)), Some(s(1) + ms(50)), Some(ms(20))),
             (s(1), Some(s(2)), Some(s(1)), Some(Duration::ZERO)),

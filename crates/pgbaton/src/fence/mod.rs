@@ -16,6 +16,7 @@ pub mod error;
 pub mod feed;
 pub mod postmaster;
 pub mod protocol;
+pub mod wait;
 
 pub use child::{run as run_watchdog, WatchdogArgs};
 pub use clock::now;

@@ -10,7 +10,7 @@ mod slots;
 use std::time::Duration;
 
 use pgbaton_core::Lsn;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage, Statement};
 
 use crate::error::{Error, Result};
 use crate::instance::Instance;
@@ -25,6 +25,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Sql {
     client: Client,
     target: String,
+    /// The agent's per-cycle queries, prepared once on this connection: each later run
+    /// is one round trip to the server instead of two (prepare, then execute).
+    prepared: std::sync::Mutex<Vec<(&'static str, Statement)>>,
 }
 
 impl std::fmt::Debug for Sql {
@@ -67,7 +70,11 @@ impl Instance {
                 tracing::debug!(error = %e, "SQL connection ended");
             }
         });
-        Ok(Sql { client, target })
+        Ok(Sql {
+            client,
+            target,
+            prepared: std::sync::Mutex::new(Vec::new()),
+        })
     }
 }
 
@@ -80,6 +87,30 @@ impl Sql {
     /// True once the connection is broken or closed; connect again.
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
+    }
+
+    /// `sql` prepared on this connection (prepared on first use, then reused).
+    pub(crate) async fn prepared(&self, what: &str, sql: &'static str) -> Result<Statement> {
+        let known = |p: &Vec<(&'static str, Statement)>| {
+            p.iter().find(|(q, _)| *q == sql).map(|(_, s)| s.clone())
+        };
+        if let Some(s) = known(&self.lock_prepared()) {
+            return Ok(s);
+        }
+        let statement = self
+            .client
+            .prepare(sql)
+            .await
+            .map_err(|e| self.err(what, e))?;
+        let mut p = self.lock_prepared();
+        if known(&p).is_none() {
+            p.push((sql, statement.clone()));
+        }
+        Ok(statement)
+    }
+
+    fn lock_prepared(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, Statement)>> {
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn err(&self, what: &str, e: tokio_postgres::Error) -> Error {
@@ -124,9 +155,12 @@ impl Sql {
 
     /// `current_setting(name)`: the value the server uses now.
     pub async fn show(&self, name: &str) -> Result<String> {
+        let statement = self
+            .prepared("read setting", "SELECT current_setting($1)")
+            .await?;
         let row = self
             .client
-            .query_one("SELECT current_setting($1)", &[&name])
+            .query_one(&statement, &[&name])
             .await
             .map_err(|e| self.err("read setting", e))?;
         Ok(row.get(0))

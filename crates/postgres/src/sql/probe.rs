@@ -87,6 +87,9 @@ pub struct ReplicationPeer {
     pub sync_state: Option<String>,
     /// Priority in `synchronous_standby_names` (0 = async).
     pub sync_priority: Option<i32>,
+    /// `reply_time` in µs since the Unix epoch, on the standby's clock: only its
+    /// changes mean anything here (a new status reply arrived).
+    pub reply_time_us: Option<i64>,
 }
 
 /// Timeline from a WAL file name like `000000020000000000000003`.
@@ -110,21 +113,22 @@ const RECEIVER_SQL: &str = "SELECT pid, status, sender_host, sender_port, slot_n
        FROM pg_stat_wal_receiver";
 
 const REPLICATION_SQL: &str = "SELECT pid, coalesce(application_name, ''), host(client_addr), state, \
-       sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text, sync_state, sync_priority \
+       sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text, sync_state, sync_priority, \
+       (extract(epoch FROM reply_time) * 1000000)::int8 \
        FROM pg_stat_replication ORDER BY application_name, pid";
 
 impl Sql {
     /// Takes a [`Probe`] of the server.
     pub async fn probe(&self) -> Result<Probe> {
-        let row = self
-            .client
-            .query_one(PROBE_SQL, &[])
-            .await
-            .map_err(|e| self.err("probe", e))?;
+        let statement = self.prepared("probe", PROBE_SQL).await?;
+        // Both queries go out together (pipelined): one round trip.
+        let (row, wal_receiver) =
+            tokio::join!(self.client.query_one(&statement, &[]), self.wal_receiver());
+        let row = row.map_err(|e| self.err("probe", e))?;
+        let wal_receiver = wal_receiver?;
         let in_recovery: bool = row.get(0);
         let checkpoint_timeline: i32 = row.get(3);
         let walfile: Option<String> = row.get(5);
-        let wal_receiver = self.wal_receiver().await?;
         let checkpoint_timeline = u32::try_from(checkpoint_timeline).unwrap_or(0);
         let timeline = match (&walfile, &wal_receiver) {
             (Some(f), _) => timeline_of_walfile(f).ok_or_else(|| Error::BadValue {
@@ -165,9 +169,12 @@ impl Sql {
 
     /// The WAL receiver (`pg_stat_wal_receiver`), `None` when none runs.
     pub async fn wal_receiver(&self) -> Result<Option<WalReceiver>> {
+        let statement = self
+            .prepared("read pg_stat_wal_receiver", RECEIVER_SQL)
+            .await?;
         let rows = self
             .client
-            .query(RECEIVER_SQL, &[])
+            .query(&statement, &[])
             .await
             .map_err(|e| self.err("read pg_stat_wal_receiver", e))?;
         let Some(r) = rows.first() else {
@@ -189,9 +196,12 @@ impl Sql {
 
     /// The standbys connected to this server (`pg_stat_replication`).
     pub async fn replication(&self) -> Result<Vec<ReplicationPeer>> {
+        let statement = self
+            .prepared("read pg_stat_replication", REPLICATION_SQL)
+            .await?;
         let rows = self
             .client
-            .query(REPLICATION_SQL, &[])
+            .query(&statement, &[])
             .await
             .map_err(|e| self.err("read pg_stat_replication", e))?;
         rows.iter()
@@ -207,6 +217,7 @@ impl Sql {
                     replay_lsn: opt_lsn("pg_stat_replication.replay_lsn", r.get(7))?,
                     sync_state: r.get(8),
                     sync_priority: r.get(9),
+                    reply_time_us: r.get(10),
                 })
             })
             .collect()

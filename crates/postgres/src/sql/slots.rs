@@ -26,14 +26,15 @@ pub struct SlotInfo {
 
 const SLOTS_SQL: &str =
     "SELECT slot_name::text, slot_type, active, active_pid, restart_lsn::text, wal_status \
-     FROM pg_replication_slots";
+     FROM pg_replication_slots ORDER BY slot_name";
 
 impl Sql {
     /// All replication slots, ordered by name.
     pub async fn slots(&self) -> Result<Vec<SlotInfo>> {
+        let statement = self.prepared("list replication slots", SLOTS_SQL).await?;
         let rows = self
             .client
-            .query(&format!("{SLOTS_SQL} ORDER BY slot_name"), &[])
+            .query(&statement, &[])
             .await
             .map_err(|e| self.err("list replication slots", e))?;
         rows.iter()
@@ -116,12 +117,15 @@ impl Sql {
     /// that after a promotion it already retains their WAL. Returns the slot's new position.
     pub async fn advance_slot(&self, name: &str, to: Lsn) -> Result<Option<Lsn>> {
         check_slot_name(name)?;
+        let statement = self
+            .prepared(
+                "advance a replication slot",
+                "SELECT end_lsn::text FROM pg_replication_slot_advance($1, $2::text::pg_lsn)",
+            )
+            .await?;
         let row = self
             .client
-            .query_one(
-                "SELECT end_lsn::text FROM pg_replication_slot_advance($1, $2::text::pg_lsn)",
-                &[&name, &to.to_string()],
-            )
+            .query_one(&statement, &[&name, &to.to_string()])
             .await
             .map_err(|e| self.err(&format!("advance replication slot {name:?}"), e))?;
         opt_lsn("pg_replication_slot_advance", row.get(0))

@@ -185,19 +185,25 @@ impl Pg for SimPg {
         d.standby_signal = standby;
         Ok(changed)
     }
+    // `pg_ctl start` and `pg_ctl stop` act when they are called (the postmaster is
+    // started or signalled at once) and then wait: an agent frozen in the wait does not
+    // delay the effect, as on a real host (seed 1049230 found the opposite model).
     async fn start(&self, _timeout: Duration) -> Result<bool> {
+        let started = model::start(&mut lock(&self.world), &self.host)
+            .map_err(|e| fail("start PostgreSQL", e));
         take(150).await;
-        model::start(&mut lock(&self.world), &self.host).map_err(|e| fail("start PostgreSQL", e))
+        started
     }
     async fn stop(&self, mode: StopMode, _timeout: Duration) -> Result<bool> {
-        take(60).await;
         let clean = mode != StopMode::Immediate;
-        Ok(model::stop(
+        let stopped = model::stop(
             &mut lock(&self.world),
             &self.host,
             clean,
             &format!("pg_ctl stop -m {mode:?}").to_lowercase(),
-        ))
+        );
+        take(60).await;
+        Ok(stopped)
     }
     async fn reload(&self) -> Result<()> {
         take(2).await;
@@ -526,6 +532,8 @@ impl PgSql for SimSql {
                     replay_lsn: Some(Lsn(*flush)),
                     sync_priority: Some(if st == "async" { 0 } else { 1 }),
                     sync_state: Some(st),
+                    // A connected standby replies continually: a new reply each time.
+                    reply_time_us: Some(w.now_ms() as i64 * 1000),
                 })
                 .collect())
         })
@@ -622,10 +630,13 @@ impl PgSql for SimSql {
         .await
     }
     async fn promote(&self) -> Result<()> {
-        take(20).await;
+        // The server promotes once the query arrives; `pg_promote` then waits for it.
         let host = self.host.clone();
-        self.with(|w| model::promote(w, &host).map_err(|e| fail("pg_promote", e)))
-            .await
+        let promoted = self
+            .with(|w| model::promote(w, &host).map_err(|e| fail("pg_promote", e)))
+            .await;
+        take(20).await;
+        promoted
     }
     async fn ensure_replication_role(&self, _user: &str, _password: &str) -> Result<bool> {
         self.with(|_| Ok(false)).await

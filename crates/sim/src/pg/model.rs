@@ -19,6 +19,9 @@ pub fn start(w: &mut World, host: &str) -> Result<bool, String> {
     if h.eio {
         return Err("could not read the data directory: Input/output error".into());
     }
+    if h.start_fails {
+        return Err("pg_ctl: could not start server (see the server log)".into());
+    }
     let upstream_addr;
     let (standby, ssn) = {
         let Some(d) = h.data_mut() else {

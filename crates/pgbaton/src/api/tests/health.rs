@@ -167,3 +167,18 @@ fn before_the_first_cycle() {
     let late = started + Duration::from_secs(60);
     assert!(!evaluate(Check::Liveness, &s, late, None, started).ok);
 }
+
+#[test]
+fn a_primary_handing_over_fails_the_primary_check_at_once() {
+    // A switchover starts with a checkpoint and a clean stop: load balancers must stop
+    // sending writes here before PostgreSQL refuses them, not a check period later.
+    let now = Instant::now();
+    let mut s = primary(now);
+    s.handing_over = Some("node2".into());
+    let v = evaluate(Check::Primary, &s, now, None, now);
+    assert!(!v.ok, "{}", v.reason);
+    assert!(v.reason.contains("handing over to node2"), "{}", v.reason);
+    assert!(!evaluate(Check::Readiness, &s, now, None, now).ok);
+    // Still a running PostgreSQL until it stops.
+    assert!(evaluate(Check::Health, &s, now, None, now).ok);
+}
