@@ -173,28 +173,7 @@ async fn an_etcd_outage_fences_the_primary_and_it_carries_on_after() {
 }
 
 async fn store_outage(kind: StoreKind) {
-    let mut c = TestCluster::new(2, kind);
-    for i in 0..2 {
-        c.set_timing(i, 10, 1, 2);
-    }
-    c.start_all();
-    let p = c.wait_healthy(UP).await;
-    c.connect(p)
-        .await
-        .batch_execute("create table probe (id bigserial)")
-        .await
-        .expect("table");
-    wait_for("the table on the replica", UP, || async {
-        c.query_one(1 - p, "select count(*) from probe")
-            .await
-            .map(|_| ())
-    })
-    .await;
-    let prober = Prober::start(&c).await;
-    wait_for("writes on the primary", UP, || async {
-        prober.last_ack(p).map(|_| ())
-    })
-    .await;
+    let (c, p, prober) = writing_pair(kind).await;
     let store_dir = c.dir.path().join("store");
     let frozen_at = Instant::now();
     let mut outage = match kind {
@@ -253,10 +232,10 @@ fn freeze_postgres(c: &TestCluster, i: usize, sig: nix::sys::signal::Signal) {
     }
 }
 
-/// A 2-member cluster (ttl 10, loop_wait 1, retry_timeout 2) with a probe table and
-/// writes flowing on the primary; returns the primary's index and the prober.
-async fn writing_pair() -> (TestCluster, usize, Prober) {
-    let mut c = TestCluster::new(2, StoreKind::Local);
+/// A 2-member cluster on `kind` (ttl 10, loop_wait 1, retry_timeout 2) with a probe
+/// table and writes flowing on the primary; returns the primary's index and the prober.
+async fn writing_pair(kind: StoreKind) -> (TestCluster, usize, Prober) {
+    let mut c = TestCluster::new(2, kind);
     for i in 0..2 {
         c.set_timing(i, 10, 1, 2);
     }
@@ -288,7 +267,7 @@ async fn writing_pair() -> (TestCluster, usize, Prober) {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_isolated_primary_stops_writes_well_before_its_fence_deadline() {
     use nix::sys::signal::Signal;
-    let (c, p, prober) = writing_pair().await;
+    let (c, p, prober) = writing_pair(StoreKind::Local).await;
     let store_dir = c.dir.path().join("store");
     freeze_postgres(&c, 1 - p, Signal::SIGSTOP);
     let frozen_at = Instant::now();
@@ -333,7 +312,7 @@ async fn an_isolated_primary_stops_writes_well_before_its_fence_deadline() {
 /// replica streaming, does not stop the primary's writes at all.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_store_blip_with_a_streaming_replica_does_not_stop_the_primary() {
-    let (c, p, prober) = writing_pair().await;
+    let (c, p, prober) = writing_pair(StoreKind::Local).await;
     let store_dir = c.dir.path().join("store");
     let guard =
         pgbaton_store::local::LocalStore::freeze_for_tests(&store_dir, &c.cluster).expect("freeze");

@@ -241,7 +241,9 @@ async fn s2_a_restarted_agent_protects_a_primary_whose_old_fence_died() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(fence), Signal::SIGKILL).expect("kill");
     c.start(p);
     let last_ack = last_write(&client, killed_at, Duration::from_secs(25)).await;
-    let last = last_ack.expect("the primary acknowledged nothing after the kill");
+    // None: the new agent stopped the primary before the writer's next commit (the fix
+    // acts within milliseconds of the start, so that is a pass, not a failure).
+    let last = last_ack.unwrap_or_default();
     // The last renewal was at most ttl/4 = 2.5 s before the kill, and the lease can
     // expire 10 s after it: 7.5 s after the kill at the earliest. Writes must stop
     // before (before the fix: 8.65 s; after it, about 0.1 s).
