@@ -187,16 +187,7 @@ async fn store_outage(kind: StoreKind) {
         }
     };
     // The primary must stop accepting writes by ttl - safety margin (8 s).
-    wait_for(
-        "the primary to stop accepting writes",
-        Duration::from_secs(12),
-        || async {
-            let last = prober.last_ack(p)?;
-            (last.elapsed() > Duration::from_millis(300)).then_some(())
-        },
-    )
-    .await;
-    let stopped = prober.last_ack(p).expect("acks") - frozen_at;
+    let stopped = writes_stopped(&prober, p, frozen_at).await;
     assert!(
         stopped < Duration::from_millis(8300),
         "the primary wrote for {stopped:?} without the store"
@@ -230,6 +221,21 @@ fn freeze_postgres(c: &TestCluster, i: usize, sig: nix::sys::signal::Signal) {
     for pid in pids {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
     }
+}
+
+/// Wait (up to 12 s) until member `p` has acknowledged nothing for 300 ms; how long
+/// after `since` its last write was acknowledged.
+async fn writes_stopped(prober: &Prober, p: usize, since: Instant) -> Duration {
+    wait_for(
+        "the primary to stop accepting writes",
+        Duration::from_secs(12),
+        || async {
+            let last = prober.last_ack(p)?;
+            (last.elapsed() > Duration::from_millis(300)).then_some(())
+        },
+    )
+    .await;
+    prober.last_ack(p).expect("acks") - since
 }
 
 /// A 2-member cluster on `kind` (ttl 10, loop_wait 1, retry_timeout 2) with a probe
@@ -273,16 +279,7 @@ async fn an_isolated_primary_stops_writes_well_before_its_fence_deadline() {
     let frozen_at = Instant::now();
     let guard =
         pgbaton_store::local::LocalStore::freeze_for_tests(&store_dir, &c.cluster).expect("freeze");
-    wait_for(
-        "the primary to stop accepting writes",
-        Duration::from_secs(12),
-        || async {
-            let last = prober.last_ack(p)?;
-            (last.elapsed() > Duration::from_millis(300)).then_some(())
-        },
-    )
-    .await;
-    let stopped = prober.last_ack(p).expect("acks") - frozen_at;
+    let stopped = writes_stopped(&prober, p, frozen_at).await;
     freeze_postgres(&c, 1 - p, Signal::SIGCONT);
     drop(guard);
     eprintln!("the isolated primary stopped writing {stopped:?} after the cut");
