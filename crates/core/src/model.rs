@@ -23,6 +23,9 @@ pub const KEY_REINIT: &str = "reinit";
 pub const KEY_SYNC: &str = "sync";
 /// Store key of the last LSN the primary published.
 pub const KEY_STATUS: &str = "status";
+/// Store key of the newest timeline number a promotion was allowed to create (a
+/// [`TimelineReservation`]): taken before every promotion, so that no number is reused.
+pub const KEY_TIMELINE: &str = "timeline";
 /// Prefix of the member keys, each attached to its member's lease.
 pub const MEMBERS_PREFIX: &str = "members/";
 
@@ -198,6 +201,21 @@ pub struct PrimaryStatus {
     /// moment the partition heals, before it has published itself again).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hosts: BTreeMap<String, String>,
+}
+
+/// The value of the `timeline` key: the newest timeline number reserved, and by whom.
+/// A member writes it (compare-and-set) before it promotes, and PostgreSQL then skips
+/// every number up to it, so that a promotion nobody heard of (the member was cut off
+/// right after it) cannot share its timeline number with a later one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineReservation {
+    /// The reserved timeline number.
+    pub timeline: u32,
+    /// The member that reserved it.
+    pub member: String,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub time_ms: u64,
 }
 
 /// One promotion, as appended to the `history` key.

@@ -137,6 +137,87 @@ async fn switchover_under_a_writer_loses_nothing_and_needs_no_rewind() {
     assert_eq!(history[0]["old_primary"], c.nodes[old].name.as_str());
 }
 
+/// Timeline reservation (simulator finding S6) on real servers. The store says that
+/// timeline 4 was reserved by a promotion nobody else saw (a member cut off right after
+/// it promoted). A switchover must create timeline 5, not 2; the numbers in between are
+/// held by comment-only history files; and the members on timeline 1 must follow the
+/// new primary across the gap (a standby asks for every history file in between).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reserved_timeline_number_is_skipped_and_the_gap_is_followed() {
+    let mut c = TestCluster::new(3, StoreKind::Local);
+    c.start_all();
+    let old = c.wait_healthy(UP).await;
+    let store = pgbaton_store::local::LocalStore::open(
+        &c.dir.path().join("store"),
+        &c.cluster,
+        Duration::from_secs(3),
+    )
+    .expect("open store");
+    use pgbaton_store::Store;
+    assert!(store
+        .put(
+            "timeline",
+            r#"{"timeline":4,"member":"elsewhere","time_ms":0}"#,
+            None,
+            pgbaton_store::Expect::Any
+        )
+        .await
+        .expect("put"));
+    let new = (0..3).find(|&i| i != old).expect("replica");
+    let third = (0..3).find(|&i| i != old && i != new).expect("third");
+    let new_name = c.nodes[new].name.clone();
+    switch_to(&c, old, &new_name).await;
+    assert_eq!(c.wait_healthy(UP).await, new);
+    let tli = c
+        .query_one(
+            new,
+            "select substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
+        )
+        .await;
+    assert_eq!(tli.as_deref(), Some("00000005"), "the new timeline");
+    for held in ["00000002", "00000003", "00000004"] {
+        let text = std::fs::read_to_string(
+            c.nodes[new]
+                .data_dir
+                .join("pg_wal")
+                .join(format!("{held}.history")),
+        )
+        .expect("held history file");
+        assert!(text.starts_with('#'), "{held}.history: {text}");
+    }
+    let reservation: serde_json::Value =
+        serde_json::from_str(&c.local_key("timeline").expect("timeline key")).expect("json");
+    assert_eq!(reservation["timeline"], 5);
+    assert_eq!(reservation["member"], new_name.as_str());
+    // Both others follow timeline 5 and receive a new row.
+    c.connect(new)
+        .await
+        .batch_execute("create table gap (x int); insert into gap values (5)")
+        .await
+        .expect("write on the new primary");
+    for i in [old, third] {
+        wait_for(
+            &format!("{} to follow timeline 5", c.nodes[i].name),
+            UP,
+            || async {
+                let got = c
+                    .query_one(
+                        i,
+                        "select received_tli::text || ' ' || status from pg_stat_wal_receiver",
+                    )
+                    .await;
+                let row = c.query_one(i, "select count(*) from gap").await;
+                (got.as_deref() == Some("5 streaming") && row.as_deref() == Some("1")).then_some(())
+            },
+        )
+        .await;
+    }
+    assert!(
+        !c.log(third).contains("rewinding"),
+        "the third member was rewound"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn five_switchovers_leave_everyone_streaming_with_identical_data() {
     let mut c = TestCluster::new(3, StoreKind::Local);

@@ -46,6 +46,51 @@ impl Instance {
             .map_err(|m| Error::io("parse timeline history", &path, std::io::Error::other(m)))?;
         Ok(entries.last().map(|(_, lsn)| *lsn))
     }
+
+    /// The newest timeline that has a history file in `pg_wal` (1 when none has).
+    pub fn newest_timeline_file(&self) -> Result<u32> {
+        let dir = self.data_dir.join("pg_wal");
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))?;
+        let mut newest = 1;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
+            if let Some(tli) = history_file_timeline(&entry.file_name().to_string_lossy()) {
+                newest = newest.max(tli);
+            }
+        }
+        Ok(newest)
+    }
+
+    /// Keep a promotion from choosing timeline `tli`: write a history file for it that
+    /// holds only a comment, unless one exists. PostgreSQL names a new timeline one past
+    /// the newest consecutive history file it finds, so held numbers are skipped. pgbaton
+    /// holds the numbers that another member reserved in the store and may have used.
+    /// Returns whether it wrote the file.
+    pub fn hold_timeline(&self, tli: u32) -> Result<bool> {
+        let path = self
+            .data_dir
+            .join("pg_wal")
+            .join(format!("{tli:08X}.history"));
+        match std::fs::symlink_metadata(&path) {
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("inspect", &path, e)),
+        }
+        let text = format!(
+            "# timeline {tli} was reserved by another pgbaton member; this file, written by \
+             pgbaton, keeps this server from creating a second timeline {tli}\n"
+        );
+        crate::fsutil::write_if_changed(&path, text.as_bytes(), 0o600, self.run_as.as_ref())
+    }
+}
+
+/// The timeline of a history file name (`0000000A.history` → 10).
+fn history_file_timeline(name: &str) -> Option<u32> {
+    let hex = name.strip_suffix(".history")?;
+    if hex.len() != 8 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(hex, 16).ok()
 }
 
 #[cfg(test)]
@@ -64,5 +109,14 @@ mod tests {
             ]
         );
         assert!(parse_timeline_history("x y").is_err());
+    }
+
+    #[test]
+    fn reads_timelines_from_history_file_names() {
+        assert_eq!(history_file_timeline("0000000A.history"), Some(10));
+        assert_eq!(history_file_timeline("00000002.history"), Some(2));
+        assert_eq!(history_file_timeline("000000020000000000000003"), None);
+        assert_eq!(history_file_timeline("0000002.history"), None);
+        assert_eq!(history_file_timeline(".00000002.history.pgbaton-tmp"), None);
     }
 }

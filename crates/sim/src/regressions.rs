@@ -17,8 +17,8 @@ fn s(x: &str) -> String {
 }
 
 /// Every regression by name.
-pub const ALL: [&str; 7] = [
-    "finding1", "finding2", "finding3", "finding4", "finding5", "restart", "s4",
+pub const ALL: [&str; 8] = [
+    "finding1", "finding2", "finding3", "finding4", "finding5", "restart", "s4", "s6",
 ];
 
 /// The options of regression `name`.
@@ -138,6 +138,23 @@ pub fn options(name: &str) -> Option<Options> {
                 at(30_000, Fault::ResumeAgent(s("$A"))),
                 at(30_000, Fault::ResumeAgent(s("$B"))),
                 at(34_000, Fault::StartFails(s("$P"), false)),
+            ],
+        ),
+        // S6 (found by campaigns, seed 30018122): the primary P dies; the replica R
+        // promotes and is cut off from the store the same millisecond, before anything
+        // records its new timeline; its fence stops it. The other replica Q is then
+        // promoted: it must not create a timeline with R's number (PostgreSQL, without
+        // a WAL archive, takes "newest known + 1"), and R must rejoin Q once it is back.
+        "s6" => (
+            "off",
+            vec![
+                at(20_000, Fault::Bind(s("P"), s("primary"))),
+                at(20_000, Fault::KillAgent(s("$P"))),
+                at(20_000, Fault::CrashPostgres(s("$P"))),
+                at(20_001, Fault::AwaitNewPrimary(s("$P"), s("R"))),
+                at(20_001, Fault::Isolate(s("$R"))),
+                at(50_000, Fault::StartAgent(s("$P"))),
+                at(55_000, Fault::Rejoin(s("$R"))),
             ],
         ),
         _ => return None,

@@ -80,3 +80,10 @@ fn restarted_agent_protects_its_running_primary() {
 fn a_sole_sync_leader_whose_start_failed_takes_the_key_back() {
     passes("s4");
 }
+
+/// S6: a promotion cut off from the store before it recorded its timeline; the next
+/// promotion must take another number (fails without the timeline reservation).
+#[test]
+fn a_timeline_cut_off_before_it_was_recorded_is_not_reused() {
+    passes("s6");
+}

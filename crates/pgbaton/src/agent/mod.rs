@@ -21,6 +21,7 @@ mod reload;
 mod settings;
 mod shutdown;
 mod startup;
+mod timeline;
 mod transitions;
 mod vanished;
 mod wake;

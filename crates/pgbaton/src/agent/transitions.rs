@@ -137,9 +137,10 @@ impl Agent {
         old_primary: Option<&str>,
     ) -> anyhow::Result<()> {
         let t0 = Instant::now();
-        self.session().await?;
+        let current = self.session().await?.probe().await?.timeline;
+        let reserved = self.reserve_timeline(obs, current).await?;
         self.check_deadline("promoting")?;
-        tracing::info!("promoting: pg_promote");
+        tracing::info!("promoting: pg_promote (timeline {reserved} reserved)");
         let sql = self.sql()?;
         sql.promote().await?;
         // pg_promote(wait => true) would look only every 100 ms (PostgreSQL 15).
@@ -170,6 +171,13 @@ impl Agent {
             timeline = probe.timeline,
             "promoted: accepting writes ({reason})"
         );
+        if probe.timeline != reserved {
+            tracing::error!(
+                "PostgreSQL chose timeline {} but pgbaton reserved {reserved}: check \
+                 pg_wal for history files pgbaton did not write",
+                probe.timeline
+            );
+        }
         self.following = None;
         self.standby_target = None;
         self.promotions += 1;

@@ -86,6 +86,12 @@ impl Pg for LocalPg {
     fn timeline_switch_point(&self, tli: u32) -> Result<Option<Lsn>> {
         self.0.timeline_switch_point(tli)
     }
+    fn newest_timeline_file(&self) -> Result<u32> {
+        self.0.newest_timeline_file()
+    }
+    fn hold_timeline(&self, tli: u32) -> Result<bool> {
+        self.0.hold_timeline(tli)
+    }
     async fn last_wal_record(&self, tli: u32, from: Lsn) -> Result<Option<Lsn>> {
         // Past this, pg_rewind (which replays the same WAL in crash recovery first) is
         // no slower than reading on.

@@ -58,6 +58,11 @@ pub trait Pg: Send + Sync {
     ) -> Result<RewindReport>;
     /// Where timeline `tli` began, from its history file.
     fn timeline_switch_point(&self, tli: u32) -> Result<Option<Lsn>>;
+    /// The newest timeline with a history file in `pg_wal` (1 when none has).
+    fn newest_timeline_file(&self) -> Result<u32>;
+    /// Keep the next promotion from choosing timeline `tli`, which another member
+    /// reserved; whether anything was written (`Instance::hold_timeline`).
+    fn hold_timeline(&self, tli: u32) -> Result<bool>;
     /// For a stopped data directory that was not shut down cleanly: where its last
     /// valid WAL record on timeline `tli` starts, reading from the checkpoint at `from`
     /// as crash recovery would (without starting the server); `Ok(None)` when that

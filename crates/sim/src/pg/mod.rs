@@ -257,6 +257,39 @@ impl Pg for SimPg {
             .and_then(|h| h.last())
             .map(|(_, l)| Lsn(*l)))
     }
+    fn newest_timeline_file(&self) -> Result<u32> {
+        let w = lock(&self.world);
+        let h = &w.hosts[&self.host];
+        if h.eio {
+            return Err(eio("list", &self.data_dir));
+        }
+        Ok(h.data()
+            .and_then(|d| d.histories.keys().max().copied())
+            .unwrap_or(1))
+    }
+    fn hold_timeline(&self, tli: u32) -> Result<bool> {
+        let mut w = lock(&self.world);
+        let h = w
+            .hosts
+            .get_mut(&self.host)
+            .ok_or_else(|| fail("write", "no host"))?;
+        if h.eio {
+            return Err(eio("write a history file in", &self.data_dir));
+        }
+        let d = h
+            .data_mut()
+            .ok_or_else(|| fail("write", "no data directory"))?;
+        // A history file that holds only a comment: no parent timelines.
+        if d.histories.contains_key(&tli) {
+            return Ok(false);
+        }
+        d.histories.insert(tli, Vec::new());
+        w.note(
+            &self.host,
+            format!("[pg] timeline {tli} held (history file with a comment only)"),
+        );
+        Ok(true)
+    }
     async fn last_wal_record(&self, tli: u32, from: Lsn) -> Result<Option<Lsn>> {
         take(20).await;
         let w = lock(&self.world);

@@ -1,0 +1,75 @@
+//! Timeline reservations: a promotion first takes its timeline number in the store,
+//! then holds the numbers below it that this data directory does not know, so that
+//! PostgreSQL cannot reuse a number another member may have used (simulator finding S6).
+
+use super::Agent;
+use anyhow::bail;
+use pgbaton_core::model::{TimelineReservation, KEY_TIMELINE};
+use pgbaton_core::Observation;
+use pgbaton_store::Expect;
+
+impl Agent {
+    /// Reserve the timeline this member's promotion will create, one past every number
+    /// it has heard of (its own history files, the store's history, members' reports and
+    /// earlier reservations), and hold the numbers in between. `current`: the timeline
+    /// PostgreSQL is on. Returns the reserved number.
+    ///
+    /// A member promoted and then cut off from the store before it published anything
+    /// still left its reservation behind: the next promotion skips its number.
+    pub(super) async fn reserve_timeline(
+        &self,
+        obs: &Observation,
+        current: u32,
+    ) -> anyhow::Result<u32> {
+        let on_disk = self.pg.newest_timeline_file()?.max(current);
+        let heard = obs
+            .cluster
+            .history
+            .iter()
+            .map(|h| h.timeline)
+            .chain(obs.cluster.members.values().filter_map(|m| m.timeline))
+            .chain(obs.cluster.status.as_ref().map(|s| s.timeline))
+            .max()
+            .unwrap_or(1);
+        for _ in 0..20 {
+            let (stored, expect) = match self.store.get(KEY_TIMELINE).await? {
+                Some(e) => match serde_json::from_str::<TimelineReservation>(&e.value) {
+                    Ok(r) => (r.timeline, Expect::ModRevision(e.mod_revision)),
+                    Err(err) => {
+                        tracing::warn!(
+                            "store key \"{KEY_TIMELINE}\" is not a timeline reservation \
+                             ({err}); replacing it (the history and member reports still \
+                             bound the next number)"
+                        );
+                        (0, Expect::ModRevision(e.mod_revision))
+                    }
+                },
+                None => (0, Expect::Absent),
+            };
+            let next = on_disk.max(heard).max(stored) + 1;
+            let value = TimelineReservation {
+                timeline: next,
+                member: self.cfg.name.clone(),
+                time_ms: self.clock.wall_ms(),
+            };
+            if !self
+                .store
+                .put(KEY_TIMELINE, &serde_json::to_string(&value)?, None, expect)
+                .await?
+            {
+                continue;
+            }
+            for tli in current + 1..next {
+                if self.pg.hold_timeline(tli)? {
+                    tracing::warn!(
+                        "timeline {tli} is held: this member never saw it, but it was \
+                         reserved (a promotion that may have happened elsewhere); the new \
+                         timeline will be {next}"
+                    );
+                }
+            }
+            return Ok(next);
+        }
+        bail!("could not reserve a timeline number: too many concurrent writers")
+    }
+}
