@@ -84,6 +84,11 @@ pub struct Local {
     pub standbys: Vec<StandbyObs>,
     /// Primary: `synchronous_standby_names` as PostgreSQL uses it now (`SHOW`).
     pub synchronous_standby_names: Option<String>,
+    /// Primary: the checkpointer may not have applied `synchronous_standby_names` yet.
+    /// Commits wait for standbys only once the checkpointer re-read the setting, which
+    /// it defers while a checkpoint is due or immediate; pgbaton knows it did once a
+    /// `CHECKPOINT` requested after the reload has finished (safety review finding 12).
+    pub sync_names_pending: bool,
 }
 
 /// One standby connected to the local primary, from `pg_stat_replication`.

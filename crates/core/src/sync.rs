@@ -147,6 +147,9 @@ pub struct SyncInput {
     pub current_lsn: Option<Lsn>,
     /// `synchronous_standby_names` in effect; `None` when it could not be read.
     pub in_effect: Option<String>,
+    /// The checkpointer may not have applied `in_effect` yet: commits may still be
+    /// acknowledged without waiting, so no standby is added to the key meanwhile.
+    pub pending: bool,
     /// The `sync` key and its revision.
     pub key: Option<(SyncState, i64)>,
 }
@@ -170,6 +173,7 @@ impl SyncInput {
             standbys: obs.local.standbys.clone(),
             current_lsn: obs.local.lsn,
             in_effect: obs.local.synchronous_standby_names.clone(),
+            pending: obs.local.sync_names_pending,
             key: obs.cluster.sync.clone(),
         }
     }
@@ -245,9 +249,10 @@ pub fn sync_step(i: &SyncInput) -> SyncStep {
         }
         return SyncStep { actions, note };
     }
-    // The desired setting is in effect: publish what has caught up.
+    // The desired setting is in effect: publish what has caught up, once commits wait
+    // for it (the checkpointer applied it).
     let caught_up: BTreeSet<&str> = match (&cur, i.current_lsn) {
-        (Ssn::List { names, .. }, Some(lsn)) => i
+        (Ssn::List { names, .. }, Some(lsn)) if !i.pending => i
             .standbys
             .iter()
             .filter(|s| {
@@ -328,7 +333,14 @@ pub fn sync_step(i: &SyncInput) -> SyncStep {
                 ),
             };
             if !waiting.is_empty() && matches!(cur, Ssn::List { .. }) {
-                n.push_str(&format!("; waiting for {} to catch up", waiting.join(", ")));
+                if i.pending {
+                    n.push_str(&format!(
+                        "; waiting for the checkpointer to apply the setting before listing {}",
+                        waiting.join(", ")
+                    ));
+                } else {
+                    n.push_str(&format!("; waiting for {} to catch up", waiting.join(", ")));
+                }
             }
             n
         }
@@ -529,6 +541,7 @@ mod tests {
             standbys: vec![standby("a", 100, "async"), standby("b", 90, "async")],
             current_lsn: Some(Lsn(100)),
             in_effect: Some(ssn.into()),
+            pending: false,
             key: key.map(|k| (k, 7)),
         }
     }
@@ -577,6 +590,35 @@ mod tests {
                 expect: Some(7)
             }]
         );
+    }
+
+    /// Safety review finding 12: commits wait only once the checkpointer applied the
+    /// setting; until then a caught-up standby is not listed, and a listed one stays.
+    #[test]
+    fn no_standby_is_listed_before_the_checkpointer_applied_the_setting() {
+        let mut i = input(SynchronousMode::On, "FIRST 1 (\"a\")", Some(key(&[], None)));
+        i.standbys[0].sync_state = "sync".into();
+        i.standbys[0].flush_lsn = Some(Lsn(100));
+        i.pending = true;
+        let step = sync_step(&i);
+        assert!(step.actions.is_empty(), "{:?}", step.actions);
+        assert!(step.note.contains("checkpointer"), "{}", step.note);
+        i.key = Some((key(&["a"], None), 7));
+        assert!(
+            sync_step(&i).actions.is_empty(),
+            "a listed standby stays listed"
+        );
+        let mut q = input(
+            SynchronousMode::Quorum,
+            "ANY 1 (\"a\", \"b\")",
+            Some(key(&[], Some(0))),
+        );
+        q.standbys[0].sync_state = "quorum".into();
+        q.standbys[0].flush_lsn = Some(Lsn(100));
+        q.pending = true;
+        assert!(sync_step(&q).actions.is_empty());
+        q.pending = false;
+        assert!(!sync_step(&q).actions.is_empty());
     }
 
     #[test]

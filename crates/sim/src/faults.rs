@@ -43,6 +43,10 @@ pub enum Fault {
     /// The agent's SQL session hangs (true) or answers again (false): its main loop
     /// is stuck while its lease keeper goes on.
     HangSql(String, bool),
+    /// A long checkpoint runs (true) or ends (false): meanwhile the checkpointer defers
+    /// applying a reloaded `synchronous_standby_names` (so commits do not wait for a
+    /// newly named standby yet), and a `CHECKPOINT` request waits for it.
+    SlowCheckpoint(String, bool),
     /// End every fault: resume, restart, heal, clear.
     HealAll,
     /// Scripted schedules: name the member now in `role` (`primary`, `replica`, `sync`
@@ -83,11 +87,13 @@ pub enum Kind {
     Receiver,
     /// EIO from the data directory.
     Disk,
+    /// Long checkpoints (the checkpointer applies reloads late).
+    Checkpoint,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::AgentKill,
         Kind::AgentFreeze,
         Kind::Fence,
@@ -96,6 +102,7 @@ impl Kind {
         Kind::Clock,
         Kind::Receiver,
         Kind::Disk,
+        Kind::Checkpoint,
     ];
 
     /// Parse a `--faults` word.
@@ -111,6 +118,7 @@ impl Kind {
             "clock" => vec![Kind::Clock],
             "receiver" => vec![Kind::Receiver],
             "disk" => vec![Kind::Disk],
+            "checkpoint" => vec![Kind::Checkpoint],
             _ => return None,
         })
     }
@@ -136,7 +144,32 @@ pub fn schedule(
     to_ms: u64,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
+    // Long checkpoints are drawn from a generator of their own, so that adding them
+    // left the schedules of the other kinds (and the seeds recorded in tests) as they
+    // were.
+    if kinds.contains(&Kind::Checkpoint) {
+        let mut r = Rng::new(rng.clone().next_u64() ^ 0xC4EC_4901);
+        for _ in 0..r.range(0, 2) {
+            let m = r.pick(members).clone();
+            let t = r.range(from_ms, to_ms);
+            steps.push(Step {
+                at_ms: t,
+                fault: Fault::SlowCheckpoint(m.clone(), true),
+            });
+            steps.push(Step {
+                at_ms: t + r.range(500, 15_000),
+                fault: Fault::SlowCheckpoint(m, false),
+            });
+        }
+    }
+    let kinds: Vec<Kind> = kinds
+        .iter()
+        .copied()
+        .filter(|k| *k != Kind::Checkpoint)
+        .collect();
+    let kinds = &kinds[..];
     if kinds.is_empty() {
+        steps.sort_by_key(|s| s.at_ms);
         return steps;
     }
     // Per member: until when its agent, or its fence, is disabled. Without a watchdog
@@ -234,6 +267,7 @@ pub fn schedule(
                 add(t, Fault::Eio(m.clone(), true));
                 add(later.min(t + 5000), Fault::Eio(m, false));
             }
+            Kind::Checkpoint => {}
         }
     }
     steps.sort_by_key(|s| s.at_ms);

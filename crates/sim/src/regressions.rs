@@ -17,8 +17,16 @@ fn s(x: &str) -> String {
 }
 
 /// Every regression by name.
-pub const ALL: [&str; 8] = [
-    "finding1", "finding2", "finding3", "finding4", "finding5", "restart", "s4", "s6",
+pub const ALL: [&str; 9] = [
+    "finding1",
+    "finding2",
+    "finding3",
+    "finding4",
+    "finding5",
+    "finding12",
+    "restart",
+    "s4",
+    "s6",
 ];
 
 /// The options of regression `name`.
@@ -102,6 +110,32 @@ pub fn options(name: &str) -> Option<Options> {
                 at(22_100, Fault::ResumeReceiver(s("$S"))),
                 at(50_000, Fault::ExpectWritableOtherThan(s("$P"))),
                 at(55_000, Fault::StartAgent(s("$P"))),
+            ],
+        ),
+        // Finding 12 (the checkpointer lag): synchronous mode on; both standbys go down,
+        // so the primary P runs standalone (empty synchronous_standby_names). A long
+        // checkpoint starts on P; the standbys come back and P names them, but its
+        // checkpointer applies the reload only when the checkpoint ends: until then
+        // commits do not wait. Both WAL receivers stall, P dies. No standby may have
+        // been listed in the sync key meanwhile (it would be promoted without the
+        // commits acknowledged since).
+        "finding12" => (
+            "on",
+            vec![
+                at(20_000, Fault::Bind(s("P"), s("primary"))),
+                at(20_000, Fault::Bind(s("A"), s("replica"))),
+                at(20_000, Fault::Bind(s("B"), s("replica2"))),
+                at(20_000, Fault::FreezeAgent(s("$A"))),
+                at(20_000, Fault::FreezeAgent(s("$B"))),
+                at(20_000, Fault::CrashPostgres(s("$A"))),
+                at(20_000, Fault::CrashPostgres(s("$B"))),
+                at(25_000, Fault::SlowCheckpoint(s("$P"), true)),
+                at(26_000, Fault::ResumeAgent(s("$A"))),
+                at(26_000, Fault::ResumeAgent(s("$B"))),
+                at(34_000, Fault::StallReceiver(s("$A"))),
+                at(34_000, Fault::StallReceiver(s("$B"))),
+                at(36_000, Fault::KillAgent(s("$P"))),
+                at(36_000, Fault::CrashPostgres(s("$P"))),
             ],
         ),
         // S2 (found by campaigns): the primary's agent is killed and started again; while

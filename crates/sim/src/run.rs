@@ -331,6 +331,7 @@ fn resolved(labels: &Labels, f: &Fault) -> Fault {
         Fault::Eio(m, on) => Fault::Eio(r(m), *on),
         Fault::StartFails(m, on) => Fault::StartFails(r(m), *on),
         Fault::HangSql(m, on) => Fault::HangSql(r(m), *on),
+        Fault::SlowCheckpoint(m, on) => Fault::SlowCheckpoint(r(m), *on),
         Fault::BulkWal(m, n) => Fault::BulkWal(r(m), *n),
         Fault::OperatorFailover(m) => Fault::OperatorFailover(r(m)),
         other => other.clone(),
@@ -543,6 +544,30 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
                 ),
             );
         }
+        Fault::SlowCheckpoint(m, on) => {
+            let mut w = lock(world);
+            let pending = match w.hosts.get_mut(m) {
+                Some(h) => {
+                    h.ckpt_busy = *on;
+                    h.pm.as_ref().is_some_and(|p| p.reload_pending)
+                }
+                None => false,
+            };
+            if !*on && pending {
+                crate::pg::model::checkpointer_reload(&mut w, m);
+            }
+            w.note(
+                m,
+                format!(
+                    "[fault] long checkpoint {}",
+                    if *on {
+                        "starts: reloads wait for it"
+                    } else {
+                        "ends"
+                    }
+                ),
+            );
+        }
         Fault::Eio(m, on) => {
             let mut w = lock(world);
             if let Some(h) = w.hosts.get_mut(m) {
@@ -579,7 +604,14 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
                     h.start_fails = false;
                     h.receiver_stalled = false;
                     h.sql_hung = false;
+                    h.ckpt_busy = false;
                     h.fences.iter_mut().for_each(|f| f.frozen = false);
+                }
+                let hosts: Vec<String> = w.hosts.keys().cloned().collect();
+                for h in &hosts {
+                    if w.hosts[h].pm.as_ref().is_some_and(|p| p.reload_pending) {
+                        crate::pg::model::checkpointer_reload(&mut w, h);
+                    }
                 }
                 w.note("world", "[fault] every fault repaired");
             }
@@ -812,6 +844,7 @@ pub fn run(o: &Options) -> Outcome {
                 agent_frozen: false,
                 receiver_stalled: false,
                 sql_hung: false,
+                ckpt_busy: false,
                 pending: Vec::new(),
                 fenced: 0,
             },

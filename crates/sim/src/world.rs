@@ -29,6 +29,12 @@ pub struct Postmaster {
     pub in_recovery: bool,
     /// `synchronous_standby_names` in effect (read at start and reload).
     pub ssn: String,
+    /// The checkpointer's `sync_standbys_defined`: commits wait for standbys only
+    /// when it is set. Set from `ssn` at start, and at a reload unless a long
+    /// checkpoint defers it (`reload_pending`).
+    pub sync_defined: bool,
+    /// A reload the checkpointer has not applied yet.
+    pub reload_pending: bool,
     /// The member it streams from (standby), from `primary_conninfo` at start/reload.
     pub upstream: Option<String>,
     /// The WAL receiver streams.
@@ -96,6 +102,8 @@ pub struct Host {
     pub receiver_stalled: bool,
     /// SQL sessions to this server hang (the agent's backend is SIGSTOPped).
     pub sql_hung: bool,
+    /// A long checkpoint runs: the checkpointer defers reloads (fault `SlowCheckpoint`).
+    pub ckpt_busy: bool,
     /// Commits waiting for synchronous standbys.
     pub pending: Vec<Pending>,
     /// Times this host's PostgreSQL was stopped by a fence.

@@ -87,3 +87,10 @@ fn a_sole_sync_leader_whose_start_failed_takes_the_key_back() {
 fn a_timeline_cut_off_before_it_was_recorded_is_not_reused() {
     passes("s6");
 }
+
+/// Safety review finding 12: no standby is listed in the sync key before the
+/// checkpointer applied the setting that makes commits wait for it.
+#[test]
+fn finding12_no_sync_standby_is_listed_before_commits_wait_for_it() {
+    passes("finding12");
+}

@@ -131,6 +131,7 @@ impl World {
                 .collect(),
             current_lsn: Some(Lsn(self.lsn)),
             in_effect: Some(self.ssn.clone()),
+            pending: false,
             key: self.key.clone(),
         }
     }

@@ -220,6 +220,9 @@ impl Agent {
     /// written back unchanged); a stopped one gets it at its next start.
     async fn set_sync_names(&mut self, names: &str) -> anyhow::Result<()> {
         self.sync_names = Some(names.to_string());
+        if names.is_empty() {
+            self.sync_applied.reset();
+        }
         if self.pg.status()?.is_none() {
             return Ok(());
         }
@@ -554,6 +557,7 @@ impl Agent {
         // A replica's synchronous_standby_names matters only once it is promoted, and
         // the promotion sets it first.
         self.sync_names = None;
+        self.sync_applied.reset();
         let settings = self.settings();
         let changed = self.pg.prepare_config(&settings, Some(&standby))?;
         self.standby_target = Some(standby);

@@ -21,6 +21,7 @@ mod reload;
 mod settings;
 mod shutdown;
 mod startup;
+mod syncapply;
 mod timeline;
 mod transitions;
 mod vanished;
@@ -173,6 +174,8 @@ pub(crate) struct Agent {
     /// `synchronous_standby_names` as pgbaton manages it (`None`: not managed yet; a
     /// running primary's value is adopted as observed).
     sync_names: Option<String>,
+    /// Whether the checkpointer applied `synchronous_standby_names` (finding 12).
+    sync_applied: syncapply::SyncApplied,
     /// What the member is busy with, shown in its status while an action runs.
     activity: Option<PgState>,
     /// The last plan reason, to log changes only.
@@ -352,6 +355,7 @@ impl Agent {
             following: None,
             standby_target: None,
             sync_names: None,
+            sync_applied: Default::default(),
             activity: None,
             last_reason: String::new(),
             fatal: None,

@@ -156,6 +156,10 @@ impl Agent {
                     .unwrap_or_else(|e| e.into_inner())
                     .sample(now, &replies);
             }
+            view.core.sync_names_pending = match &view.core.synchronous_standby_names {
+                Some(names) => self.sync_applied.pending(names, &self.pg),
+                None => false,
+            };
             // Adopt a running primary's setting when pgbaton does not manage one yet
             // (e.g. after an agent restart), so that rewriting pgbaton.conf keeps it.
             if self.sync_names.is_none() {

@@ -222,6 +222,7 @@ impl Pg for SimPg {
                 pm.upstream = upstream;
             }
         }
+        model::checkpointer_reload(&mut w, &self.host);
         Ok(())
     }
     fn write_hba(&self, _lines: &[String]) -> Result<bool> {
@@ -646,8 +647,18 @@ impl PgSql for SimSql {
         .await
     }
     async fn checkpoint(&self) -> Result<()> {
+        // The request waits for a running long checkpoint; the checkpointer re-reads
+        // the configuration before it starts the requested one.
+        while lock(&self.world)
+            .hosts
+            .get(&self.host)
+            .is_some_and(|h| h.ckpt_busy)
+        {
+            take(10).await;
+        }
         let host = self.host.clone();
         self.with(|w| {
+            model::checkpointer_reload(w, &host);
             let id = w.id();
             let h = w
                 .hosts

@@ -44,6 +44,8 @@ pub fn start(w: &mut World, host: &str) -> Result<bool, String> {
     h.pm = Some(Postmaster {
         pid,
         in_recovery: standby,
+        sync_defined: !ssn.is_empty(),
+        reload_pending: false,
         ssn,
         upstream: upstream.clone(),
         streaming: false,
@@ -399,12 +401,31 @@ pub fn acknowledge(w: &mut World, primary: &str) {
         return;
     }
     let ssn = pm.ssn.clone();
+    let defined = pm.sync_defined;
     let standbys = standbys_of(w, primary);
     let Some(h) = w.hosts.get_mut(primary) else {
         return;
     };
     for p in h.pending.iter_mut().filter(|p| !p.acked) {
-        p.acked = sync_view(&ssn, &standbys, p.end).1;
+        // As SyncRepWaitForLSN: no wait at all unless the checkpointer has set
+        // sync_standbys_defined; with it set and no names yet, nobody releases.
+        p.acked = !defined || (!ssn.is_empty() && sync_view(&ssn, &standbys, p.end).1);
+    }
+}
+
+/// The checkpointer of `host`'s server re-reads the configuration (after a reload):
+/// now, or when its long checkpoint ends.
+pub fn checkpointer_reload(w: &mut World, host: &str) {
+    let Some(h) = w.hosts.get_mut(host) else {
+        return;
+    };
+    let busy = h.ckpt_busy;
+    let Some(pm) = h.pm.as_mut() else { return };
+    if busy {
+        pm.reload_pending = true;
+    } else {
+        pm.reload_pending = false;
+        pm.sync_defined = !pm.ssn.is_empty();
     }
 }
 
