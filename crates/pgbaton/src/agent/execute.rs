@@ -171,7 +171,7 @@ impl Agent {
                 Ok(())
             }
             Action::HandOver { to } => self.hand_over(obs, to).await,
-            Action::WaitForWal { lsn } => self.wait_for_wal(*lsn).await,
+            Action::WaitForWal { lsn } => self.wait_for_wal(obs, *lsn).await,
             Action::Promote {
                 reason,
                 old_primary,

@@ -176,6 +176,8 @@ pub(crate) struct Agent {
     sync_names: Option<String>,
     /// Whether the checkpointer applied `synchronous_standby_names` (finding 12).
     sync_applied: syncapply::SyncApplied,
+    /// A timeline number reserved ahead of a promotion (switchover candidate).
+    reserved_timeline: Option<u32>,
     /// What the member is busy with, shown in its status while an action runs.
     activity: Option<PgState>,
     /// The last plan reason, to log changes only.
@@ -356,6 +358,7 @@ impl Agent {
             standby_target: None,
             sync_names: None,
             sync_applied: Default::default(),
+            reserved_timeline: None,
             activity: None,
             last_reason: String::new(),
             fatal: None,

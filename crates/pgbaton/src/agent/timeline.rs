@@ -9,10 +9,10 @@ use pgbaton_core::Observation;
 use pgbaton_store::Expect;
 
 impl Agent {
-    /// Reserve the timeline this member's promotion will create, one past every number
-    /// it has heard of (its own history files, the store's history, members' reports and
-    /// earlier reservations), and hold the numbers in between. `current`: the timeline
-    /// PostgreSQL is on. Returns the reserved number.
+    /// Reserve a timeline number for this member's promotion, one past every number it
+    /// has heard of (its own history files, the store's history, members' reports and
+    /// earlier reservations). `current`: the timeline PostgreSQL is on. The number is
+    /// this member's for good: every later reservation is higher.
     ///
     /// A member promoted and then cut off from the store before it published anything
     /// still left its reservation behind: the next promotion skips its number.
@@ -59,17 +59,33 @@ impl Agent {
             {
                 continue;
             }
-            for tli in current + 1..next {
-                if self.pg.hold_timeline(tli)? {
-                    tracing::warn!(
-                        "timeline {tli} is held: this member never saw it, but it was \
-                         reserved (a promotion that may have happened elsewhere); the new \
-                         timeline will be {next}"
-                    );
-                }
-            }
             return Ok(next);
         }
         bail!("could not reserve a timeline number: too many concurrent writers")
+    }
+
+    /// The timeline the promotion about to happen creates: the one reserved ahead
+    /// (during a switchover, while the old primary shut down) if PostgreSQL can still
+    /// pick it, else a new reservation; the numbers below it are held.
+    pub(super) async fn timeline_for_promotion(
+        &mut self,
+        obs: &Observation,
+        current: u32,
+    ) -> anyhow::Result<u32> {
+        let on_disk = self.pg.newest_timeline_file()?.max(current);
+        let next = match self.reserved_timeline.take() {
+            Some(t) if t > on_disk => t,
+            _ => self.reserve_timeline(obs, current).await?,
+        };
+        for tli in current + 1..next {
+            if self.pg.hold_timeline(tli)? {
+                tracing::warn!(
+                    "timeline {tli} is held: this member never saw it, but it was reserved \
+                     (a promotion that may have happened elsewhere); the new timeline will \
+                     be {next}"
+                );
+            }
+        }
+        Ok(next)
     }
 }

@@ -107,9 +107,23 @@ impl Agent {
     /// Switchover, candidate side: wait until WAL past the old primary's shutdown
     /// checkpoint has arrived here (it normally has: the old primary's walsender
     /// waits for it to be flushed here before the postmaster exits).
-    pub(super) async fn wait_for_wal(&mut self, lsn: Lsn) -> anyhow::Result<()> {
+    /// The timeline number is reserved meanwhile, off the write gap's path.
+    pub(super) async fn wait_for_wal(&mut self, obs: &Observation, lsn: Lsn) -> anyhow::Result<()> {
+        let current = self.session().await?.probe().await?.timeline;
+        let (waited, reserved) =
+            tokio::join!(self.wal_past(lsn), self.reserve_timeline(obs, current));
+        match reserved {
+            Ok(t) => self.reserved_timeline = Some(t),
+            Err(e) => tracing::warn!(
+                "reserving a timeline ahead failed ({e}); trying again at the promotion"
+            ),
+        }
+        waited
+    }
+
+    async fn wal_past(&self, lsn: Lsn) -> anyhow::Result<()> {
         let t0 = Instant::now();
-        let sql = self.session().await?;
+        let sql = self.sql()?;
         loop {
             let probe = sql.probe().await?;
             let got = probe.receive_lsn.max(probe.replay_lsn);
@@ -138,7 +152,7 @@ impl Agent {
     ) -> anyhow::Result<()> {
         let t0 = Instant::now();
         let current = self.session().await?.probe().await?.timeline;
-        let reserved = self.reserve_timeline(obs, current).await?;
+        let reserved = self.timeline_for_promotion(obs, current).await?;
         self.check_deadline("promoting")?;
         tracing::info!("promoting: pg_promote (timeline {reserved} reserved)");
         let sql = self.sql()?;
