@@ -6,7 +6,7 @@
 //! It runs apart from the main loop, whose cycles fail at the store read while the store
 //! is down. While this member leads, the main loop's own reads of `pg_stat_replication`
 //! (every cycle) feed the [`ReplyTracker`], and the guard adds a read when the last one
-//! is older than [`SAMPLE_ARMED`] (with `loop_wait` 1, almost never); once the last
+//! is older than [`armed_period`] (never while the cycles run on time); once the last
 //! store success is `retry_timeout` old, it reads every [`SAMPLE_EVERY`] and decides.
 //! Nothing runs on a member that does not lead.
 
@@ -21,10 +21,40 @@ use std::time::Duration;
 /// How often `pg_stat_replication` is sampled while the store does not answer.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
-/// How fresh the last sample is kept while leading (the main loop's own reads count):
-/// when the store stops answering, the guard must already know when the standbys last
-/// replied, or it would wait a whole [`pgbaton_core::isolation::REPLY_WINDOW`] more.
+/// How fresh the last sample is kept while leading, at least (the main loop's own reads
+/// count): when the store stops answering, the guard must already know when the
+/// standbys last replied, or it would wait a whole
+/// [`pgbaton_core::isolation::REPLY_WINDOW`] more.
 const SAMPLE_ARMED: Duration = Duration::from_secs(1);
+
+/// How old the last sample may get while leading: [`SAMPLE_ARMED`], or half of
+/// `loop_wait` when that is longer (an idle primary at `loop_wait` 10 would otherwise
+/// pay a SQL round trip every second, half its idle CPU; its baseline is then up to 5 s
+/// old when an outage starts, which delays the guard by as much, still far ahead of a
+/// fence deadline of ttl − safety_margin), plus a quarter second so that the guard does
+/// not race the main loop's own read of each cycle.
+pub fn armed_period(loop_wait: Duration) -> Duration {
+    SAMPLE_ARMED.max(loop_wait / 2) + Duration::from_millis(250)
+}
+
+/// The timing the guard runs with (fixed at the agent's start).
+#[derive(Debug, Clone, Copy)]
+pub struct GuardTiming {
+    /// The cluster's `retry_timeout`: how long the store may fail before the guard acts.
+    pub retry_timeout: Duration,
+    /// The cluster's `loop_wait`: how often the main loop samples (see [`armed_period`]).
+    pub loop_wait: Duration,
+    /// The lease ttl: the keeper renews every ttl/4.
+    pub ttl: Duration,
+}
+
+impl GuardTiming {
+    /// The longest a healthy agent goes without a store success: its cycle reads the
+    /// store every `loop_wait`, its keeper renews every ttl/4.
+    fn quiet(&self) -> Duration {
+        self.loop_wait.min(self.ttl / 4)
+    }
+}
 
 /// How long one sample (connect and query) may take.
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -80,11 +110,14 @@ pub fn spawn(
     feed: Arc<FenceFeed>,
     pg: Arc<dyn Pg>,
     clock: Arc<dyn Clock>,
-    retry_timeout: Duration,
+    timing: GuardTiming,
     others: Arc<AtomicBool>,
     tracker: Replies,
     spawner: &dyn Spawner,
 ) -> tokio::task::JoinHandle<()> {
+    let retry_timeout = timing.retry_timeout;
+    let quiet = timing.quiet();
+    let armed_every = armed_period(timing.loop_wait);
     spawner.spawn(Box::pin(async move {
         let mut changes = feed.subscribe();
         let mut sql: Option<Box<dyn PgSql>> = None;
@@ -106,16 +139,18 @@ pub fn spawn(
                 continue;
             };
             let outage_at = ok + retry_timeout;
-            let in_outage = now >= outage_at;
-            let period = if in_outage {
-                SAMPLE_EVERY
-            } else {
-                SAMPLE_ARMED
-            };
+            // A store call failed since the last success, or none succeeded for longer
+            // than a healthy agent ever waits: a store merely not called for
+            // retry_timeout (loop_wait 10: renewals every ttl/4) is no outage, and
+            // sampling every 250 ms then would be most of an idle primary's CPU.
+            let failed = state.store_failed.is_some_and(|f| f >= ok);
+            let suspect_at = if failed { outage_at } else { outage_at + quiet };
+            let in_outage = now >= suspect_at;
+            let period = if in_outage { SAMPLE_EVERY } else { armed_every };
             let last = tracker.lock().unwrap_or_else(|e| e.into_inner()).last_at;
             let due = last.max(tried_at).map_or(now, |l| l + period);
             if now < due {
-                let wake = if in_outage { due } else { due.min(outage_at) };
+                let wake = if in_outage { due } else { due.min(suspect_at) };
                 if until_change(&mut changes, wake - now).await.is_err() {
                     return;
                 }

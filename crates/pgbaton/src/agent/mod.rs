@@ -315,7 +315,11 @@ impl Agent {
             fence.clone(),
             pg.clone(),
             clock.clone(),
-            Duration::from_secs(cluster_config.retry_timeout.max(1)),
+            isolation::GuardTiming {
+                retry_timeout: Duration::from_secs(cluster_config.retry_timeout.max(1)),
+                loop_wait: Duration::from_secs(cluster_config.loop_wait),
+                ttl,
+            },
             others.clone(),
             replies.clone(),
             spawner.as_ref(),
