@@ -144,11 +144,24 @@ pub struct Cluster {
 
 /// A free TCP port on 127.0.0.1 (the small race with other programs is accepted).
 pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| BenchError::io("bind a free port on", "127.0.0.1:0", e))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| BenchError::io("read the port of", "127.0.0.1:0", e))
+    // Below the kernel's ephemeral range (32768+): a port the kernel handed out with
+    // `bind(:0)` can be taken by an outgoing connection before the server binds it (a
+    // bootstrap once waited 120 s for a member that never started). Each benchmark
+    // process walks its own block.
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let block = 22000 + (std::process::id() % 40) as u16 * 200;
+    for _ in 0..200 {
+        let port = block + NEXT.fetch_add(1, Ordering::SeqCst) % 200;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(BenchError::io(
+        "find a free port in",
+        format!("127.0.0.1:{block}+200"),
+        std::io::ErrorKind::AddrInUse.into(),
+    ))
 }
 
 fn chmod_755(path: &Path) -> Result<()> {
