@@ -269,3 +269,74 @@ async fn corrupt_state_is_reported_not_reset() {
     assert!(LocalStore::open(dir.path(), CLUSTER, Duration::from_secs(2)).is_err());
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ not json");
 }
+
+/// Safety review finding 12 (last part): a process that holds the lock and never lets go
+/// (an agent frozen with SIGSTOP mid-operation; here `flock` holding it) stalls the store
+/// for everyone else, safely: every call fails as unreachable at its own deadline (so
+/// lease keepers stop renewing and fences fire on time), nothing is written, and the
+/// store works again once the holder is gone.
+#[tokio::test]
+async fn a_frozen_lock_holder_stalls_every_caller_until_its_deadline_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LocalStore::open(dir.path(), CLUSTER, Duration::from_secs(1)).unwrap();
+    assert!(s.put("k", "before", None, Expect::Any).await.unwrap());
+    let rev = s.snapshot().await.unwrap().revision;
+    let lock = dir.path().join(CLUSTER).join("lock");
+    assert!(lock.exists(), "{}", lock.display());
+    // `--close`: the lock stays with flock(1) itself, not with the `cat` it runs (which
+    // ends when its stdin, held here, is dropped).
+    let mut holder = Command::new("flock")
+        .arg("--close")
+        .arg(&lock)
+        .arg("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("flock(1) from util-linux");
+    // Wait until the holder has the lock: a put fails.
+    let t0 = Instant::now();
+    loop {
+        let started = Instant::now();
+        match s.put("k", "during", None, Expect::Any).await {
+            Err(e) => {
+                assert!(
+                    matches!(e, pgbaton_store::StoreError::Unreachable(_)),
+                    "{e}"
+                );
+                // The call gave up at its own deadline, not later.
+                assert!(
+                    started.elapsed() < Duration::from_secs(3),
+                    "{:?}",
+                    started.elapsed()
+                );
+                break;
+            }
+            Ok(_) => {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "flock never took the lock"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let started = Instant::now();
+    assert!(s.get("k").await.is_err(), "reads stall too");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the store to answer again",
+        || async { s.snapshot().await.ok() },
+    )
+    .await;
+    let entry = s.get("k").await.unwrap().unwrap();
+    assert!(
+        entry.value == "before" || entry.value == "during",
+        "{}",
+        entry.value
+    );
+    assert!(s.put("k", "after", None, Expect::Any).await.unwrap());
+    assert!(s.snapshot().await.unwrap().revision > rev);
+}
