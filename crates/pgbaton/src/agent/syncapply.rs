@@ -75,8 +75,6 @@ impl SyncApplied {
 
 impl Drop for SyncApplied {
     fn drop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
+        self.reset();
     }
 }

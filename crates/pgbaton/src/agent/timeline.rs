@@ -9,19 +9,24 @@ use pgbaton_core::Observation;
 use pgbaton_store::Expect;
 
 impl Agent {
+    /// The newest timeline this data directory knows: `current` (the one PostgreSQL is
+    /// on) or a newer history file in `pg_wal`.
+    pub(super) fn newest_local_timeline(&self, current: u32) -> anyhow::Result<u32> {
+        Ok(self.pg.newest_timeline_file()?.max(current))
+    }
+
     /// Reserve a timeline number for this member's promotion, one past every number it
-    /// has heard of (its own history files, the store's history, members' reports and
-    /// earlier reservations). `current`: the timeline PostgreSQL is on. The number is
-    /// this member's for good: every later reservation is higher.
+    /// has heard of (`on_disk`, from [`Agent::newest_local_timeline`], the store's
+    /// history, members' reports and earlier reservations). The number is this member's
+    /// for good: every later reservation is higher.
     ///
     /// A member promoted and then cut off from the store before it published anything
     /// still left its reservation behind: the next promotion skips its number.
     pub(super) async fn reserve_timeline(
         &self,
         obs: &Observation,
-        current: u32,
+        on_disk: u32,
     ) -> anyhow::Result<u32> {
-        let on_disk = self.pg.newest_timeline_file()?.max(current);
         let heard = obs
             .cluster
             .history
@@ -72,10 +77,10 @@ impl Agent {
         obs: &Observation,
         current: u32,
     ) -> anyhow::Result<u32> {
-        let on_disk = self.pg.newest_timeline_file()?.max(current);
+        let on_disk = self.newest_local_timeline(current)?;
         let next = match self.reserved_timeline.take() {
             Some(t) if t > on_disk => t,
-            _ => self.reserve_timeline(obs, current).await?,
+            _ => self.reserve_timeline(obs, on_disk).await?,
         };
         for tli in current + 1..next {
             if self.pg.hold_timeline(tli)? {

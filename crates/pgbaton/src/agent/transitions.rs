@@ -110,8 +110,9 @@ impl Agent {
     /// The timeline number is reserved meanwhile, off the write gap's path.
     pub(super) async fn wait_for_wal(&mut self, obs: &Observation, lsn: Lsn) -> anyhow::Result<()> {
         let current = self.session().await?.probe().await?.timeline;
+        let on_disk = self.newest_local_timeline(current)?;
         let (waited, reserved) =
-            tokio::join!(self.wal_past(lsn), self.reserve_timeline(obs, current));
+            tokio::join!(self.wal_past(lsn), self.reserve_timeline(obs, on_disk));
         match reserved {
             Ok(t) => self.reserved_timeline = Some(t),
             Err(e) => tracing::warn!(
