@@ -30,13 +30,15 @@ fn main() -> ExitCode {
         Command::Generate { what, dir } => return finish(generate::run(what, &dir)),
         other => other,
     };
-    // The agent's HA loop runs on this thread (`block_on`); the lease keeper, the HTTP
-    // API and the SQL connection run on one worker, apart from it, so a slow step of
-    // the loop never delays a lease renewal. A second worker only added wake-ups (idle
-    // workers waking each other to steal work). Blocking threads (the local store's
-    // file I/O) are kept a minute between uses instead of being re-created.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // One thread runs everything async: the HA loop, the lease keeper, the HTTP API
+    // and the SQL connection. Every wake-up (a SQL answer, a timer, a store change)
+    // then lands on the thread that handles it; with a worker thread beside the loop,
+    // each one crossed between two threads and cost two. The keeper loses nothing by
+    // sharing the thread: the loop's synchronous steps are file reads of microseconds,
+    // and a leader's lease is only worth renewing while the loop confirms it to the
+    // fence anyway. Blocking threads (the local store's writes) are kept a minute
+    // between uses instead of being re-created.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(4)
         .thread_keep_alive(Duration::from_secs(60))
         .enable_all()

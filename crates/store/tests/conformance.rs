@@ -29,6 +29,7 @@ macro_rules! all_tests {
             lease_expiry_removes_only_attached_keys,
             revoke_deletes_attached_keys,
             wait_wakes_on_anothers_write,
+            concurrent_and_cancelled_waits_still_wake,
             wait_wakes_on_lease_expiry,
             wait_times_out_with_same_revision,
             unreachable_within_call_timeout,

@@ -200,6 +200,10 @@ pub(crate) struct Agent {
     freshness: freshness::Freshness,
     /// PostgreSQL was running at the end of the last cycle.
     pg_running: bool,
+    /// The postmaster's pid at the end of the last cycle.
+    postmaster_pid: Option<u32>,
+    /// The exit watch (pidfd) on that postmaster, kept from one wait to the next.
+    postmaster_watch: Option<(u32, ExitWatch)>,
     /// Promotions done by this member.
     promotions: u64,
     /// Rewinds done by this member.
@@ -370,6 +374,8 @@ impl Agent {
             leaderless_since: None,
             promotions: 0,
             pg_running: false,
+            postmaster_pid: None,
+            postmaster_watch: None,
             not_streaming_since: None,
             unresponsive_since: None,
             freshness: freshness::Freshness::default(),
@@ -405,7 +411,7 @@ impl Agent {
                 }
                 Err(e) => {
                     tracing::warn!("HA cycle failed: {e:#}");
-                    self.pg_running = matches!(self.pg.status(), Ok(Some(_)));
+                    self.note_postmaster();
                     true
                 }
             };
@@ -622,7 +628,7 @@ impl Agent {
         if self.fatal.is_none() {
             self.activity = None;
         }
-        self.pg_running = matches!(self.pg.status(), Ok(Some(_)));
+        self.note_postmaster();
         Ok(snap)
     }
 
@@ -694,17 +700,30 @@ impl Agent {
         });
     }
 
+    /// Record whether PostgreSQL runs, and its postmaster's pid, at the end of a cycle.
+    fn note_postmaster(&mut self) {
+        let pm = self.pg.status().ok().flatten();
+        self.pg_running = pm.is_some();
+        self.postmaster_pid = pm.map(|p| p.pid);
+    }
+
     /// A watch on the running postmaster's exit, or None (not running, or no pidfd).
-    fn watch_postmaster(&self) -> Option<ExitWatch> {
+    /// The watch of the last wait is kept while the postmaster is the same: a pidfd
+    /// names a process, not a pid number, so a kept one still fires when it exits.
+    fn watch_postmaster(&mut self) -> Option<(u32, ExitWatch)> {
+        let kept = self.postmaster_watch.take();
         if !self.pg_running {
             return None;
         }
-        let pm = self.pg.status().ok().flatten()?;
-        let watch = self.pg.watch_exit(pm.pid)?;
+        let pid = self.postmaster_pid?;
+        if let Some((p, watch)) = kept.filter(|(p, _)| *p == pid) {
+            return Some((p, watch));
+        }
+        let watch = self.pg.watch_exit(pid)?;
         // The pid may have been reused between reading it and opening the pidfd: keep
         // the watch only when postmaster.pid still names the same live postmaster.
         match self.pg.status() {
-            Ok(Some(again)) if again.pid == pm.pid => Some(watch),
+            Ok(Some(again)) if again.pid == pid => Some((pid, watch)),
             _ => None,
         }
     }
@@ -742,6 +761,17 @@ impl Agent {
     /// Sleep until `loop_wait` passes, the store changes in a way that matters, or a
     /// shutdown is requested.
     async fn wait(&mut self, last: Option<&Snapshot>) {
+        let mut exit_watch = self.watch_postmaster();
+        self.wait_watching(last, &mut exit_watch).await;
+        self.postmaster_watch = exit_watch;
+    }
+
+    /// [`Agent::wait`], with the postmaster's exit watch (dropped once it fired).
+    async fn wait_watching(
+        &mut self,
+        last: Option<&Snapshot>,
+        exit_watch: &mut Option<(u32, ExitWatch)>,
+    ) {
         let deadline = Instant::now() + self.loop_wait();
         let Some(last) = last else {
             self.shutdown.sleep_until(deadline).await;
@@ -756,7 +786,6 @@ impl Agent {
         let mut change = Box::pin(store.wait_for_change(seen, left));
         // A postmaster that exits after its pidfd was opened makes it readable at once;
         // one gone before that gets no watch and is found by looking.
-        let mut exit_watch = self.watch_postmaster();
         let mut check = checker(exit_watch.is_some());
         let end = tokio::time::sleep_until(deadline);
         tokio::pin!(end);
@@ -764,11 +793,12 @@ impl Agent {
             // Biased: the same order every time, so the simulator replays a seed exactly.
             tokio::select! {
                 biased;
-                _ = exited(exit_watch.as_ref()) => {
-                    exit_watch = None;
+                _ = exited(exit_watch.as_ref().map(|(_, w)| w)) => {
+                    *exit_watch = None;
                     if matches!(self.pg.status(), Ok(None)) {
                         tracing::warn!("PostgreSQL stopped unexpectedly");
                         self.pg_running = false;
+                        self.postmaster_pid = None;
                         return;
                     }
                     check = checker(false);
@@ -782,6 +812,7 @@ impl Agent {
                     if self.pg_running && matches!(self.pg.status(), Ok(None)) {
                         tracing::warn!("PostgreSQL stopped unexpectedly");
                         self.pg_running = false;
+                        self.postmaster_pid = None;
                         return;
                     }
                 }

@@ -23,10 +23,10 @@ pub(crate) struct DirLock {
     _flock: Flock<File>,
 }
 
-/// Take the lock of `cluster_dir`, retrying until `deadline`.
-pub(crate) fn lock_until(cluster_dir: &Path, deadline: Instant) -> Result<DirLock> {
+/// Open (creating) the lock file of `cluster_dir`.
+fn open_lock_file(cluster_dir: &Path) -> Result<File> {
     let path = cluster_dir.join(LOCK_FILE);
-    let mut file = OpenOptions::new()
+    OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -34,7 +34,27 @@ pub(crate) fn lock_until(cluster_dir: &Path, deadline: Instant) -> Result<DirLoc
         .mode(0o600)
         .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .open(&path)
-        .map_err(|e| StoreError::Other(format!("cannot open lock file {}: {e}", path.display())))?;
+        .map_err(|e| StoreError::Other(format!("cannot open lock file {}: {e}", path.display())))
+}
+
+/// Take the lock of `cluster_dir` if nobody holds it, without waiting: `None` when it
+/// is busy. Cheap enough to call from async code.
+pub(crate) fn try_lock(cluster_dir: &Path) -> Result<Option<DirLock>> {
+    let file = open_lock_file(cluster_dir)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(flock) => Ok(Some(DirLock { _flock: flock })),
+        Err((_, Errno::EWOULDBLOCK)) | Err((_, Errno::EINTR)) => Ok(None),
+        Err((_, errno)) => Err(StoreError::Other(format!(
+            "flock({}) failed: {errno}",
+            cluster_dir.join(LOCK_FILE).display()
+        ))),
+    }
+}
+
+/// Take the lock of `cluster_dir`, retrying until `deadline`.
+pub(crate) fn lock_until(cluster_dir: &Path, deadline: Instant) -> Result<DirLock> {
+    let path = cluster_dir.join(LOCK_FILE);
+    let mut file = open_lock_file(cluster_dir)?;
     let started = Instant::now();
     let mut pause = Duration::from_micros(200);
     loop {

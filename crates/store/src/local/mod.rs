@@ -31,6 +31,8 @@ pub struct LocalStore {
     cluster_dir: PathBuf,
     call_timeout: Duration,
     boot_id: String,
+    /// The inotify watch `wait_for_change` keeps from one call to the next.
+    watch: std::sync::Arc<notify::Kept>,
 }
 
 /// Create `path` and its missing parents with mode 0700: whoever can open the lock
@@ -60,6 +62,7 @@ impl LocalStore {
             cluster_dir,
             call_timeout,
             boot_id: clock::boot_id()?,
+            watch: Default::default(),
         })
     }
 
@@ -118,12 +121,31 @@ impl LocalStore {
         }
     }
 
-    /// Read the state without the lock (safe: the file is replaced atomically).
-    async fn peek(&self) -> Result<Option<State>> {
-        let dir = self.cluster_dir.clone();
-        tokio::task::spawn_blocking(move || file::read_state(&dir))
+    /// Answer a read-only `op` on the current thread when the lock is free and the
+    /// state needs no sweep (the idle case: a lock attempt and one small file read, no
+    /// hand-off to a blocking thread); otherwise the same as [`LocalStore::locked`].
+    async fn read<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&State) -> T + Send + 'static,
+    {
+        if let Some(lock) = lock::try_lock(&self.cluster_dir)? {
+            if let Some(mut state) = file::read_state(&self.cluster_dir)? {
+                let now = clock::monotonic_ms()?;
+                if !state.sweep(now, &self.boot_id).dirty {
+                    drop(lock);
+                    return Ok(op(&state));
+                }
+            }
+        }
+        self.locked(self.call_timeout, move |s, _| Ok((op(s), UNCHANGED)))
             .await
-            .map_err(|e| StoreError::Other(format!("local store read task failed: {e}")))?
+    }
+
+    /// Read the state without the lock (safe: the file is replaced atomically). A small
+    /// file read, done on the current thread.
+    fn peek(&self) -> Result<Option<State>> {
+        file::read_state(&self.cluster_dir)
     }
 }
 
@@ -153,14 +175,12 @@ impl Store for LocalStore {
     }
 
     async fn snapshot(&self) -> Result<Snapshot> {
-        self.locked(self.call_timeout, |s, _| Ok((s.snapshot(), UNCHANGED)))
-            .await
+        self.read(|s| s.snapshot()).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
         let key = key.to_string();
-        self.locked(self.call_timeout, move |s, _| Ok((s.get(&key), UNCHANGED)))
-            .await
+        self.read(move |s| s.get(&key)).await
     }
 
     async fn put(
@@ -218,9 +238,9 @@ impl Store for LocalStore {
     async fn wait_for_change(&self, after: Revision, timeout: Duration) -> Result<Revision> {
         let deadline = tokio::time::Instant::now() + timeout;
         // Watch before the first read, so a change between the read and the wait wakes.
-        let mut watch = notify::Watch::new(&self.cluster_dir).ok();
+        let mut watch = self.watch.take(&self.cluster_dir);
         loop {
-            let (revision, next_expiry, stale_boot) = match self.peek().await? {
+            let (revision, next_expiry, stale_boot) = match self.peek()? {
                 Some(s) => (s.revision, s.next_expiry_ms(), s.boot_id != self.boot_id),
                 None => (State::fresh(&self.boot_id).revision, None, false),
             };
@@ -252,7 +272,9 @@ impl Store for LocalStore {
             }
             match watch.as_mut() {
                 Some(w) => {
-                    w.changed(wait).await;
+                    if w.changed(wait).await.is_err() {
+                        watch = None;
+                    }
                 }
                 None => tokio::time::sleep(wait).await,
             }

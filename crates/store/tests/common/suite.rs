@@ -303,6 +303,59 @@ pub async fn wait_wakes_on_anothers_write<B: Backend>(b: B) {
     }
 }
 
+/// Waits on one handle that overlap, or that are cancelled halfway, leave it able to
+/// wake the next waiter at once (the local store keeps one inotify watch per handle).
+pub async fn concurrent_and_cancelled_waits_still_wake<B: Backend>(b: B) {
+    let waiter = b.client().await;
+    let writer = b.client().await;
+    let rev = waiter.snapshot().await.unwrap().revision;
+    // A wait given up after 50 ms (its future dropped mid-wait).
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(50),
+        waiter.wait_for_change(rev, Duration::from_secs(5)),
+    )
+    .await;
+    assert!(cancelled.is_err(), "woke without a change: {cancelled:?}");
+    // Two waits at once on the same handle, then one write.
+    let spawn_wait = |w: B::S, rev: i64| {
+        tokio::spawn(async move {
+            let r = w.wait_for_change(rev, Duration::from_secs(5)).await;
+            (r, Instant::now())
+        })
+    };
+    let first = spawn_wait(waiter.clone(), rev);
+    let second = spawn_wait(waiter.clone(), rev);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "woke without a change"
+    );
+    writer
+        .put("members/y", "1", None, Expect::Any)
+        .await
+        .unwrap();
+    let put_done = Instant::now();
+    for task in [first, second] {
+        let (r, woke) = task.await.unwrap();
+        assert!(r.unwrap() > rev);
+        let late = woke.saturating_duration_since(put_done);
+        assert!(late < WAKE_SLACK, "woke {late:?} after the write");
+    }
+    // And the handle's next wait still wakes on the next write.
+    let rev = waiter.snapshot().await.unwrap().revision;
+    let third = spawn_wait(waiter.clone(), rev);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!third.is_finished(), "woke without a change");
+    writer
+        .put("members/y", "2", None, Expect::Any)
+        .await
+        .unwrap();
+    let put_done = Instant::now();
+    let (r, woke) = third.await.unwrap();
+    assert!(r.unwrap() > rev);
+    assert!(woke.saturating_duration_since(put_done) < WAKE_SLACK);
+}
+
 pub async fn wait_wakes_on_lease_expiry<B: Backend>(b: B) {
     let s = b.client().await;
     let ttl = Duration::from_secs(1);
