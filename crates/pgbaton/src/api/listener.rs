@@ -57,8 +57,36 @@ impl Default for Limits {
 }
 
 /// Serve `app` on `listener` (through `tls` when given) in a background task.
+#[cfg(test)]
 pub fn spawn(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, limits: Limits) {
     tokio::spawn(accept_loop(listener, tls, app, limits));
+}
+
+/// Serve `app` on `listener` (through `tls` when given) on a thread of its own, with
+/// its own single-threaded runtime, for the rest of the process: however many clients
+/// come, they take time from this thread only, never from the agent's HA loop or its
+/// lease keeper. Idle, the thread sleeps in `epoll_wait` and costs nothing.
+pub fn spawn_on_own_thread(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: Limits,
+) -> std::io::Result<()> {
+    let listener = listener.into_std()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("pgbaton-api".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => accept_loop(listener, tls, app, limits).await,
+                    Err(e) => tracing::error!("HTTP API: cannot use the listening socket: {e}"),
+                }
+            })
+        })?;
+    Ok(())
 }
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, limits: Limits) {

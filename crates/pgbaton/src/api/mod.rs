@@ -55,8 +55,9 @@ pub struct ApiContext {
     pub reload: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
-/// Bind `api.listen` and serve in a background task for the rest of the process: HTTPS
-/// when `api.tls` is set, plain HTTP otherwise.
+/// Bind `api.listen` and serve on a thread of its own for the rest of the process: HTTPS
+/// when `api.tls` is set, plain HTTP otherwise. The agent's HA loop and lease keeper
+/// share the main thread; a flood of API clients must not delay them.
 ///
 /// Fails (and serves nothing) when the address cannot be bound, e.g. it is taken, or when
 /// the `api.tls` files are missing, unreadable or not PEM (the error names the key and file).
@@ -75,7 +76,8 @@ pub async fn spawn(ctx: ApiContext) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {host}:{port} for the HTTP API"))?;
     let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
-    listener::spawn(listener, tls, app(ctx), listener::Limits::default());
+    listener::spawn_on_own_thread(listener, tls, app(ctx), listener::Limits::default())
+        .with_context(|| format!("cannot start the HTTP API thread for {host}:{port}"))?;
     tracing::info!("{scheme} API listening on {host}:{port}");
     Ok(())
 }

@@ -28,7 +28,14 @@ pub(crate) struct WatchState {
     pub healthy: bool,
 }
 
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How often an idle watch asks etcd for a progress answer, to notice a hung member:
+/// the call timeout, but at least 1 s and at most 3 s. An idle cluster sends nothing
+/// else on the stream, so this sets most of an idle agent's etcd traffic; a stalled
+/// watch is given up after this plus the call timeout (and `wait_for_change` then
+/// polls until a new one works).
+fn progress_every(call_timeout: Duration) -> Duration {
+    call_timeout.clamp(Duration::from_secs(1), Duration::from_secs(3))
+}
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Run the watch loop until every receiver of `tx` is gone. Each (re)start uses the
@@ -126,7 +133,8 @@ async fn watch_once(
         request_union: Some(WatchRequestUnion::Progress(WatchProgressRequest {})),
     };
     let mut last_heard = Instant::now();
-    let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+    let every = progress_every(call_timeout);
+    let mut ticker = tokio::time::interval(every);
     loop {
         tokio::select! {
             msg = responses.message() => {
@@ -152,7 +160,7 @@ async fn watch_once(
                 }
             }
             _ = ticker.tick() => {
-                if last_heard.elapsed() > PROGRESS_EVERY + call_timeout {
+                if last_heard.elapsed() > every + call_timeout {
                     return Err(format!("watch stalled: no answer for {:?}", last_heard.elapsed()));
                 }
                 // The queue holds a few requests; a full one means etcd stopped reading.
