@@ -276,3 +276,39 @@ async fn haproxy_routes_writes_to_the_primary_across_a_switchover() {
         "write gap through HAProxy {gap:?}"
     );
 }
+
+/// `docs/haproxy.cfg`: the read-write port must retry a refused connection quickly.
+/// HAProxy waits min(`timeout connect`, 1 s) before it retries a connection that a
+/// stopped old primary refused, whenever at most one server is UP (always, on this
+/// port); with the 2 s default every switchover through HAProxy cost a full second
+/// (bench/RESULTS.md, 2026-11-30). The end-to-end test above bounds the gap loosely
+/// (CI machines are slow), so this catches that regression exactly.
+#[test]
+fn the_read_write_port_retries_a_refused_connection_within_a_tenth_of_a_second() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/haproxy.cfg"
+    ))
+    .expect("docs/haproxy.cfg");
+    let section: Vec<&str> = text
+        .lines()
+        .skip_while(|l| l.trim() != "listen postgres_rw")
+        .skip(1)
+        .take_while(|l| !l.starts_with("listen "))
+        .collect();
+    assert!(
+        !section.is_empty(),
+        "no `listen postgres_rw` in docs/haproxy.cfg"
+    );
+    let connect = section
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("timeout connect "))
+        .expect("`timeout connect` set in `listen postgres_rw`");
+    let ms: u64 = match connect.trim().strip_suffix("ms") {
+        Some(n) => n.parse().expect("a number of ms"),
+        None => {
+            panic!("`timeout connect {connect}` on the read-write port: give it in ms, ≤ 100ms")
+        }
+    };
+    assert!(ms <= 100, "`timeout connect {ms}ms` on the read-write port: each switchover waits that long (at most 1 s) before retrying");
+}
