@@ -198,9 +198,8 @@ pub(crate) struct Agent {
     postmaster_seen: Option<vanished::Seen>,
     /// When this agent first saw each member report (finding 6: no cross-host clocks).
     freshness: freshness::Freshness,
-    /// PostgreSQL was running at the end of the last cycle.
-    pg_running: bool,
-    /// The postmaster's pid at the end of the last cycle.
+    /// The postmaster's pid at the end of the last cycle (None: PostgreSQL was not
+    /// running).
     postmaster_pid: Option<u32>,
     /// The exit watch (pidfd) on that postmaster, kept from one wait to the next.
     postmaster_watch: Option<(u32, ExitWatch)>,
@@ -373,7 +372,6 @@ impl Agent {
             start_failed: false,
             leaderless_since: None,
             promotions: 0,
-            pg_running: false,
             postmaster_pid: None,
             postmaster_watch: None,
             not_streaming_since: None,
@@ -702,9 +700,7 @@ impl Agent {
 
     /// Record whether PostgreSQL runs, and its postmaster's pid, at the end of a cycle.
     fn note_postmaster(&mut self) {
-        let pm = self.pg.status().ok().flatten();
-        self.pg_running = pm.is_some();
-        self.postmaster_pid = pm.map(|p| p.pid);
+        self.postmaster_pid = self.pg.status().ok().flatten().map(|p| p.pid);
     }
 
     /// A watch on the running postmaster's exit, or None (not running, or no pidfd).
@@ -712,12 +708,9 @@ impl Agent {
     /// names a process, not a pid number, so a kept one still fires when it exits.
     fn watch_postmaster(&mut self) -> Option<(u32, ExitWatch)> {
         let kept = self.postmaster_watch.take();
-        if !self.pg_running {
-            return None;
-        }
         let pid = self.postmaster_pid?;
-        if let Some((p, watch)) = kept.filter(|(p, _)| *p == pid) {
-            return Some((p, watch));
+        if let Some(same) = kept.filter(|(p, _)| *p == pid) {
+            return Some(same);
         }
         let watch = self.pg.watch_exit(pid)?;
         // The pid may have been reused between reading it and opening the pidfd: keep
@@ -797,7 +790,6 @@ impl Agent {
                     *exit_watch = None;
                     if matches!(self.pg.status(), Ok(None)) {
                         tracing::warn!("PostgreSQL stopped unexpectedly");
-                        self.pg_running = false;
                         self.postmaster_pid = None;
                         return;
                     }
@@ -809,9 +801,8 @@ impl Agent {
                     if Instant::now() >= deadline || self.shutdown.requested() {
                         return;
                     }
-                    if self.pg_running && matches!(self.pg.status(), Ok(None)) {
+                    if self.postmaster_pid.is_some() && matches!(self.pg.status(), Ok(None)) {
                         tracing::warn!("PostgreSQL stopped unexpectedly");
-                        self.pg_running = false;
                         self.postmaster_pid = None;
                         return;
                     }
