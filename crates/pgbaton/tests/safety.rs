@@ -337,29 +337,47 @@ async fn f9_a_vanished_data_directory_never_leaves_a_writable_postmaster_behind(
     let moved = c.nodes[p].data_dir.with_extension("moved");
     std::fs::rename(&c.nodes[p].data_dir, &moved).expect("move the data directory");
     let t0 = Instant::now();
-    // The old postmaster must stop accepting writes before the replica accepts any.
+    // The old postmaster must stop accepting writes before the replica accepts any. Proof
+    // of two primaries is a write the old postmaster accepted although it was sent after
+    // the replica answered as a primary (a promoted replica stays one here). A write sent
+    // before that answer proves nothing: it may have committed before the promotion.
     let mut old_last = None;
+    let mut replica_primary_at: Option<Instant> = None;
     while t0.elapsed() < Duration::from_secs(30) {
+        let sent = Instant::now();
         let old = tokio::time::timeout(
             Duration::from_secs(1),
             pc.execute("insert into probe values (default)", &[]),
         )
         .await;
-        let old_ok = matches!(old, Ok(Ok(_)));
-        if old_ok {
-            old_last = Some(Instant::now());
+        if matches!(old, Ok(Ok(_))) {
+            old_last = Some(sent);
+            if let Some(at) = replica_primary_at {
+                panic!(
+                    "two primaries: the moved primary accepted a write sent {:?} after the \
+                     replica answered as a primary\n{}",
+                    sent - at,
+                    c.log(p)
+                );
+            }
         }
-        if writable(&c, r).await {
-            assert!(
-                !old_ok,
-                "two primaries: the replica was promoted while the moved primary still \
-                 accepted writes\n{}",
-                c.log(p)
-            );
-            break;
+        match replica_primary_at {
+            // Keep probing the old postmaster for a while after the promotion.
+            Some(at) if at.elapsed() > Duration::from_secs(2) => break,
+            Some(_) => {}
+            None => {
+                if writable(&c, r).await {
+                    replica_primary_at = Some(Instant::now());
+                }
+            }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert!(
+        replica_primary_at.is_some(),
+        "the replica was never promoted\n{}",
+        c.log(r)
+    );
     eprintln!(
         "old primary's last write {:?} after the move",
         old_last.map(|t| t - t0)
