@@ -50,7 +50,7 @@ if [ "$long" -eq 1 ]; then
   fi
   exit 0
 fi
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"
 
 # The full run (no arguments) also builds the Debian package from the binary just
 # tested, installs it, and runs the installed binary.

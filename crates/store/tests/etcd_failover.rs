@@ -80,7 +80,7 @@ async fn hung_member_is_left_behind() {
         Err(StoreError::Unreachable(_)) => {}
         other => panic!("a call to a frozen member should time out, got {other:?}"),
     }
-    assert!(t.elapsed() < call_timeout + Duration::from_millis(300));
+    assert!(t.elapsed() < call_timeout + Duration::from_millis(700));
     // If the frozen member led, the others elect a new leader meanwhile ("leader
     // changed" for a moment); after that every call must work.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -118,7 +118,7 @@ async fn killed_member_can_be_restarted() {
         Err(StoreError::Unreachable(_))
     ));
     assert!(
-        t.elapsed() < Duration::from_millis(800),
+        t.elapsed() < Duration::from_millis(1500),
         "{:?}",
         t.elapsed()
     );
