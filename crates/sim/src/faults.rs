@@ -47,6 +47,14 @@ pub enum Fault {
     /// applying a reloaded `synchronous_standby_names` (so commits do not wait for a
     /// newly named standby yet), and a `CHECKPOINT` request waits for it.
     SlowCheckpoint(String, bool),
+    /// The member's data directory is moved away (`mv`, a lazy unmount, a replaced bind
+    /// mount) under its running postmaster, which keeps working on it: the path then
+    /// leads to nothing, and `postmaster.pid` is out of reach of the agent and the
+    /// fence (safety review finding 9).
+    MoveDataDir(String),
+    /// The operator moves it back, if the path is still empty and no postmaster runs on
+    /// it any more (else it stays aside). Also part of `HealAll`.
+    RestoreDataDir(String),
     /// End every fault: resume, restart, heal, clear.
     HealAll,
     /// Scripted schedules: name the member now in `role` (`primary`, `replica`, `sync`
@@ -89,11 +97,13 @@ pub enum Kind {
     Disk,
     /// Long checkpoints (the checkpointer applies reloads late).
     Checkpoint,
+    /// The data directory moved away under the running postmaster.
+    Vanish,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::AgentKill,
         Kind::AgentFreeze,
         Kind::Fence,
@@ -103,6 +113,7 @@ impl Kind {
         Kind::Receiver,
         Kind::Disk,
         Kind::Checkpoint,
+        Kind::Vanish,
     ];
 
     /// Parse a `--faults` word.
@@ -119,6 +130,7 @@ impl Kind {
             "receiver" => vec![Kind::Receiver],
             "disk" => vec![Kind::Disk],
             "checkpoint" => vec![Kind::Checkpoint],
+            "vanish" => vec![Kind::Vanish],
             _ => return None,
         })
     }
@@ -162,16 +174,87 @@ pub fn schedule(
             });
         }
     }
+    let vanish = kinds.contains(&Kind::Vanish);
+    let vanish_rng = Rng::new(rng.clone().next_u64() ^ 0x7A41_5809);
     let kinds: Vec<Kind> = kinds
         .iter()
         .copied()
-        .filter(|k| *k != Kind::Checkpoint)
+        .filter(|k| !matches!(k, Kind::Checkpoint | Kind::Vanish))
         .collect();
     let kinds = &kinds[..];
-    if kinds.is_empty() {
-        steps.sort_by_key(|s| s.at_ms);
-        return steps;
+    if !kinds.is_empty() {
+        other_faults(rng, kinds, members, from_ms, to_ms, &mut steps);
     }
+    if vanish {
+        move_data_dir(vanish_rng, members, from_ms, to_ms, &mut steps);
+    }
+    steps.sort_by_key(|s| s.at_ms);
+    steps
+}
+
+/// How long a moved data directory leaves its host without a working fence, at most:
+/// the fence finds the postmaster through `postmaster.pid` at the path, so only the
+/// agent (within a cycle) can stop it.
+const VANISH_FENCELESS_MS: u64 = 5000;
+
+/// Long agent faults last up to this long (see `other_faults`).
+const LONGEST_FAULT_MS: u64 = 15_000;
+
+/// Drawn from a generator of its own (as long checkpoints are), so that the schedules
+/// of the other kinds are as they were: in one run of four, one member's data directory
+/// moves away. Like a dead fence, that leaves only the agent to stop the postmaster, so
+/// it is placed where no agent or fence fault of that member is near (the fault model:
+/// one of the two at a time).
+fn move_data_dir(mut r: Rng, members: &[String], from_ms: u64, to_ms: u64, steps: &mut Vec<Step>) {
+    if !r.chance(25) {
+        return;
+    }
+    for _ in 0..20 {
+        let m = r.pick(members).clone();
+        let t = r.range(from_ms, to_ms);
+        let near = steps.iter().any(|s| {
+            disables_agent_or_fence(&s.fault, &m)
+                && s.at_ms + LONGEST_FAULT_MS + 1000 > t
+                && s.at_ms < t + VANISH_FENCELESS_MS + 1000
+        });
+        if !near {
+            let back = t + r.range(2000, 20_000);
+            steps.push(Step {
+                at_ms: t,
+                fault: Fault::MoveDataDir(m.clone()),
+            });
+            steps.push(Step {
+                at_ms: back,
+                fault: Fault::RestoreDataDir(m),
+            });
+            return;
+        }
+    }
+}
+
+/// Whether `f` kills, freezes or restarts member `m`'s agent or fence.
+fn disables_agent_or_fence(f: &Fault, m: &str) -> bool {
+    match f {
+        Fault::KillAgent(x)
+        | Fault::StartAgent(x)
+        | Fault::FreezeAgent(x)
+        | Fault::ResumeAgent(x)
+        | Fault::KillFence(x)
+        | Fault::FreezeFence(x)
+        | Fault::ResumeFence(x) => x == m,
+        _ => false,
+    }
+}
+
+/// The kinds other than long checkpoints and moved data directories.
+fn other_faults(
+    rng: &mut Rng,
+    kinds: &[Kind],
+    members: &[String],
+    from_ms: u64,
+    to_ms: u64,
+    steps: &mut Vec<Step>,
+) {
     // Per member: until when its agent, or its fence, is disabled. Without a watchdog
     // device nothing can stop PostgreSQL when both are, so the schedule never
     // disables both on one host at once (the fault model: one process per host).
@@ -267,11 +350,9 @@ pub fn schedule(
                 add(t, Fault::Eio(m.clone(), true));
                 add(later.min(t + 5000), Fault::Eio(m, false));
             }
-            Kind::Checkpoint => {}
+            Kind::Checkpoint | Kind::Vanish => {}
         }
     }
-    steps.sort_by_key(|s| s.at_ms);
-    steps
 }
 
 #[cfg(test)]
@@ -306,7 +387,8 @@ mod tests {
                     | Fault::ResumeAgent(m)
                     | Fault::KillFence(m)
                     | Fault::FreezeFence(m)
-                    | Fault::ResumeFence(m) => m.as_str(),
+                    | Fault::ResumeFence(m)
+                    | Fault::MoveDataDir(m) => m.as_str(),
                     _ => continue,
                 };
                 let h = hosts.entry(m).or_default();
@@ -321,6 +403,8 @@ mod tests {
                     Fault::KillFence(_) => h.fence_dead_until = t + 5000,
                     Fault::FreezeFence(_) => h.fence_frozen = true,
                     Fault::ResumeFence(_) => h.fence_frozen = false,
+                    // The fence cannot find a postmaster whose directory moved away.
+                    Fault::MoveDataDir(_) => h.fence_dead_until = t + VANISH_FENCELESS_MS,
                     _ => {}
                 }
                 let agent_down = h.killed || h.frozen;

@@ -15,7 +15,7 @@ struct Cli {
     /// Replay exactly this seed and print its whole trace.
     #[arg(long)]
     seed: Option<u64>,
-    /// Play one scripted regression schedule (finding1 ... finding5) and print its trace.
+    /// Play one scripted regression schedule (finding1 ... finding5, finding9, finding12) and print its trace.
     #[arg(long)]
     regression: Option<String>,
     /// Run this many seeds (a campaign), starting at --first.

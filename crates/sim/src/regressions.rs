@@ -17,12 +17,14 @@ fn s(x: &str) -> String {
 }
 
 /// Every regression by name.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 11] = [
     "finding1",
     "finding2",
     "finding3",
     "finding4",
     "finding5",
+    "finding9",
+    "finding9-isolated",
     "finding12",
     "restart",
     "s4",
@@ -110,6 +112,31 @@ pub fn options(name: &str) -> Option<Options> {
                 at(22_100, Fault::ResumeReceiver(s("$S"))),
                 at(50_000, Fault::ExpectWritableOtherThan(s("$P"))),
                 at(55_000, Fault::StartAgent(s("$P"))),
+            ],
+        ),
+        // Finding 9: the primary's data directory is moved away under its running
+        // postmaster. The path reads as empty and postmaster.pid is gone, but the
+        // postmaster goes on accepting writes (and the fence cannot find it). The agent
+        // must stop it before it lets the key go; a replica then takes over.
+        "finding9" => (
+            "on",
+            vec![
+                at(20_000, Fault::Bind(s("P"), s("primary"))),
+                at(20_000, Fault::MoveDataDir(s("$P"))),
+                at(50_000, Fault::ExpectWritableOtherThan(s("$P"))),
+            ],
+        ),
+        // Finding 9 while the store is out of reach: every HA cycle fails at the store
+        // read, the fence and the isolation guard look for postmaster.pid at the path.
+        // The agent's check must run before the store read (campaign seed 71000375).
+        "finding9-isolated" => (
+            "off",
+            vec![
+                at(20_000, Fault::Bind(s("P"), s("primary"))),
+                at(20_000, Fault::Isolate(s("$P"))),
+                at(22_000, Fault::MoveDataDir(s("$P"))),
+                at(40_000, Fault::ExpectWritableOtherThan(s("$P"))),
+                at(42_000, Fault::Rejoin(s("$P"))),
             ],
         ),
         // Finding 12 (the checkpointer lag): synchronous mode on; both standbys go down,

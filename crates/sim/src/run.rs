@@ -332,6 +332,8 @@ fn resolved(labels: &Labels, f: &Fault) -> Fault {
         Fault::StartFails(m, on) => Fault::StartFails(r(m), *on),
         Fault::HangSql(m, on) => Fault::HangSql(r(m), *on),
         Fault::SlowCheckpoint(m, on) => Fault::SlowCheckpoint(r(m), *on),
+        Fault::MoveDataDir(m) => Fault::MoveDataDir(r(m)),
+        Fault::RestoreDataDir(m) => Fault::RestoreDataDir(r(m)),
         Fault::BulkWal(m, n) => Fault::BulkWal(r(m), *n),
         Fault::OperatorFailover(m) => Fault::OperatorFailover(r(m)),
         other => other.clone(),
@@ -544,6 +546,43 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
                 ),
             );
         }
+        Fault::MoveDataDir(m) => {
+            let mut w = lock(world);
+            let id = w.id();
+            let now = w.now_ms();
+            let Some(h) = w.hosts.get_mut(m) else { return };
+            // Not modelled: a move while `pg_ctl start` runs (the agent never learns
+            // the new postmaster's pid). The operator moves a directory that has run
+            // for a while; a move drawn in the first second after a start is skipped.
+            if h.pm.as_ref().is_some_and(|p| now < p.started_ms + 1000) {
+                w.note(
+                    m,
+                    "[fault] data directory move skipped: PostgreSQL is starting",
+                );
+                return;
+            }
+            let to = h.data_dir.with_extension(format!("moved-{id}"));
+            let Some(d) = h.dirs.remove(&h.data_dir) else {
+                return;
+            };
+            h.dirs.insert(to.clone(), d);
+            if let Some(pm) = h.pm.as_mut().filter(|p| p.dir == h.data_dir) {
+                pm.dir = to.clone();
+            }
+            let running = h.pm.as_ref().map(|p| p.pid);
+            let from = h.data_dir.display().to_string();
+            w.note(
+                m,
+                format!(
+                    "[fault] data directory {from} moved to {}{}",
+                    to.display(),
+                    running
+                        .map(|p| format!(" under running postmaster {p}"))
+                        .unwrap_or_default()
+                ),
+            );
+        }
+        Fault::RestoreDataDir(m) => restore_data_dir(&mut lock(world), m),
         Fault::SlowCheckpoint(m, on) => {
             let mut w = lock(world);
             if let Some(h) = w.hosts.get_mut(m) {
@@ -608,6 +647,7 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
                 let hosts: Vec<String> = w.hosts.keys().cloned().collect();
                 for h in &hosts {
                     crate::pg::model::checkpointer_reload(&mut w, h);
+                    restore_data_dir(&mut w, h);
                 }
                 w.note("world", "[fault] every fault repaired");
             }
@@ -618,6 +658,37 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
                 procs.start(world, n);
             }
         }
+    }
+}
+
+/// Move member `m`'s data directory back from where `MoveDataDir` put it, if its path
+/// is still empty and no postmaster runs on it.
+fn restore_data_dir(w: &mut crate::world::World, m: &str) {
+    let Some(h) = w.hosts.get_mut(m) else { return };
+    if h.dirs.contains_key(&h.data_dir) {
+        return;
+    }
+    let prefix = format!("{}.moved-", h.data_dir.display());
+    let busy = h.pm.as_ref().map(|p| p.dir.clone());
+    let Some(moved) = h
+        .dirs
+        .keys()
+        .filter(|d| d.display().to_string().starts_with(&prefix))
+        .rfind(|d| busy.as_ref() != Some(*d))
+        .cloned()
+    else {
+        return;
+    };
+    if let Some(d) = h.dirs.remove(&moved) {
+        h.dirs.insert(h.data_dir.clone(), d);
+        let to = h.data_dir.display().to_string();
+        w.note(
+            m,
+            format!(
+                "[fault] data directory {} moved back to {to}",
+                moved.display()
+            ),
+        );
     }
 }
 

@@ -25,6 +25,11 @@ pub fn lock(w: &Shared) -> MutexGuard<'_, World> {
 pub struct Postmaster {
     /// Process id (unique in the simulation).
     pub pid: u32,
+    /// The data directory it runs on (its working directory: it keeps it when the
+    /// directory is moved away from the configured path).
+    pub dir: PathBuf,
+    /// When it started (ms of simulated time).
+    pub started_ms: u64,
     /// Started as (and still) a standby.
     pub in_recovery: bool,
     /// `synchronous_standby_names` in effect (read at start and reload).
@@ -116,14 +121,32 @@ impl Host {
         self.pm.as_ref().is_some_and(|p| !p.in_recovery)
     }
 
-    /// The data directory, when present.
+    /// The directory PostgreSQL works on: the running postmaster's (wherever it was
+    /// moved), else the one at the configured path.
     pub fn data(&self) -> Option<&DataDir> {
+        let dir = self.pm.as_ref().map_or(&self.data_dir, |p| &p.dir);
+        self.dirs.get(dir)
+    }
+
+    /// [`Host::data`], to change.
+    pub fn data_mut(&mut self) -> Option<&mut DataDir> {
+        let dir = self.pm.as_ref().map_or(&self.data_dir, |p| &p.dir);
+        self.dirs.get_mut(dir)
+    }
+
+    /// What the configured path leads to (what the agent's file operations see).
+    pub fn path_data(&self) -> Option<&DataDir> {
         self.dirs.get(&self.data_dir)
     }
 
-    /// The data directory, when present.
-    pub fn data_mut(&mut self) -> Option<&mut DataDir> {
+    /// [`Host::path_data`], to change.
+    pub fn path_data_mut(&mut self) -> Option<&mut DataDir> {
         self.dirs.get_mut(&self.data_dir)
+    }
+
+    /// The postmaster runs on a directory the configured path no longer leads to.
+    pub fn pm_moved(&self) -> bool {
+        self.pm.as_ref().is_some_and(|p| p.dir != self.data_dir)
     }
 }
 

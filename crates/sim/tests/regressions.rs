@@ -88,6 +88,21 @@ fn a_timeline_cut_off_before_it_was_recorded_is_not_reused() {
     passes("s6");
 }
 
+/// Safety review finding 9: a data directory moved away under its running primary.
+/// Without the agent's check (`agent/vanished.rs`): "two writable primaries: node… became
+/// writable while node… accepts writes".
+#[test]
+fn finding9_a_moved_data_directory_leaves_no_writable_postmaster_behind() {
+    passes("finding9");
+}
+
+/// Finding 9 with the primary cut off from the store. Before the check ran ahead of the
+/// store read: "two writable primaries: node… became writable while node… accepts writes".
+#[test]
+fn finding9_a_moved_data_directory_is_stopped_during_a_store_outage_too() {
+    passes("finding9-isolated");
+}
+
 /// Safety review finding 12: no standby is listed in the sync key before the
 /// checkpointer applied the setting that makes commits wait for it.
 #[test]

@@ -245,7 +245,7 @@ impl Agent {
 
     /// Start PostgreSQL, first killing server processes left by a dead postmaster (they
     /// would hold the old shared memory and make the start fail).
-    pub(super) async fn start_pg(&self, timeout: Duration) -> pgbaton_postgres::Result<bool> {
+    pub(super) async fn start_pg(&mut self, timeout: Duration) -> pgbaton_postgres::Result<bool> {
         let killed = self.pg.kill_orphans(Duration::from_secs(5)).await;
         if killed > 0 {
             tracing::info!("killed {killed} server processes left by a dead postmaster");
@@ -253,7 +253,13 @@ impl Agent {
         if self.pg.clear_stale_pid_file()? {
             tracing::info!("removed the postmaster.pid of a dead postmaster");
         }
-        self.pg.start(timeout).await
+        let started = self.pg.start(timeout).await;
+        // Remember the new postmaster at once: should its data directory move away
+        // before the next observation, it must still be found and stopped.
+        if let Ok(Some(info)) = self.pg.status() {
+            self.postmaster_seen = super::vanished::Seen::of(self.pg.as_ref(), info.pid);
+        }
+        started
     }
 
     pub(super) fn sql(&self) -> anyhow::Result<&dyn PgSql> {

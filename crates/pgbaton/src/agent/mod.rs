@@ -483,6 +483,11 @@ impl Agent {
         // Before anything that can fail: a dead fence is replaced even while the store
         // is unreachable, which is exactly when it matters (safety review finding 3).
         self.ensure_fence().await;
+        // So is a postmaster whose data directory moved away (the fence and the
+        // backstops find the postmaster through the path, so only this check can).
+        if let Ok(status) = self.pg.status() {
+            self.stop_vanished_postmaster(status.as_ref()).await?;
+        }
         let read_sent = self.clock.boot();
         let snap = match self.store.snapshot().await {
             Ok(snap) => snap,

@@ -19,6 +19,42 @@ pub struct LocalView {
 }
 
 impl Agent {
+    /// Stop the postmaster this agent last saw when the data directory no longer leads
+    /// to it (`status`: what the path shows now) before anything is decided from
+    /// "PostgreSQL is stopped" (safety review finding 9). Purely local: the HA cycle runs
+    /// it before it reads the store too, so that a store outage cannot delay it.
+    pub(super) async fn stop_vanished_postmaster(
+        &mut self,
+        status: Option<&pgbaton_postgres::PostmasterInfo>,
+    ) -> anyhow::Result<()> {
+        if let Some(info) = status {
+            self.postmaster_seen = super::vanished::Seen::of(self.pg.as_ref(), info.pid);
+            return Ok(());
+        }
+        let Some(seen) = self.postmaster_seen.filter(|s| s.alive(self.pg.as_ref())) else {
+            self.postmaster_seen = None;
+            return Ok(());
+        };
+        // The path no longer leads to the postmaster this agent saw, yet it runs.
+        tracing::error!(
+            postmaster = seen.pid(),
+            "the data directory {} no longer leads to the running postmaster (moved, \
+             unmounted or replaced?): stopping it so that it cannot accept writes",
+            self.pg.data_dir().display()
+        );
+        if !seen
+            .stop(self.pg.as_ref(), std::time::Duration::from_secs(10))
+            .await
+        {
+            anyhow::bail!(
+                "postmaster {} keeps running although its data directory vanished",
+                seen.pid()
+            );
+        }
+        self.postmaster_seen = None;
+        Ok(())
+    }
+
     /// Look at the data directory and, if PostgreSQL runs, ask it about itself. With
     /// `scan_wal`, a data directory that was not shut down cleanly has its WAL read to
     /// the end (once per stop), so that it can follow a new primary without pg_rewind.
@@ -37,30 +73,7 @@ impl Agent {
             DataDirState::NotAPostgresDir { .. } => DataDir::Foreign,
         };
         let status = self.pg.status()?;
-        if let Some(info) = &status {
-            self.postmaster_seen = super::vanished::Seen::of(self.pg.as_ref(), info.pid);
-        } else if let Some(seen) = self.postmaster_seen.filter(|s| s.alive(self.pg.as_ref())) {
-            // The path no longer leads to the postmaster this agent saw, yet it runs:
-            // stop it before anything is decided from "PostgreSQL is stopped".
-            tracing::error!(
-                postmaster = seen.pid(),
-                "the data directory {} no longer leads to the running postmaster (moved, \
-                 unmounted or replaced?): stopping it so that it cannot accept writes",
-                self.pg.data_dir().display()
-            );
-            if !seen
-                .stop(self.pg.as_ref(), std::time::Duration::from_secs(10))
-                .await
-            {
-                anyhow::bail!(
-                    "postmaster {} keeps running although its data directory vanished",
-                    seen.pid()
-                );
-            }
-            self.postmaster_seen = None;
-        } else {
-            self.postmaster_seen = None;
-        }
+        self.stop_vanished_postmaster(status.as_ref()).await?;
         let mut view = LocalView::default();
         view.core.data = data;
         view.core.unrecorded_initdb = self

@@ -72,7 +72,7 @@ impl Pg for SimPg {
         if h.eio {
             return Err(eio("list data directory", &self.data_dir));
         }
-        Ok(match h.data() {
+        Ok(match h.path_data() {
             None => DataDirState::Missing,
             Some(d) => DataDirState::Initialized {
                 standby_signal: d.standby_signal,
@@ -89,7 +89,7 @@ impl Pg for SimPg {
             return Err(eio("run pg_controldata on", &self.data_dir));
         }
         let d = h
-            .data()
+            .path_data()
             .ok_or_else(|| fail("pg_controldata", "no data directory"))?;
         let (ck, ck_tli) = d.last_checkpoint();
         let in_recovery = matches!(
@@ -120,6 +120,11 @@ impl Pg for SimPg {
         let h = &w.hosts[&self.host];
         if h.eio {
             return Err(eio("read postmaster.pid in", &self.data_dir));
+        }
+        // postmaster.pid is in the directory the postmaster runs on: a moved one is
+        // out of reach of the path.
+        if h.pm_moved() {
+            return Ok(None);
         }
         Ok(h.pm.as_ref().map(|p| PostmasterInfo {
             pid: p.pid,
@@ -159,7 +164,7 @@ impl Pg for SimPg {
             return Err(eio("write pgbaton.conf in", &self.data_dir));
         }
         let d = h
-            .data_mut()
+            .path_data_mut()
             .ok_or_else(|| fail("write config", "the data directory is missing"))?;
         let conf = wal::DirConf {
             ssn: settings
@@ -179,7 +184,7 @@ impl Pg for SimPg {
         let d = w
             .hosts
             .get_mut(&self.host)
-            .and_then(|h| h.data_mut())
+            .and_then(|h| h.path_data_mut())
             .ok_or_else(|| fail("standby.signal", "the data directory is missing"))?;
         let changed = d.standby_signal != standby;
         d.standby_signal = standby;
@@ -253,7 +258,7 @@ impl Pg for SimPg {
     fn timeline_switch_point(&self, tli: u32) -> Result<Option<Lsn>> {
         let w = lock(&self.world);
         Ok(w.hosts[&self.host]
-            .data()
+            .path_data()
             .and_then(|d| d.histories.get(&tli))
             .and_then(|h| h.last())
             .map(|(_, l)| Lsn(*l)))
@@ -264,7 +269,7 @@ impl Pg for SimPg {
         if h.eio {
             return Err(eio("list", &self.data_dir));
         }
-        Ok(h.data()
+        Ok(h.path_data()
             .and_then(|d| d.histories.keys().max().copied())
             .unwrap_or(1))
     }
@@ -278,7 +283,7 @@ impl Pg for SimPg {
             return Err(eio("write a history file in", &self.data_dir));
         }
         let d = h
-            .data_mut()
+            .path_data_mut()
             .ok_or_else(|| fail("write", "no data directory"))?;
         // A history file that holds only a comment: no parent timelines.
         if d.histories.contains_key(&tli) {
@@ -299,7 +304,7 @@ impl Pg for SimPg {
             return Err(eio("run pg_waldump on", &self.data_dir));
         }
         let d = h
-            .data()
+            .path_data()
             .ok_or_else(|| fail("pg_waldump", "no data directory"))?;
         // As the real one: WAL or a history file of a newer timeline makes the end
         // unknown; otherwise crash recovery ends after the last record.
@@ -403,6 +408,10 @@ impl Pg for SimPg {
         Ok(())
     }
     fn postmaster_pid(&self) -> std::result::Result<Option<i32>, pgbaton::fence::FenceError> {
+        // Read from postmaster.pid at the path, as the real one.
+        if lock(&self.world).hosts[&self.host].pm_moved() {
+            return Ok(None);
+        }
         Ok(self.pm_pid())
     }
     fn process_start(&self, pid: i32) -> Option<u64> {
@@ -431,6 +440,10 @@ impl Pg for SimPg {
         }
         let d = h.dirs.remove(from).ok_or(std::io::ErrorKind::NotFound)?;
         h.dirs.insert(to.to_path_buf(), d);
+        // A running postmaster keeps working on its directory wherever it goes.
+        if let Some(pm) = h.pm.as_mut().filter(|p| p.dir == from) {
+            pm.dir = to.to_path_buf();
+        }
         w.note(
             &self.host,
             format!("[fs] moved {} to {}", from.display(), to.display()),

@@ -12,7 +12,13 @@ use tokio::time::Instant;
 /// Start the server on `host` (`Ok(false)`: it already runs).
 pub fn start(w: &mut World, host: &str) -> Result<bool, String> {
     let pid = w.id() as u32;
+    let now_ms = w.now_ms();
     let h = w.hosts.get_mut(host).ok_or("no such host")?;
+    if h.pm_moved() {
+        // pg_ctl finds no postmaster.pid at the path, but the moved postmaster still
+        // holds the port.
+        return Err("could not bind to port 5432: Address already in use".into());
+    }
     if h.pm.is_some() {
         return Ok(false);
     }
@@ -41,8 +47,12 @@ pub fn start(w: &mut World, host: &str) -> Result<bool, String> {
         None
     };
     let h = w.hosts.get_mut(host).ok_or("no such host")?;
+    let dir = h.data_dir.clone();
+    let started_ms = now_ms;
     h.pm = Some(Postmaster {
         pid,
+        dir,
+        started_ms,
         in_recovery: standby,
         sync_defined: !ssn.is_empty(),
         reload_pending: false,
@@ -439,7 +449,8 @@ pub fn tick(w: &mut World) {
             continue;
         };
         let boot = now + h.boot_offset;
-        let running = h.pm.is_some();
+        // The fence finds the postmaster through postmaster.pid at the configured path.
+        let running = h.pm.is_some() && !h.pm_moved();
         let mut fire = false;
         for f in h.fences.iter_mut() {
             if f.alive && !f.frozen && running {
