@@ -835,7 +835,24 @@ fn failover(obs: &Observation) -> Plan {
                 }
                 election.ranking = ranking;
             }
-            Err(why) => return Plan::idle(why),
+            Err(why) => {
+                // "Not yet" while a listed standby may still report (an operator reads
+                // this line first in an incident).
+                let waiting: Vec<&str> = election
+                    .pending
+                    .iter()
+                    .filter(|p| key.is_some_and(|k| k.lists(p)))
+                    .map(String::as_str)
+                    .collect();
+                if waiting.is_empty() {
+                    return Plan::idle(why);
+                }
+                return Plan::idle(format!(
+                    "no failover yet: waiting for reports from {} (synchronous standbys \
+                     whose last status predates the loss of the primary)",
+                    waiting.join(", ")
+                ));
+            }
         }
     }
     if obs.tags.nofailover {

@@ -154,3 +154,23 @@ fn a_leader_key_holder_the_sync_key_does_not_name_lets_go() {
     let plan = crate::decide(&o);
     assert_eq!(plan.actions, vec![Action::ReleaseLeader], "{}", plan.reason);
 }
+
+/// Issue 14 item 7: while a listed synchronous standby has not reported since the
+/// primary was lost, the reason is "not yet", never "no synchronous standby is
+/// running" (seen in the simulator 50 ms before that very standby was promoted).
+#[test]
+fn a_listed_standby_that_has_not_reported_yet_is_waited_for_not_written_off() {
+    let mut o = obs("b", &["a"], false);
+    o.now_ms = 5_100;
+    if let Some(a) = o.cluster.members.get_mut("a") {
+        a.updated_ms = 1_000;
+    }
+    let plan = crate::decide(&o);
+    assert!(plan.actions.is_empty(), "{plan:?}");
+    assert!(
+        plan.reason
+            .starts_with("no failover yet: waiting for reports from a"),
+        "{}",
+        plan.reason
+    );
+}
