@@ -561,7 +561,7 @@ fn apply(world: &Shared, procs: &mut Procs, f: &Fault) {
                 );
                 return;
             }
-            let to = h.data_dir.with_extension(format!("moved-{id}"));
+            let to = h.moved_dir(id);
             let Some(d) = h.dirs.remove(&h.data_dir) else {
                 return;
             };
@@ -668,12 +668,11 @@ fn restore_data_dir(w: &mut crate::world::World, m: &str) {
     if h.dirs.contains_key(&h.data_dir) {
         return;
     }
-    let prefix = format!("{}.moved-", h.data_dir.display());
     let busy = h.pm.as_ref().map(|p| p.dir.clone());
     let Some(moved) = h
         .dirs
         .keys()
-        .filter(|d| d.display().to_string().starts_with(&prefix))
+        .filter(|d| h.is_moved_dir(d))
         .rfind(|d| busy.as_ref() != Some(*d))
         .cloned()
     else {

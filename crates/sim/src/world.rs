@@ -144,6 +144,20 @@ impl Host {
         self.dirs.get_mut(&self.data_dir)
     }
 
+    /// Where `MoveDataDir` number `id` puts the data directory (a sibling).
+    pub fn moved_dir(&self, id: u64) -> PathBuf {
+        PathBuf::from(format!("{}{id}", self.moved_prefix()))
+    }
+
+    /// Whether `dir` is one of the places `MoveDataDir` put the data directory.
+    pub fn is_moved_dir(&self, dir: &std::path::Path) -> bool {
+        dir.display().to_string().starts_with(&self.moved_prefix())
+    }
+
+    fn moved_prefix(&self) -> String {
+        format!("{}.moved-", self.data_dir.display())
+    }
+
     /// The postmaster runs on a directory the configured path no longer leads to.
     pub fn pm_moved(&self) -> bool {
         self.pm.as_ref().is_some_and(|p| p.dir != self.data_dir)
