@@ -72,6 +72,9 @@ async fn scribble(s: &LocalStore) {
         s.put("seq", &i.to_string(), None, Expect::Any)
             .await
             .unwrap();
+        // The lock is not fair: without a pause longer than a waiter's 2 ms retry, the
+        // test's own reads could be starved while fsync is slow (seen beside a build).
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
